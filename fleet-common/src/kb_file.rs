@@ -1,0 +1,255 @@
+//! `kb.db`: the SQLite knowledge base, its schema and its check.
+//!
+//! The schema is pgEdge's (`chunks`, `source_files`) plus two additions of
+//! ours: `chunks_fts`, an external-content FTS5 index over the chunks, and
+//! `kb_meta(key, value)` (schema version, build id, built_at). A pgEdge file
+//! without the additions is still accepted; [`KbInfo::has_fts`] tells the
+//! server to index it itself.
+//!
+//! Knowledge bases are opened read-only and immutable: publishers replace the
+//! file by renaming a new one over it, so an open handle's inode never changes.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::{Error, Result};
+
+/// Version of the additions this crate writes into `kb_meta`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Columns of `chunks` that search reads; any file without them is refused.
+pub const REQUIRED_COLUMNS: [&str; 7] = [
+    "id",
+    "text",
+    "title",
+    "section",
+    "project_name",
+    "project_version",
+    "file_path",
+];
+
+/// DDL for a new knowledge base: pgEdge's tables, then ours.
+pub const CREATE_SCHEMA: &str = "
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY,
+    text TEXT NOT NULL,
+    title TEXT,
+    section TEXT,
+    project_name TEXT NOT NULL,
+    project_version TEXT NOT NULL,
+    file_path TEXT,
+    source_file_checksum TEXT,
+    openai_embedding BLOB,
+    voyage_embedding BLOB,
+    ollama_embedding BLOB,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX idx_chunks_project ON chunks(project_name, project_version);
+CREATE TABLE source_files (
+    checksum TEXT PRIMARY KEY,
+    file_path TEXT NOT NULL,
+    project_name TEXT NOT NULL,
+    project_version TEXT NOT NULL,
+    doc_type TEXT,
+    num_chunks INTEGER,
+    processed_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+);
+CREATE TABLE kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+/// The FTS5 index over `chunks`, created in `schema` (`main` for our own files,
+/// a side database for pgEdge files). Columns: title, section, text.
+pub fn create_fts_sql(schema: &str, content: &str) -> String {
+    format!(
+        "CREATE VIRTUAL TABLE {schema}.chunks_fts USING fts5(\
+         title, section, text, content='{content}', content_rowid='id', \
+         tokenize='porter unicode61 remove_diacritics 2');"
+    )
+}
+
+/// What a knowledge base holds, read from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KbInfo {
+    pub chunk_count: u64,
+    pub has_fts: bool,
+    pub schema_version: Option<i64>,
+    pub build_id: Option<String>,
+    pub built_at: Option<String>,
+}
+
+/// Open a knowledge base read-only and immutable.
+pub fn open_read_only(path: &Path) -> Result<Connection> {
+    let uri = format!("file:{}?mode=ro&immutable=1", uri_path(path));
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    Ok(conn)
+}
+
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for b in path.to_string_lossy().bytes() {
+        match b {
+            b'?' | b'#' | b'%' => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(b as char),
+        }
+    }
+    out
+}
+
+/// Check a knowledge base file completely: SQLite header, `quick_check`, and
+/// the schema. This is the check run before a KB is published or loaded.
+pub fn verify(path: &Path) -> Result<KbInfo> {
+    let head = read_header(path)?;
+    if !head.starts_with(b"SQLite format 3\0") {
+        return Err(Error::invalid("kb.db", "not an SQLite database"));
+    }
+    let conn = open_read_only(path)?;
+    let result: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if result != "ok" {
+        return Err(Error::invalid(
+            "kb.db",
+            format!("quick_check failed: {result}"),
+        ));
+    }
+    inspect(&conn)
+}
+
+fn read_header(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; 100];
+    let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Read the schema and metadata of an open knowledge base (no page check).
+pub fn inspect(conn: &Connection) -> Result<KbInfo> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('chunks')")?;
+    let columns: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if columns.is_empty() {
+        return Err(Error::invalid("kb.db", "no `chunks` table"));
+    }
+    let missing: Vec<&str> = REQUIRED_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !columns.iter().any(|have| have == c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::invalid(
+            "kb.db",
+            format!("`chunks` lacks column(s): {}", missing.join(", ")),
+        ));
+    }
+    let chunk_count: i64 = conn.query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))?;
+    let table_exists = |name: &str| -> Result<bool> {
+        Ok(conn.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = ?1",
+            [name],
+            |r| r.get::<_, i64>(0),
+        )? > 0)
+    };
+    let has_fts = table_exists("chunks_fts")?;
+    if has_fts {
+        // Proves the index is readable and its tokenizer is available.
+        conn.prepare("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'verify' LIMIT 1")?
+            .exists([])?;
+    }
+    let (mut schema_version, mut build_id, mut built_at) = (None, None, None);
+    if table_exists("kb_meta")? {
+        let mut stmt = conn.prepare("SELECT key, value FROM kb_meta")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (k, v) = row?;
+            match k.as_str() {
+                "schema_version" => schema_version = v.parse().ok(),
+                "build_id" => build_id = Some(v),
+                "built_at" => built_at = Some(v),
+                _ => {}
+            }
+        }
+        if schema_version.is_some_and(|v| v > SCHEMA_VERSION) {
+            return Err(Error::invalid(
+                "kb.db",
+                format!(
+                    "schema_version {schema_version:?} is newer than this build understands ({SCHEMA_VERSION})"
+                ),
+            ));
+        }
+    }
+    Ok(KbInfo {
+        chunk_count: chunk_count.max(0) as u64,
+        has_fts,
+        schema_version,
+        build_id,
+        built_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pgedge_kb(path: &Path) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(CREATE_SCHEMA).unwrap();
+        c.execute_batch("DROP TABLE kb_meta; INSERT INTO chunks(text,title,section,project_name,project_version,file_path) VALUES ('hello world','T','S','pg','17','a.md');").unwrap();
+    }
+
+    #[test]
+    fn pgedge_schema_verifies_without_our_additions() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kb?#.db");
+        pgedge_kb(&p);
+        let info = verify(&p).unwrap();
+        assert_eq!(info.chunk_count, 1);
+        assert!(!info.has_fts);
+        assert_eq!(info.build_id, None);
+    }
+
+    #[test]
+    fn garbage_and_wrong_schema_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, b"definitely not sqlite").unwrap();
+        assert!(
+            verify(&junk)
+                .unwrap_err()
+                .to_string()
+                .contains("not an SQLite database")
+        );
+        let other = dir.path().join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE chunks(id INTEGER, text TEXT);")
+            .unwrap();
+        let err = verify(&other).unwrap_err().to_string();
+        assert!(err.contains("lacks column"), "{err}");
+    }
+
+    #[test]
+    fn truncated_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kb.db");
+        pgedge_kb(&p);
+        let c = Connection::open(&p).unwrap();
+        for i in 0..2000 {
+            c.execute(
+                "INSERT INTO chunks(text,project_name,project_version) VALUES (?1,'p','1')",
+                [format!("chunk number {i} with some words")],
+            )
+            .unwrap();
+        }
+        drop(c);
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(verify(&p).is_err());
+    }
+}

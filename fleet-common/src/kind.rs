@@ -1,0 +1,107 @@
+//! The kinds of file the fleet publishes, and the one check each must pass.
+//!
+//! `kb-init` and `kb-sync-sidecar` call [`verify`] before publishing; the
+//! server loads files through the same parsers, so the two cannot disagree.
+
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// What a published file is, which decides how it is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    Kb,
+    Tokens,
+    Users,
+    SessionKey,
+    /// Published as is; only a pinned sha256 is checked.
+    Raw,
+}
+
+impl FileKind {
+    /// The kind a file name implies (`kb.db` → kb, `tokens.yaml` → tokens, ...).
+    pub fn from_name(name: &str) -> FileKind {
+        let base = Path::new(name)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(name);
+        match base {
+            b if b.ends_with(".db") || b.ends_with(".sqlite") => FileKind::Kb,
+            "tokens.yaml" | "tokens.yml" => FileKind::Tokens,
+            "users.yaml" | "users.yml" => FileKind::Users,
+            "session.key" => FileKind::SessionKey,
+            _ => FileKind::Raw,
+        }
+    }
+
+    /// Whether the file holds a secret, and so is published readable by
+    /// owner and group only.
+    pub fn is_secret(self) -> bool {
+        matches!(
+            self,
+            FileKind::SessionKey | FileKind::Tokens | FileKind::Users
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Kb => "kb",
+            FileKind::Tokens => "tokens",
+            FileKind::Users => "users",
+            FileKind::SessionKey => "session-key",
+            FileKind::Raw => "raw",
+        }
+    }
+}
+
+impl std::str::FromStr for FileKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "kb" => FileKind::Kb,
+            "tokens" => FileKind::Tokens,
+            "users" => FileKind::Users,
+            "session-key" => FileKind::SessionKey,
+            "raw" => FileKind::Raw,
+            other => {
+                return Err(format!(
+                    "unknown kind {other:?} (kb, tokens, users, session-key, raw)"
+                ));
+            }
+        })
+    }
+}
+
+/// Verify the file at `path` as `kind`; returns a one-line summary such as
+/// `"3 tokens"` for logs. A pinned sha256 is checked by the caller, which
+/// hashes while it downloads.
+pub fn verify(kind: FileKind, path: &Path) -> Result<String> {
+    let read = || std::fs::read(path).map_err(|e| Error::io(path, e));
+    Ok(match kind {
+        FileKind::Kb => {
+            let info = crate::kb_file::verify(path)?;
+            format!("{} chunks", info.chunk_count)
+        }
+        FileKind::Tokens => format!("{} tokens", crate::tokens::parse(&read()?)?.len()),
+        FileKind::Users => format!("{} users", crate::users::parse(&read()?)?.len()),
+        FileKind::SessionKey => format!("{} keys", crate::session_key::parse(&read()?)?.len()),
+        FileKind::Raw => "raw file".to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_from_name() {
+        assert_eq!(FileKind::from_name("kb.db"), FileKind::Kb);
+        assert_eq!(FileKind::from_name("sub/tokens.yaml"), FileKind::Tokens);
+        assert_eq!(FileKind::from_name("users.yml"), FileKind::Users);
+        assert_eq!(FileKind::from_name("session.key"), FileKind::SessionKey);
+        assert_eq!(FileKind::from_name("notes.txt"), FileKind::Raw);
+        assert_eq!("session-key".parse::<FileKind>(), Ok(FileKind::SessionKey));
+        assert!("nope".parse::<FileKind>().is_err());
+    }
+}

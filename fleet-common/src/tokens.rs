@@ -1,0 +1,274 @@
+//! `tokens.yaml`: API bearer tokens, stored only as SHA-256 hashes.
+//!
+//! Two shapes load, both as pgEdge Postgres MCP Server writes or documents them:
+//!
+//! ```yaml
+//! tokens:                       # map form (pgEdge's own token store)
+//!   token-1734000000:
+//!     hash: 9f86d0...           # hex SHA-256 of the bearer token
+//!     expires_at: null          # or RFC 3339
+//!     annotation: CI
+//!     database: prod            # optional binding to a configured database
+//! ```
+//! ```yaml
+//! tokens:                       # list form
+//!   - token: 9f86d0...          # `hash:` is a synonym
+//!     name: api-client
+//! ```
+//! Unknown fields are ignored. Two entries with the same hash are an error:
+//! the file would be ambiguous about expiry and database binding.
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::{Error, Result};
+
+const FILE: &str = "tokens.yaml";
+
+/// One API token as the server needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenEntry {
+    /// The map key, or the list entry's `name` (or `token-<n>` if it has none).
+    pub id: String,
+    /// SHA-256 of the bearer token.
+    pub hash: [u8; 32],
+    pub expires_at: Option<OffsetDateTime>,
+    pub annotation: Option<String>,
+    /// Name of the database this token is bound to, if any.
+    pub database: Option<String>,
+}
+
+impl TokenEntry {
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEntry {
+    #[serde(default)]
+    hash: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    annotation: Option<String>,
+    #[serde(default)]
+    database: Option<String>,
+}
+
+/// Parse and validate a whole `tokens.yaml`.
+pub fn parse(bytes: &[u8]) -> Result<Vec<TokenEntry>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::parse(FILE, e))?;
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let entries: Vec<(String, RawEntry)> = crate::yaml::entries(FILE, text, "tokens")?
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| {
+            let e: RawEntry = serde_norway::from_value(value)
+                .map_err(|err| Error::parse(FILE, format!("entry {}: {err}", i + 1)))?;
+            let id = key
+                .or_else(|| e.name.clone())
+                .unwrap_or_else(|| format!("token-{i}"));
+            Ok((id, e))
+        })
+        .collect::<Result<_>>()?;
+    let mut seen = HashSet::with_capacity(entries.len());
+    let mut out = Vec::with_capacity(entries.len());
+    for (id, e) in entries {
+        let hex_hash = match (e.hash.as_deref(), e.token.as_deref()) {
+            (Some(h), _) | (None, Some(h)) => h.trim(),
+            (None, None) => {
+                return Err(Error::invalid(FILE, format!("token {id:?} has no hash")));
+            }
+        };
+        let hash = parse_hash(hex_hash)
+            .ok_or_else(|| Error::invalid(FILE, format!("token {id:?}: hash is not 64 hex digits (a SHA-256); store the hash, never the token")))?;
+        if !seen.insert(hash) {
+            return Err(Error::invalid(
+                FILE,
+                format!("token {id:?} repeats the hash of another entry"),
+            ));
+        }
+        let expires_at = match e.expires_at.as_deref().map(str::trim) {
+            None | Some("") | Some("null") | Some("never") => None,
+            Some(s) => Some(OffsetDateTime::parse(s, &Rfc3339).map_err(|err| {
+                Error::invalid(
+                    FILE,
+                    format!("token {id:?}: expires_at {s:?} is not RFC 3339: {err}"),
+                )
+            })?),
+        };
+        out.push(TokenEntry {
+            id,
+            hash,
+            expires_at,
+            annotation: e.annotation,
+            database: e.database.filter(|d| !d.is_empty()),
+        });
+    }
+    Ok(out)
+}
+
+fn parse_hash(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+/// A newly minted token: the secret to show once, and the entry to store.
+pub struct NewToken {
+    pub secret: String,
+    pub id: String,
+    pub hash_hex: String,
+}
+
+/// Mint a token as pgEdge does (32 random bytes, base64url) from caller-supplied
+/// randomness, and name it `token-<unix seconds>`.
+pub fn mint(random: [u8; 32], now: OffsetDateTime) -> NewToken {
+    use base64::Engine;
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
+    NewToken {
+        hash_hex: crate::sha256_hex(secret.as_bytes()),
+        id: format!("token-{}", now.unix_timestamp()),
+        secret,
+    }
+}
+
+/// Add an entry to an existing `tokens.yaml` text (or an empty one), keeping
+/// every other entry and unknown field as it was. Returns the new text, which
+/// has been checked to parse.
+pub fn add_entry(
+    existing: &str,
+    new: &NewToken,
+    annotation: &str,
+    expires_at: Option<OffsetDateTime>,
+    database: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<String> {
+    use serde_norway::{Mapping, Value};
+    let mut doc: Value = if existing.trim().is_empty() {
+        Value::Mapping(Mapping::new())
+    } else {
+        serde_norway::from_str(existing).map_err(|e| Error::parse(FILE, e))?
+    };
+    let root = doc
+        .as_mapping_mut()
+        .ok_or_else(|| Error::invalid(FILE, "top level is not a mapping"))?;
+    let fmt = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+    let mut entry = Mapping::new();
+    entry.insert("hash".into(), new.hash_hex.clone().into());
+    entry.insert(
+        "expires_at".into(),
+        expires_at.map_or(Value::Null, |t| fmt(t).into()),
+    );
+    entry.insert("annotation".into(), annotation.into());
+    entry.insert("created_at".into(), fmt(now).into());
+    if let Some(db) = database {
+        entry.insert("database".into(), db.into());
+    }
+    let tokens = root
+        .entry("tokens".into())
+        .or_insert(Value::Mapping(Mapping::new()));
+    if tokens.is_null() {
+        *tokens = Value::Mapping(Mapping::new());
+    }
+    match tokens {
+        Value::Mapping(map) => {
+            let mut id = new.id.clone();
+            let mut n = 1;
+            while map.contains_key(id.as_str()) {
+                n += 1;
+                id = format!("{}-{n}", new.id);
+            }
+            map.insert(id.into(), Value::Mapping(entry));
+        }
+        Value::Sequence(list) => {
+            entry.insert("name".into(), new.id.clone().into());
+            list.push(Value::Mapping(entry));
+        }
+        _ => return Err(Error::invalid(FILE, "`tokens` is neither a map nor a list")),
+    }
+    let text = serde_norway::to_string(&doc).map_err(|e| Error::parse(FILE, e))?;
+    parse(text.as_bytes())?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H1: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    const H2: &str = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
+
+    #[test]
+    fn pgedge_map_form_loads_unchanged() {
+        let y = format!(
+            "tokens:\n  token-1734000000:\n    hash: {H1}\n    expires_at: null\n    annotation: \"CI\"\n    created_at: 2025-12-01T00:00:00Z\n    database: prod\n    future_field: 3\n  token-2:\n    hash: {H2}\n    expires_at: 2030-01-01T00:00:00Z\n"
+        );
+        let t = parse(y.as_bytes()).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].id, "token-1734000000");
+        assert_eq!(hex::encode(t[0].hash), H1);
+        assert_eq!(t[0].database.as_deref(), Some("prod"));
+        assert_eq!(t[0].annotation.as_deref(), Some("CI"));
+        assert!(t[0].expires_at.is_none());
+        assert_eq!(t[1].expires_at.unwrap().year(), 2030);
+    }
+
+    #[test]
+    fn list_form_with_token_or_hash() {
+        let y = format!("tokens:\n  - token: {H1}\n    name: api-client\n  - hash: {H2}\n");
+        let t = parse(y.as_bytes()).unwrap();
+        assert_eq!(t[0].id, "api-client");
+        assert_eq!(t[1].id, "token-1");
+        assert_eq!(hex::encode(t[1].hash), H2);
+    }
+
+    #[test]
+    fn rejects_plaintext_tokens_duplicates_and_bad_dates() {
+        let plain = "tokens:\n  a:\n    hash: my-secret-token\n";
+        let err = parse(plain.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("not 64 hex digits"), "{err}");
+        assert!(
+            !err.contains("my-secret-token"),
+            "error echoes the secret: {err}"
+        );
+        let dup = format!("tokens:\n  a:\n    hash: {H1}\n  b:\n    hash: {H1}\n");
+        assert!(parse(dup.as_bytes()).is_err());
+        let date = format!("tokens:\n  a:\n    hash: {H1}\n    expires_at: tomorrow\n");
+        assert!(parse(date.as_bytes()).is_err());
+        assert!(parse(b"tokens: [1, 2").is_err());
+    }
+
+    #[test]
+    fn empty_file_means_no_tokens() {
+        assert!(parse(b"").unwrap().is_empty());
+        assert!(parse(b"tokens:\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn add_entry_keeps_existing_entries_and_fields() {
+        let now = OffsetDateTime::from_unix_timestamp(1_734_000_000).unwrap();
+        let existing = format!("tokens:\n  old:\n    hash: {H1}\n    custom: kept\n");
+        let new = mint([7u8; 32], now);
+        let text = add_entry(&existing, &new, "ci", None, Some("prod"), now).unwrap();
+        assert!(text.contains("custom: kept"));
+        let t = parse(text.as_bytes()).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            hex::encode(t[1].hash),
+            crate::sha256_hex(new.secret.as_bytes())
+        );
+        assert_eq!(t[1].database.as_deref(), Some("prod"));
+        assert!(!text.contains(&new.secret));
+    }
+}

@@ -1,0 +1,126 @@
+//! `users.yaml`: people who may call `authenticate_user`, in pgEdge's form.
+//!
+//! ```yaml
+//! users:
+//!   alice:
+//!     username: alice
+//!     password_hash: $2b$12$...        # bcrypt ($2a$/$2b$/$2y$) or argon2id PHC
+//!     enabled: true
+//!     annotation: on-call DBA
+//!     last_login: ...                  # unknown fields are ignored
+//! ```
+//! Only the shape of the hash is checked here; verifying a password against
+//! it is the server's job.
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+const FILE: &str = "users.yaml";
+
+/// Which algorithm a stored password hash uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashScheme {
+    Bcrypt,
+    Argon2id,
+}
+
+/// One user as the server needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEntry {
+    pub username: String,
+    pub password_hash: String,
+    pub scheme: HashScheme,
+    pub enabled: bool,
+    pub annotation: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password_hash: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    annotation: Option<String>,
+}
+
+/// Recognise a password hash by its prefix.
+pub fn hash_scheme(hash: &str) -> Option<HashScheme> {
+    if ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) && hash.len() == 60 {
+        Some(HashScheme::Bcrypt)
+    } else if hash.starts_with("$argon2id$") {
+        Some(HashScheme::Argon2id)
+    } else {
+        None
+    }
+}
+
+/// Parse and validate a whole `users.yaml`.
+pub fn parse(bytes: &[u8]) -> Result<Vec<UserEntry>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::parse(FILE, e))?;
+    let mut out: Vec<UserEntry> = Vec::new();
+    for (i, (key, value)) in crate::yaml::entries(FILE, text, "users")?
+        .into_iter()
+        .enumerate()
+    {
+        let raw: RawUser = serde_norway::from_value(value)
+            .map_err(|e| Error::parse(FILE, format!("entry {}: {e}", i + 1)))?;
+        let username = raw
+            .username
+            .filter(|u| !u.is_empty())
+            .or(key)
+            .ok_or_else(|| Error::invalid(FILE, format!("entry {} has no username", i + 1)))?;
+        let password_hash = raw.password_hash.unwrap_or_default();
+        let scheme = hash_scheme(&password_hash).ok_or_else(|| {
+            Error::invalid(
+                FILE,
+                format!("user {username:?}: password_hash is neither bcrypt nor argon2id"),
+            )
+        })?;
+        if out.iter().any(|u| u.username == username) {
+            return Err(Error::invalid(
+                FILE,
+                format!("user {username:?} appears twice"),
+            ));
+        }
+        out.push(UserEntry {
+            username,
+            password_hash,
+            scheme,
+            enabled: raw.enabled.unwrap_or(true),
+            annotation: raw.annotation,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BCRYPT: &str = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+
+    #[test]
+    fn pgedge_form_loads_and_ignores_unknown_fields() {
+        let y = format!(
+            "users:\n  alice:\n    username: alice\n    password_hash: \"{BCRYPT}\"\n    enabled: true\n    annotation: dba\n    created_at: 2025-01-01T00:00:00Z\n    last_login: null\n    failed_attempts: 0\n  bob:\n    password_hash: \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\"\n    enabled: false\n"
+        );
+        let u = parse(y.as_bytes()).unwrap();
+        assert_eq!(u.len(), 2);
+        assert_eq!(u[0].username, "alice");
+        assert_eq!(u[0].scheme, HashScheme::Bcrypt);
+        assert_eq!(u[1].username, "bob");
+        assert_eq!(u[1].scheme, HashScheme::Argon2id);
+        assert!(!u[1].enabled);
+    }
+
+    #[test]
+    fn rejects_plaintext_passwords() {
+        let err = parse(b"users:\n  alice:\n    password_hash: hunter2\n").unwrap_err();
+        assert!(err.to_string().contains("neither bcrypt nor argon2id"));
+        assert!(!err.to_string().contains("hunter2"));
+    }
+}

@@ -1,0 +1,443 @@
+//! Full-text search over one `kb.db`, ranked by FTS5's BM25.
+//!
+//! A [`Kb`] is one immutable generation of the knowledge base: opened
+//! read-only, verified, and then shared by every search until a newer
+//! generation replaces it. Its SQLite connections live in a small pool; a
+//! search borrows one, so searches run in parallel, and the connections close
+//! when the last search holding the generation finishes.
+//!
+//! pgEdge's `kb.db` has no full-text index. For such a file the index is built
+//! once, at load, into a private temporary database attached beside it; the
+//! published file is never written.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::Context;
+use fleet_common::kb_file::{self, KbInfo};
+use rusqlite::{Connection, params_from_iter};
+use serde::Serialize;
+
+/// Results per search when the caller does not say.
+pub const DEFAULT_TOP_N: usize = 5;
+/// The most results one search returns.
+pub const MAX_TOP_N: usize = 20;
+/// Terms of a query beyond this many are ignored.
+const MAX_TERMS: usize = 24;
+/// Idle connections kept per generation.
+const POOL_SIZE: usize = 8;
+/// BM25 weights of the indexed columns: title, section, text.
+const BM25_WEIGHTS: &str = "8.0, 4.0, 1.0";
+
+/// A search request, as `search_knowledgebase` receives it.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub query: String,
+    pub project_names: Vec<String>,
+    pub project_versions: Vec<String>,
+    pub top_n: Option<usize>,
+}
+
+/// One ranked chunk.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Hit {
+    pub id: i64,
+    pub title: String,
+    pub section: String,
+    pub project_name: String,
+    pub project_version: String,
+    pub file_path: String,
+    pub text: String,
+    /// BM25 score, higher is better.
+    pub score: f64,
+}
+
+/// A product and version present in the knowledge base.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Product {
+    pub project_name: String,
+    pub project_version: String,
+    pub chunks: u64,
+}
+
+/// One loaded generation of the knowledge base.
+pub struct Kb {
+    path: PathBuf,
+    info: KbInfo,
+    /// Side database holding the FTS index of a pgEdge file, if one was built.
+    side_index: Option<tempfile::TempPath>,
+    pool: Mutex<Vec<Connection>>,
+    products: OnceLock<Vec<Product>>,
+}
+
+impl std::fmt::Debug for Kb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kb")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl Kb {
+    /// Verify the file at `path` completely and load it. Blocking.
+    pub fn open(path: &Path) -> anyhow::Result<Kb> {
+        let info = kb_file::verify(path)?;
+        Self::open_verified(path, info)
+    }
+
+    /// Load a file already verified by [`kb_file::verify`]. Blocking.
+    pub fn open_verified(path: &Path, info: KbInfo) -> anyhow::Result<Kb> {
+        let side_index = if info.has_fts {
+            None
+        } else {
+            Some(build_side_index(path).context("building the full-text index of a pgEdge kb.db")?)
+        };
+        let kb = Kb {
+            path: path.to_path_buf(),
+            info,
+            side_index,
+            pool: Mutex::new(Vec::with_capacity(POOL_SIZE)),
+            products: OnceLock::new(),
+        };
+        // Open one connection now, so a file that cannot serve fails here.
+        let conn = kb.connect()?;
+        kb.release(conn);
+        Ok(kb)
+    }
+
+    pub fn info(&self) -> &KbInfo {
+        &self.info
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the full-text index was built at load (a pgEdge file).
+    pub fn indexed_at_load(&self) -> bool {
+        self.side_index.is_some()
+    }
+
+    fn fts_table(&self) -> &'static str {
+        if self.side_index.is_some() {
+            "idx.chunks_fts"
+        } else {
+            "main.chunks_fts"
+        }
+    }
+
+    fn connect(&self) -> anyhow::Result<Connection> {
+        let conn = kb_file::open_read_only(&self.path)?;
+        if let Some(idx) = &self.side_index {
+            conn.execute(
+                "ATTACH DATABASE ?1 AS idx",
+                [format!("file:{}?mode=ro", idx.display())],
+            )?;
+        }
+        Ok(conn)
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        let out = f(&conn);
+        self.release(conn);
+        out
+    }
+
+    fn release(&self, conn: Connection) {
+        if let Ok(mut pool) = self.pool.lock()
+            && pool.len() < POOL_SIZE
+        {
+            pool.push(conn);
+        }
+    }
+
+    /// Rank chunks for `q`. Blocking: call from a blocking thread.
+    pub fn search(&self, q: &SearchQuery) -> anyhow::Result<Vec<Hit>> {
+        let top_n = q.top_n.unwrap_or(DEFAULT_TOP_N).clamp(1, MAX_TOP_N);
+        let Some(match_expr) = fts_query(&q.query) else {
+            return Ok(Vec::new());
+        };
+        let mut sql = format!(
+            "SELECT c.id, coalesce(c.title,''), coalesce(c.section,''), c.project_name, \
+             c.project_version, coalesce(c.file_path,''), c.text, bm25(f.chunks_fts, {BM25_WEIGHTS}) AS score \
+             FROM {} AS f JOIN main.chunks AS c ON c.id = f.rowid \
+             WHERE f.chunks_fts MATCH ?",
+            self.fts_table()
+        );
+        let mut args: Vec<String> = vec![match_expr];
+        for (column, values) in [
+            ("project_name", &q.project_names),
+            ("project_version", &q.project_versions),
+        ] {
+            let values: Vec<&String> = values.iter().filter(|v| !v.is_empty()).collect();
+            if !values.is_empty() {
+                sql.push_str(&format!(
+                    " AND c.{column} IN ({})",
+                    vec!["?"; values.len()].join(",")
+                ));
+                args.extend(values.into_iter().cloned());
+            }
+        }
+        sql.push_str(&format!(" ORDER BY score LIMIT {top_n}"));
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+                Ok(Hit {
+                    id: r.get(0)?,
+                    title: r.get(1)?,
+                    section: r.get(2)?,
+                    project_name: r.get(3)?,
+                    project_version: r.get(4)?,
+                    file_path: r.get(5)?,
+                    text: r.get(6)?,
+                    score: -r.get::<_, f64>(7)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Every product and version in the knowledge base, with chunk counts.
+    pub fn products(&self) -> anyhow::Result<Vec<Product>> {
+        if let Some(p) = self.products.get() {
+            return Ok(p.clone());
+        }
+        let list = self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT project_name, project_version, count(*) FROM chunks \
+                 GROUP BY project_name, project_version ORDER BY project_name, project_version",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Product {
+                    project_name: r.get(0)?,
+                    project_version: r.get(1)?,
+                    chunks: r.get::<_, i64>(2)?.max(0) as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })?;
+        Ok(self.products.get_or_init(|| list).clone())
+    }
+}
+
+/// Build the FTS index of a file that has none, in a temporary database.
+fn build_side_index(kb: &Path) -> anyhow::Result<tempfile::TempPath> {
+    let tmp = tempfile::Builder::new()
+        .prefix("mcp-kb-index-")
+        .suffix(".db")
+        .tempfile()?
+        .into_temp_path();
+    let conn = Connection::open(&tmp)?;
+    conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")?;
+    conn.execute(
+        "ATTACH DATABASE ?1 AS kb",
+        [format!("file:{}?mode=ro&immutable=1", kb.display())],
+    )?;
+    conn.execute_batch(&kb_file::create_fts_sql("main", ""))?;
+    conn.execute_batch(
+        "BEGIN; INSERT INTO main.chunks_fts(rowid, title, section, text) \
+         SELECT id, coalesce(title,''), coalesce(section,''), coalesce(text,'') FROM kb.chunks; \
+         COMMIT; INSERT INTO main.chunks_fts(chunks_fts) VALUES('optimize');",
+    )?;
+    conn.execute_batch("DETACH DATABASE kb")?;
+    drop(conn);
+    Ok(tmp)
+}
+
+/// Turn free text into a safe FTS5 expression: every word becomes a quoted
+/// term (so no FTS5 syntax in the query can take effect), stop words are
+/// dropped unless nothing else remains, and terms are OR-ed so BM25 ranks
+/// chunks by how many and how rare of them they contain.
+pub fn fts_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let mut seen = HashSet::new();
+    let content: Vec<&String> = words.iter().filter(|w| !is_stop_word(w)).collect();
+    let chosen: Vec<&String> = if content.is_empty() {
+        words.iter().collect()
+    } else {
+        content
+    };
+    let terms: Vec<String> = chosen
+        .into_iter()
+        .filter(|w| seen.insert(w.as_str()))
+        .take(MAX_TERMS)
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" OR "))
+}
+
+fn is_stop_word(w: &str) -> bool {
+    const STOP: [&str; 48] = [
+        "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how",
+        "i", "if", "in", "is", "it", "its", "me", "my", "not", "of", "on", "or", "should", "so",
+        "that", "the", "their", "then", "there", "these", "this", "to", "use", "was", "we", "what",
+        "when", "where", "which", "who", "why", "will", "with", "you",
+    ];
+    STOP.binary_search(&w).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_words_are_sorted_for_binary_search() {
+        assert!(is_stop_word("the") && is_stop_word("you") && is_stop_word("a"));
+        assert!(!is_stop_word("vacuum"));
+    }
+
+    #[test]
+    fn queries_cannot_inject_fts_syntax() {
+        assert_eq!(
+            fts_query("How do I VACUUM a table?").as_deref(),
+            Some("\"vacuum\" OR \"table\"")
+        );
+        assert_eq!(
+            fts_query("title:x NEAR(\"a\" b) *").as_deref(),
+            Some("\"title\" OR \"x\" OR \"near\" OR \"b\"")
+        );
+        assert_eq!(fts_query("the").as_deref(), Some("\"the\""));
+        assert_eq!(fts_query("  ?! "), None);
+    }
+
+    fn make_kb(path: &Path, with_fts: bool) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(kb_file::CREATE_SCHEMA).unwrap();
+        let rows = [
+            (
+                "Routine vacuuming of tables reclaims storage",
+                "Maintenance",
+                "Vacuum",
+                "postgres",
+                "17",
+            ),
+            (
+                "Indexes speed up lookups on large tables",
+                "Indexes",
+                "B-tree",
+                "postgres",
+                "16",
+            ),
+            (
+                "The replication slot keeps WAL for a standby",
+                "Replication",
+                "Slots",
+                "postgres",
+                "17",
+            ),
+            (
+                "Vacuum settings in the spock extension",
+                "Spock",
+                "Config",
+                "spock",
+                "5",
+            ),
+        ];
+        for (text, title, section, p, v) in rows {
+            c.execute(
+                "INSERT INTO chunks(text,title,section,project_name,project_version,file_path) VALUES (?1,?2,?3,?4,?5,'doc.md')",
+                [text, title, section, p, v],
+            )
+            .unwrap();
+        }
+        if with_fts {
+            c.execute_batch(&kb_file::create_fts_sql("main", "chunks"))
+                .unwrap();
+            c.execute_batch("INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')")
+                .unwrap();
+        }
+    }
+
+    fn check_search(kb: &Kb) {
+        let hits = kb
+            .search(&SearchQuery {
+                query: "how to vacuum".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(hits.len(), 2);
+        assert!(
+            hits.iter()
+                .all(|h| h.text.to_lowercase().contains("vacuum"))
+        );
+        assert!(hits[0].score >= hits[1].score);
+        let filtered = kb
+            .search(&SearchQuery {
+                query: "vacuum".into(),
+                project_names: vec!["spock".into()],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(filtered.len(), 1);
+        assert_eq!(filtered[0].project_name, "spock");
+        let by_version = kb
+            .search(&SearchQuery {
+                query: "tables".into(),
+                project_versions: vec!["16".into()],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(by_version.len(), 1);
+        assert_eq!(by_version[0].title, "Indexes");
+        let one = kb
+            .search(&SearchQuery {
+                query: "postgres vacuum standby indexes".into(),
+                top_n: Some(1),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        let products = kb.products().unwrap();
+        assert_eq!(products.len(), 3);
+        assert_eq!(
+            products[0],
+            Product {
+                project_name: "postgres".into(),
+                project_version: "16".into(),
+                chunks: 1
+            }
+        );
+    }
+
+    #[test]
+    fn searches_our_kb_with_its_own_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kb.db");
+        make_kb(&p, true);
+        let kb = Kb::open(&p).unwrap();
+        assert!(!kb.indexed_at_load());
+        check_search(&kb);
+    }
+
+    #[test]
+    fn searches_a_pgedge_kb_without_writing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kb.db");
+        make_kb(&p, false);
+        let before = std::fs::read(&p).unwrap();
+        let kb = Kb::open(&p).unwrap();
+        assert!(kb.indexed_at_load());
+        check_search(&kb);
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            before,
+            "the published file must not change"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "nothing written beside it"
+        );
+    }
+}

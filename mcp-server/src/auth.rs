@@ -1,0 +1,139 @@
+//! The API-token store: who a bearer token belongs to.
+//!
+//! Tokens are kept only as SHA-256 hashes. A presented token is hashed, the
+//! hash's first eight bytes pick a bucket in O(1), and the full 32 bytes are
+//! compared with every candidate in constant time, so neither the lookup nor
+//! the comparison reveals how much of a stored hash a guess matched.
+
+use std::collections::HashMap;
+
+use fleet_common::tokens::TokenEntry;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+/// Who made a request, as later layers and tools need to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `token:<id>` for API tokens, `user:<name>` for sessions.
+    pub subject: String,
+    /// Database the credential is bound to, if any.
+    pub database: Option<String>,
+}
+
+/// Why a credential was refused; the label is used in logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    Unknown,
+    Expired,
+}
+
+impl AuthFailure {
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Unknown => "invalid",
+            AuthFailure::Expired => "expired",
+        }
+    }
+}
+
+/// One immutable generation of `tokens.yaml`.
+#[derive(Debug, Default)]
+pub struct TokenStore {
+    buckets: HashMap<u64, Vec<TokenEntry>>,
+    len: usize,
+}
+
+impl TokenStore {
+    pub fn new(entries: Vec<TokenEntry>) -> TokenStore {
+        let len = entries.len();
+        let mut buckets: HashMap<u64, Vec<TokenEntry>> = HashMap::with_capacity(len);
+        for e in entries {
+            buckets.entry(bucket_of(&e.hash)).or_default().push(e);
+        }
+        TokenStore { buckets, len }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Check a presented bearer token.
+    pub fn authenticate(
+        &self,
+        bearer: &str,
+        now: OffsetDateTime,
+    ) -> Result<Principal, AuthFailure> {
+        let hash: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
+        let candidates = self
+            .buckets
+            .get(&bucket_of(&hash))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let mut found: Option<&TokenEntry> = None;
+        for entry in candidates {
+            if bool::from(entry.hash.ct_eq(&hash)) {
+                found = Some(entry);
+            }
+        }
+        let entry = found.ok_or(AuthFailure::Unknown)?;
+        if entry.is_expired(now) {
+            return Err(AuthFailure::Expired);
+        }
+        Ok(Principal {
+            subject: format!("token:{}", entry.id),
+            database: entry.database.clone(),
+        })
+    }
+}
+
+fn bucket_of(hash: &[u8; 32]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&hash[..8]);
+    u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, secret: &str, expires_at: Option<OffsetDateTime>) -> TokenEntry {
+        TokenEntry {
+            id: id.into(),
+            hash: Sha256::digest(secret.as_bytes()).into(),
+            expires_at,
+            annotation: None,
+            database: Some("prod".into()),
+        }
+    }
+
+    #[test]
+    fn known_unknown_and_expired_tokens() {
+        let now = OffsetDateTime::now_utc();
+        let store = TokenStore::new(vec![
+            entry("a", "secret-a", None),
+            entry("b", "secret-b", Some(now - time::Duration::seconds(1))),
+            entry("c", "secret-c", Some(now + time::Duration::hours(1))),
+        ]);
+        assert_eq!(store.len(), 3);
+        let p = store.authenticate("secret-a", now).unwrap();
+        assert_eq!(p.subject, "token:a");
+        assert_eq!(p.database.as_deref(), Some("prod"));
+        assert_eq!(
+            store.authenticate("secret-b", now),
+            Err(AuthFailure::Expired)
+        );
+        assert!(store.authenticate("secret-c", now).is_ok());
+        assert_eq!(
+            store.authenticate("secret-x", now),
+            Err(AuthFailure::Unknown)
+        );
+        assert_eq!(store.authenticate("", now), Err(AuthFailure::Unknown));
+    }
+}

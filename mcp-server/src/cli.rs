@@ -1,0 +1,153 @@
+//! Command-line interface: every command and flag of `mcp-server`.
+//!
+//! Each flag also reads an environment variable `MCP_<FLAG>`; a flag given on
+//! the command line wins over its variable, which wins over the YAML config
+//! file (see [`crate::config`]).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-server",
+    version,
+    about = "Stateless Postgres MCP server for fleets"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MCP over Streamable HTTP from the files in the data directory.
+    Serve(ServeArgs),
+    /// Build a KB from the bundled documentation, mint a token and serve on
+    /// 127.0.0.1:8080: the fastest way to see it work.
+    Demo(DemoArgs),
+    /// Knowledge-base tools.
+    #[command(subcommand)]
+    Kb(KbCommand),
+    /// API-token tools.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Validate every file in a data directory; exit non-zero on any error.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 0.0.0.0:8080].
+    #[arg(long, env = "MCP_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory holding tokens.yaml, users.yaml, session.key and kb.db [default: /data].
+    #[arg(long, env = "MCP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// API tokens file [default: DATA_DIR/tokens.yaml].
+    #[arg(long, env = "MCP_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Users file [default: DATA_DIR/users.yaml].
+    #[arg(long, env = "MCP_USERS_FILE")]
+    pub users_file: Option<PathBuf>,
+    /// Session signing key file [default: DATA_DIR/session.key].
+    #[arg(long, env = "MCP_SESSION_KEY_FILE")]
+    pub session_key_file: Option<PathBuf>,
+    /// Knowledge base [default: DATA_DIR/kb.db].
+    #[arg(long, env = "MCP_KB_FILE")]
+    pub kb_file: Option<PathBuf>,
+    /// YAML configuration file; flags and MCP_* variables override it.
+    #[arg(long, env = "MCP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Name of this instance in logs, /health and metrics [default: hostname].
+    #[arg(long, env = "MCP_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// Log format [default: text on a terminal, json otherwise].
+    #[arg(long, env = "MCP_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Comma-separated Host values accepted on /mcp [default: loopback names
+    /// when listening on loopback, any host otherwise].
+    #[arg(long, env = "MCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Comma-separated browser origins accepted on /mcp, e.g.
+    /// `https://app.example.com`; `*` accepts any [default: same origin only].
+    #[arg(long, env = "MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Largest request body accepted, in bytes [default: 1048576].
+    #[arg(long, env = "MCP_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// After SIGTERM, keep serving with /health at 503 this long [default: 5s].
+    #[arg(long, env = "MCP_DRAIN_DELAY", value_parser = humantime::parse_duration)]
+    pub drain_delay: Option<std::time::Duration>,
+    /// Then wait this long for in-flight requests [default: 20s].
+    #[arg(long, env = "MCP_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, env = "MCP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Keep the demo's files here instead of a temporary directory.
+    #[arg(long, env = "MCP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// Build kb.db from a directory of Markdown, reStructuredText, HTML and text.
+    Build(KbBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KbBuildArgs {
+    /// Directory of documentation, read recursively.
+    #[arg(long, env = "MCP_DOCS")]
+    pub docs: PathBuf,
+    /// Knowledge base to write (atomically).
+    #[arg(long, env = "MCP_OUT")]
+    pub out: PathBuf,
+    /// Project name recorded on every chunk [default: the docs directory name].
+    #[arg(long, env = "MCP_PROJECT")]
+    pub project: Option<String>,
+    /// Project version recorded on every chunk.
+    #[arg(long, env = "MCP_PROJECT_VERSION", default_value = "latest")]
+    pub project_version: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token, print it once, store only its SHA-256.
+    Add(TokenAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenAddArgs {
+    /// tokens.yaml to update (created if missing; written atomically).
+    #[arg(long, env = "MCP_TOKENS_FILE")]
+    pub file: PathBuf,
+    /// What the token is for.
+    #[arg(long, env = "MCP_ANNOTATION")]
+    pub annotation: String,
+    /// Lifetime such as 90d, 12h, 30m, or `never`.
+    #[arg(long, env = "MCP_EXPIRES", default_value = "never")]
+    pub expires: String,
+    /// Bind the token to one configured database.
+    #[arg(long, env = "MCP_DATABASE")]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Data directory to validate.
+    #[arg(long, env = "MCP_DATA_DIR", default_value = "/data")]
+    pub data_dir: PathBuf,
+}

@@ -1,0 +1,195 @@
+//! The one-shot commands: `kb build`, `token add` and `check`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use fleet_common::kind::{self, FileKind};
+use fleet_kb::build::{BuildOptions, build_from_dir};
+use time::OffsetDateTime;
+
+use crate::cli::{CheckArgs, KbBuildArgs, TokenAddArgs};
+use crate::config::DataFiles;
+
+/// `kb build`: documentation directory → kb.db, published atomically.
+pub fn kb_build(args: KbBuildArgs) -> anyhow::Result<()> {
+    let project = match args.project {
+        Some(p) => p,
+        None => args
+            .docs
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "docs".to_string()),
+    };
+    let opts = BuildOptions {
+        project,
+        version: args.project_version,
+        built_at: source_date_epoch()?,
+    };
+    let report = build_from_dir(&args.docs, &args.out, &opts)?;
+    eprintln!(
+        "built {}: {} files, {} chunks, build id {}",
+        args.out.display(),
+        report.files,
+        report.chunks,
+        report.build_id
+    );
+    for skipped in &report.skipped {
+        eprintln!("skipped {skipped}");
+    }
+    Ok(())
+}
+
+/// `SOURCE_DATE_EPOCH`, the reproducible-builds convention, as RFC 3339.
+/// Without it a KB records no build time, so rebuilding the same documents
+/// gives a byte-identical file (and an unchanged ETag for the sync tools).
+pub fn source_date_epoch() -> anyhow::Result<Option<String>> {
+    let Ok(value) = std::env::var("SOURCE_DATE_EPOCH") else {
+        return Ok(None);
+    };
+    let secs: i64 = value
+        .trim()
+        .parse()
+        .context("SOURCE_DATE_EPOCH is not a number of seconds")?;
+    let t = OffsetDateTime::from_unix_timestamp(secs).context("SOURCE_DATE_EPOCH out of range")?;
+    Ok(Some(
+        t.format(&time::format_description::well_known::Rfc3339)?,
+    ))
+}
+
+/// Parse a lifetime such as `90d`, `12h`, `30m`, `45s` or `never`.
+pub fn parse_lifetime(text: &str) -> anyhow::Result<Option<time::Duration>> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("lifetime {text:?}: expected e.g. 90d, 12h, 30m or never"))?;
+    anyhow::ensure!(n > 0, "lifetime {text:?} must be positive");
+    Ok(Some(match unit {
+        "d" => time::Duration::days(n),
+        "h" => time::Duration::hours(n),
+        "m" => time::Duration::minutes(n),
+        "s" | "" => time::Duration::seconds(n),
+        _ => anyhow::bail!("lifetime {text:?}: unit must be d, h, m or s"),
+    }))
+}
+
+/// `token add`: mint a token, store its hash, print the token once.
+pub fn token_add(args: TokenAddArgs) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc();
+    let expires_at = parse_lifetime(&args.expires)?.map(|d| now + d);
+    let secret = add_token_to_file(
+        &args.file,
+        &args.annotation,
+        expires_at,
+        args.database.as_deref(),
+    )?;
+    eprintln!(
+        "added a token to {} (shown once; only its SHA-256 is stored):",
+        args.file.display()
+    );
+    println!("{secret}");
+    Ok(())
+}
+
+/// Mint a token into `file` (created if missing); returns the secret.
+pub fn add_token_to_file(
+    file: &Path,
+    annotation: &str,
+    expires_at: Option<OffsetDateTime>,
+    database: Option<&str>,
+) -> anyhow::Result<String> {
+    let existing = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    let now = OffsetDateTime::now_utc();
+    let new = fleet_common::tokens::mint(rand::random(), now);
+    let text =
+        fleet_common::tokens::add_entry(&existing, &new, annotation, expires_at, database, now)?;
+    fleet_common::publish::write_atomic(file, text.as_bytes(), true)?;
+    Ok(new.secret)
+}
+
+/// `check`: validate every file of a data directory.
+pub fn check(args: CheckArgs) -> ExitCode {
+    let files = DataFiles::in_dir(&args.data_dir);
+    let mut failed = false;
+    for (path, required) in [
+        (&files.tokens, true),
+        (&files.users, false),
+        (&files.session_key, false),
+        (&files.kb, true),
+    ] {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !path.exists() {
+            if required {
+                println!("ERROR {name}: missing");
+                failed = true;
+            } else {
+                println!("skip  {name}: not present (optional)");
+            }
+            continue;
+        }
+        match kind::verify(FileKind::from_name(&name), path) {
+            Ok(summary) => println!("ok    {name}: {summary}"),
+            Err(err) => {
+                println!("ERROR {err}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes() {
+        assert_eq!(parse_lifetime("never").unwrap(), None);
+        assert_eq!(
+            parse_lifetime("30d").unwrap(),
+            Some(time::Duration::days(30))
+        );
+        assert_eq!(
+            parse_lifetime("12h").unwrap(),
+            Some(time::Duration::hours(12))
+        );
+        assert!(parse_lifetime("0d").is_err());
+        assert!(parse_lifetime("3w").is_err());
+        assert!(parse_lifetime("soon").is_err());
+    }
+
+    #[test]
+    fn token_add_stores_only_the_hash_and_the_token_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.yaml");
+        let a = add_token_to_file(&file, "first", None, None).unwrap();
+        let b = add_token_to_file(&file, "second", None, Some("prod")).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains(&a) && !text.contains(&b));
+        let store =
+            crate::auth::TokenStore::new(fleet_common::tokens::parse(text.as_bytes()).unwrap());
+        assert_eq!(store.len(), 2);
+        let now = OffsetDateTime::now_utc();
+        assert!(store.authenticate(&a, now).is_ok());
+        assert_eq!(
+            store.authenticate(&b, now).unwrap().database.as_deref(),
+            Some("prod")
+        );
+    }
+}

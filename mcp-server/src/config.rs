@@ -1,0 +1,265 @@
+//! The server's resolved configuration.
+//!
+//! Precedence, highest first: command-line flag, `MCP_*` environment variable
+//! (both handled by clap), the YAML file named by `--config`, built-in default.
+//! The YAML file uses the flags' names with underscores:
+//!
+//! ```yaml
+//! listen: 0.0.0.0:8080
+//! data_dir: /data
+//! allowed_hosts: [mcp.example.com]
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::cli::{LogFormat, ServeArgs};
+use crate::server::ShutdownTimings;
+
+/// Paths of the four files the server reads.
+#[derive(Debug, Clone)]
+pub struct DataFiles {
+    pub tokens: PathBuf,
+    pub users: PathBuf,
+    pub session_key: PathBuf,
+    pub kb: PathBuf,
+}
+
+impl DataFiles {
+    /// The standard file names inside `dir`.
+    pub fn in_dir(dir: &Path) -> DataFiles {
+        DataFiles {
+            tokens: dir.join("tokens.yaml"),
+            users: dir.join("users.yaml"),
+            session_key: dir.join("session.key"),
+            kb: dir.join("kb.db"),
+        }
+    }
+}
+
+/// Which `Host` headers `/mcp` accepts (DNS-rebinding protection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPolicy {
+    /// Only loopback names: the default when listening on loopback, where a
+    /// browser on the same machine is the threat.
+    Loopback,
+    /// Any host: the default on other addresses, where traffic arrives through
+    /// a load balancer under names this instance cannot know.
+    Any,
+    /// Exactly these hosts (`name` or `name:port`).
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub files: DataFiles,
+    pub instance_id: String,
+    pub log_format: LogFormat,
+    pub allowed_hosts: HostPolicy,
+    /// Browser origins accepted besides the request's own; `*` accepts any.
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub shutdown: ShutdownTimings,
+}
+
+/// The YAML configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    tokens_file: Option<PathBuf>,
+    users_file: Option<PathBuf>,
+    session_key_file: Option<PathBuf>,
+    kb_file: Option<PathBuf>,
+    instance_id: Option<String>,
+    log_format: Option<LogFormat>,
+    allowed_hosts: Option<Vec<String>>,
+    allowed_origins: Option<Vec<String>>,
+    max_body_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    drain_delay: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    shutdown_timeout: Option<Duration>,
+}
+
+/// Durations in the config file are written as in flags: `5s`, `1m30s`.
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_DATA_DIR: &str = "/data";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Config {
+    /// Merge flags and environment (already in `args`) over the config file
+    /// over the defaults.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                serde_norway::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen_text = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .with_context(|| format!("listen address {listen_text:?} is not IP:PORT"))?;
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let defaults = DataFiles::in_dir(&data_dir);
+        let files = DataFiles {
+            tokens: args
+                .tokens_file
+                .or(file.tokens_file)
+                .unwrap_or(defaults.tokens),
+            users: args
+                .users_file
+                .or(file.users_file)
+                .unwrap_or(defaults.users),
+            session_key: args
+                .session_key_file
+                .or(file.session_key_file)
+                .unwrap_or(defaults.session_key),
+            kb: args.kb_file.or(file.kb_file).unwrap_or(defaults.kb),
+        };
+        let allowed_hosts = match args.allowed_hosts.or(file.allowed_hosts) {
+            Some(list) if list.iter().any(|h| h == "*") => HostPolicy::Any,
+            Some(list) if !list.is_empty() => HostPolicy::List(list),
+            _ if listen.ip().is_loopback() => HostPolicy::Loopback,
+            _ => HostPolicy::Any,
+        };
+        let max_body_bytes = args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        anyhow::ensure!(
+            max_body_bytes >= 1024,
+            "max_body_bytes must be at least 1024"
+        );
+        Ok(Config {
+            listen,
+            files,
+            instance_id: args
+                .instance_id
+                .or(file.instance_id)
+                .unwrap_or_else(hostname),
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or_else(default_log_format),
+            allowed_hosts,
+            allowed_origins: args
+                .allowed_origins
+                .or(file.allowed_origins)
+                .unwrap_or_default(),
+            max_body_bytes,
+            shutdown: ShutdownTimings {
+                drain_delay: args
+                    .drain_delay
+                    .or(file.drain_delay)
+                    .unwrap_or(DEFAULT_DRAIN_DELAY),
+                shutdown_timeout: args
+                    .shutdown_timeout
+                    .or(file.shutdown_timeout)
+                    .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+            },
+        })
+    }
+}
+
+/// JSON for machines, text for people at a terminal.
+pub fn default_log_format() -> LogFormat {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "mcp-server".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.yaml");
+        std::fs::write(&cfg, "listen: 127.0.0.1:9000\ndata_dir: /srv\ninstance_id: from-file\nmax_body_bytes: 4096\ndrain_delay: 2s\n").unwrap();
+        let args = ServeArgs {
+            config: Some(cfg.clone()),
+            instance_id: Some("from-flag".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(args).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.instance_id, "from-flag");
+        assert_eq!(c.files.kb, PathBuf::from("/srv/kb.db"));
+        assert_eq!(c.max_body_bytes, 4096);
+        assert_eq!(c.shutdown.drain_delay, Duration::from_secs(2));
+        assert_eq!(c.shutdown.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(c.allowed_hosts, HostPolicy::Loopback);
+    }
+
+    #[test]
+    fn host_policy_defaults_follow_the_listen_address() {
+        let c = Config::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(c.allowed_hosts, HostPolicy::Any);
+        let c = Config::resolve(ServeArgs {
+            allowed_hosts: Some(vec!["mcp.example.com".into()]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.allowed_hosts,
+            HostPolicy::List(vec!["mcp.example.com".into()])
+        );
+    }
+
+    #[test]
+    fn typos_in_the_config_file_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.yaml");
+        std::fs::write(&cfg, "lisen: 1.2.3.4:5\n").unwrap();
+        let err = Config::resolve(ServeArgs {
+            config: Some(cfg),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("lisen"));
+    }
+}

@@ -1,0 +1,59 @@
+//! `GET /health`: readiness, with what this instance is serving.
+//!
+//! 200 when serving with tokens and a knowledge base loaded; 503 while
+//! starting, while draining, or while a required file has never loaded. The
+//! body says which, and shows every file's generation and last error, so an
+//! operator sees a bad file without reading logs.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::files::DataFile;
+use crate::state::{AppState, Phase};
+
+pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+    let ready = state.is_ready();
+    let status = match state.phase() {
+        Phase::Draining => "draining",
+        Phase::Starting => "starting",
+        Phase::Serving if ready => "ok",
+        Phase::Serving => "not_ready",
+    };
+    let files = state.files.snapshot();
+    let kb = state.kb.load();
+    let kb_status = files.get(&DataFile::Kb);
+    let tokens_status = files.get(&DataFile::Tokens);
+    let last_reload_error = files
+        .iter()
+        .filter_map(|(f, s)| s.last_error.as_ref().map(|e| format!("{}: {e}", f.name())))
+        .next();
+    let body = json!({
+        "status": status,
+        "instance_id": state.config.instance_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started_at.elapsed().as_secs(),
+        "kb": {
+            "loaded": kb.is_some(),
+            "build_id": kb.as_ref().and_then(|k| k.info().build_id.clone()),
+            "chunk_count": kb.as_ref().map(|k| k.info().chunk_count),
+            "generation": kb_status.map(|s| s.generation),
+            "indexed_at_load": kb.as_ref().map(|k| k.indexed_at_load()),
+        },
+        "auth": {
+            "tokens": state.tokens.load().len(),
+            "generation": tokens_status.map(|s| s.generation),
+        },
+        "files": files.iter().map(|(f, s)| (f.name().to_string(), json!(s))).collect::<serde_json::Map<_, _>>(),
+        "last_reload_error": last_reload_error,
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}

@@ -1,0 +1,41 @@
+//! `mcp-server` binary: parses the command line and hands off to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mcp_server::cli::{Cli, Command, KbCommand, TokenCommand};
+use mcp_server::{commands, config, demo, logging};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => config::Config::resolve(args).and_then(|cfg| {
+            logging::init(cfg.log_format, &cfg.instance_id);
+            runtime()?.block_on(mcp_server::run(cfg, |_| {}))
+        }),
+        Command::Demo(args) => demo::prepare(&args).and_then(|d| {
+            logging::init(d.config.log_format, &d.config.instance_id);
+            let banner = demo::banner(&d);
+            let result =
+                runtime()?.block_on(mcp_server::run(d.config.clone(), |_| eprintln!("{banner}")));
+            drop(d);
+            result
+        }),
+        Command::Kb(KbCommand::Build(args)) => commands::kb_build(args),
+        Command::Token(TokenCommand::Add(args)) => commands::token_add(args),
+        Command::Check(args) => return commands::check(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,137 @@
+//! The listener: accepts connections, serves them with hyper, and shuts down
+//! in order.
+//!
+//! Start-up binds first and serves `/livez` and a 503 `/health` while the data
+//! files load, so orchestrators can tell "starting" from "dead". Shutdown
+//! marks the instance draining (health turns 503), keeps serving for the drain
+//! delay so load balancers take it out of rotation, stops accepting, and waits
+//! for in-flight requests up to the shutdown timeout.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::files::{self, DataFile};
+use crate::state::{AppState, Phase};
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Timings of an orderly shutdown.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownTimings {
+    /// How long to keep serving, with `/health` at 503, after the signal.
+    pub drain_delay: Duration,
+    /// How long to wait for in-flight requests once accepting has stopped.
+    pub shutdown_timeout: Duration,
+}
+
+/// Bind the configured address.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Load every data file once, in a blocking thread. A missing or invalid file
+/// is recorded in its status; the server serves what did load.
+pub async fn load_all(state: &Arc<AppState>) {
+    let state = state.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for f in DataFile::ALL {
+            let _ = files::load(&state, f);
+        }
+    })
+    .await;
+}
+
+/// Serve until `shutdown` completes, then drain and stop.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    timings: ShutdownTimings,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let app = crate::http::app(state.clone());
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    let drain_deadline = async {
+        (&mut shutdown).await;
+        state.set_phase(Phase::Draining);
+        tracing::info!(
+            drain_delay_ms = timings.drain_delay.as_millis() as u64,
+            "draining: /health now answers 503"
+        );
+        tokio::time::sleep(timings.drain_delay).await;
+    };
+    tokio::pin!(drain_deadline);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = app.clone().map_request(move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    req
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(err) = conn.await {
+                        tracing::debug!(error = %err, %peer, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut drain_deadline => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("stopped accepting; waiting for in-flight requests");
+    match tokio::time::timeout(timings.shutdown_timeout, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!(
+            timeout_ms = timings.shutdown_timeout.as_millis() as u64,
+            "shutdown timeout: closing remaining connections"
+        ),
+    }
+    Ok(())
+}
+
+/// A future that completes on the first SIGTERM or SIGINT.
+pub fn termination_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, "termination signal received");
+                let _ = tx.send(());
+            }
+        })?;
+    Ok(async move {
+        let _ = rx.await;
+    })
+}

@@ -1,0 +1,71 @@
+//! The state every request shares: the live stores, file statuses and the
+//! server's life-cycle phase.
+//!
+//! Each store is an immutable generation behind an [`ArcSwap`]: a request
+//! takes the current generation once and uses it to the end, while a reload
+//! swaps in the next one atomically. Nothing here is ever half-loaded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use fleet_common::users::UserEntry;
+use fleet_kb::search::Kb;
+
+use crate::auth::TokenStore;
+use crate::config::Config;
+use crate::files::FileTable;
+
+/// Where the server is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Starting = 0,
+    Serving = 1,
+    Draining = 2,
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub started_at: Instant,
+    pub tokens: ArcSwap<TokenStore>,
+    pub users: ArcSwap<Vec<UserEntry>>,
+    pub session_keys: ArcSwap<Vec<Vec<u8>>>,
+    pub kb: ArcSwapOption<Kb>,
+    pub files: FileTable,
+    phase: AtomicU8,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Arc<AppState> {
+        let files = FileTable::new(&config.files);
+        Arc::new(AppState {
+            config,
+            started_at: Instant::now(),
+            tokens: ArcSwap::from_pointee(TokenStore::default()),
+            users: ArcSwap::from_pointee(Vec::new()),
+            session_keys: ArcSwap::from_pointee(Vec::new()),
+            kb: ArcSwapOption::empty(),
+            files,
+            phase: AtomicU8::new(Phase::Starting as u8),
+        })
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Starting,
+            1 => Phase::Serving,
+            _ => Phase::Draining,
+        }
+    }
+
+    pub fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Release);
+    }
+
+    /// Ready for traffic: serving, with tokens and a knowledge base loaded.
+    pub fn is_ready(&self) -> bool {
+        self.phase() == Phase::Serving && self.files.required_loaded()
+    }
+}

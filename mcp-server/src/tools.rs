@@ -1,0 +1,156 @@
+//! The MCP tools, served through rmcp's tool router.
+//!
+//! Names and arguments follow pgEdge Postgres MCP Server, so existing prompts
+//! and clients keep working. The router is built once per process and shared
+//! by every request's handler.
+
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use fleet_kb::search::{MAX_TOP_N, SearchQuery};
+
+use crate::state::AppState;
+
+/// One request's view of the server: cheap to create, shares everything.
+#[derive(Clone)]
+pub struct McpHandler {
+    state: Arc<AppState>,
+    router: Arc<ToolRouter<McpHandler>>,
+}
+
+impl McpHandler {
+    /// The tool router every handler shares; build it once.
+    pub fn router() -> Arc<ToolRouter<McpHandler>> {
+        Arc::new(Self::tool_router())
+    }
+
+    pub fn new(state: Arc<AppState>, router: Arc<ToolRouter<McpHandler>>) -> McpHandler {
+        McpHandler { state, router }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SearchArgs {
+    /// What to look for, in natural language or keywords.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Only these products (see list_products).
+    #[serde(default)]
+    pub project_names: Option<Vec<String>>,
+    /// Only these product versions.
+    #[serde(default)]
+    pub project_versions: Option<Vec<String>>,
+    /// How many results (default 5, at most 20).
+    #[serde(default)]
+    pub top_n: Option<u32>,
+    /// List the products and versions in the knowledge base instead of searching.
+    #[serde(default)]
+    pub list_products: Option<bool>,
+}
+
+fn text_result(text: String) -> CallToolResult {
+    CallToolResult::success(vec![ContentBlock::text(text)])
+}
+
+fn tool_error(text: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(text.into())])
+}
+
+#[tool_router]
+impl McpHandler {
+    #[tool(
+        name = "search_knowledgebase",
+        description = "Search the documentation knowledge base (full-text, BM25-ranked). \
+                       Filter with project_names / project_versions; set list_products=true \
+                       to see which products and versions are available."
+    )]
+    async fn search_knowledgebase(
+        &self,
+        Parameters(args): Parameters<SearchArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let Some(kb) = self.state.kb.load_full() else {
+            return Ok(tool_error(
+                "The knowledge base is not loaded yet; try again shortly.",
+            ));
+        };
+        if args.list_products.unwrap_or(false) {
+            let products = tokio::task::spawn_blocking(move || kb.products())
+                .await
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
+                .map_err(|e| ErrorData::internal_error(format!("{e:#}"), None))?;
+            let mut out = format!("{} products in the knowledge base:\n", products.len());
+            for p in products {
+                out.push_str(&format!(
+                    "- {} {} ({} chunks)\n",
+                    p.project_name, p.project_version, p.chunks
+                ));
+            }
+            return Ok(text_result(out));
+        }
+        let query = args.query.unwrap_or_default();
+        if query.trim().is_empty() {
+            return Ok(tool_error(
+                "`query` is required unless list_products is true.",
+            ));
+        }
+        if let Some(n) = args.top_n
+            && (n == 0 || n as usize > MAX_TOP_N)
+        {
+            return Ok(tool_error(format!(
+                "top_n must be between 1 and {MAX_TOP_N}."
+            )));
+        }
+        let q = SearchQuery {
+            query: query.clone(),
+            project_names: args.project_names.unwrap_or_default(),
+            project_versions: args.project_versions.unwrap_or_default(),
+            top_n: args.top_n.map(|n| n as usize),
+        };
+        let hits = tokio::task::spawn_blocking(move || kb.search(&q))
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
+            .map_err(|e| ErrorData::internal_error(format!("search failed: {e:#}"), None))?;
+        if hits.is_empty() {
+            return Ok(text_result(format!("No results for {query:?}.")));
+        }
+        let mut out = format!("{} results for {query:?}:\n", hits.len());
+        for (i, h) in hits.iter().enumerate() {
+            let heading = if h.section.is_empty() {
+                h.title.clone()
+            } else {
+                format!("{} › {}", h.title, h.section)
+            };
+            out.push_str(&format!(
+                "\n## {}. {heading}\nProduct: {} {} | Source: {} | Score: {:.2}\n\n{}\n",
+                i + 1,
+                h.project_name,
+                h.project_version,
+                h.file_path,
+                h.score,
+                h.text
+            ));
+        }
+        Ok(text_result(out))
+    }
+}
+
+#[tool_handler(router = self.router)]
+impl ServerHandler for McpHandler {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "pg-mcp-fleet",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "Postgres MCP server. search_knowledgebase answers questions from the \
+                 documentation knowledge base.",
+            )
+    }
+}

@@ -1,0 +1,156 @@
+"""Shared helpers for the end-to-end tests: start and stop the real binaries,
+make data directories, and talk raw HTTP where a test needs to see status codes.
+
+Every server binds 127.0.0.1 on a free port; every log goes to
+target/e2e-logs/ so the whole suite's output can be inspected afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("MCP_BIN_DIR", ROOT / "target" / "debug"))
+FIXTURES = ROOT / "tests" / "fixtures"
+LOG_DIR = ROOT / "target" / "e2e-logs"
+LOG_DIR.mkdir(parents=True, exist_ok=True)
+
+ACCEPT = "application/json, text/event-stream"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*args: str, input: str | None = None, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run one of the project's binaries to completion."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([str(BIN / args[0]), *args[1:]], input=input, capture_output=True, text=True, env=full_env, timeout=120)
+    with open(LOG_DIR / "commands.log", "a") as f:
+        f.write(f"$ {' '.join(args)}\n{proc.stderr}\n")
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def make_data_dir(path: Path, docs: Path = FIXTURES / "docs") -> str:
+    """Build a KB from `docs` and one token into `path`; returns the token."""
+    path.mkdir(parents=True, exist_ok=True)
+    run("mcp-server", "kb", "build", "--docs", str(docs), "--out", str(path / "kb.db"), "--project", "postgres", "--project-version", "17")
+    return add_token(path / "tokens.yaml")
+
+
+def add_token(tokens_file: Path, *extra: str) -> str:
+    return run("mcp-server", "token", "add", "--file", str(tokens_file), "--annotation", "e2e", *extra).stdout.strip()
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 10) -> tuple[int, dict, bytes]:
+    """One HTTP request; returns (status, headers, body) for any status."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def rpc(url: str, method: str, params: dict | None = None, token: str | None = None, id: int | None = 1, headers: dict | None = None) -> tuple[int, dict, dict | None]:
+    """POST one JSON-RPC message (legacy style, no _meta) and decode the reply."""
+    msg: dict = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        msg["params"] = params
+    if id is not None:
+        msg["id"] = id
+    h = {"Content-Type": "application/json", "Accept": ACCEPT, **(headers or {})}
+    if token is not None:
+        h["Authorization"] = f"Bearer {token}"
+    status, resp_headers, body = http("POST", url, json.dumps(msg).encode(), h)
+    decoded = None
+    if body:
+        text = body.decode()
+        if text.lstrip().startswith("{"):
+            decoded = json.loads(text)
+        else:  # an SSE answer: take the first data line
+            for line in text.splitlines():
+                if line.startswith("data:") and line[5:].strip():
+                    decoded = json.loads(line[5:])
+                    break
+    return status, resp_headers, decoded
+
+
+def search_text(url: str, token: str, query: str, **args) -> str:
+    status, _, body = rpc(url, "tools/call", {"name": "search_knowledgebase", "arguments": {"query": query, **args}}, token=token)
+    assert status == 200, (status, body)
+    assert body is not None and "result" in body, body
+    return "\n".join(c.get("text", "") for c in body["result"]["content"])
+
+
+class McpServer:
+    """A running `mcp-server serve` on 127.0.0.1."""
+
+    def __init__(self, data_dir: Path, name: str = "server", extra: list[str] | None = None, env: dict | None = None, wait: bool = True):
+        self.port = free_port()
+        self.name = name
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.base}/mcp"
+        self.log_path = LOG_DIR / f"{name}-{self.port}.log"
+        self.log = open(self.log_path, "w")
+        args = [
+            str(BIN / "mcp-server"), "serve",
+            "--listen", f"127.0.0.1:{self.port}",
+            "--data-dir", str(data_dir),
+            "--instance-id", name,
+            "--log-format", "json",
+            "--drain-delay", "0s",
+            "--shutdown-timeout", "5s",
+            *(extra or []),
+        ]
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "debug", **(env or {})})
+        if wait:
+            self.wait_ready()
+
+    def health(self) -> tuple[int, dict]:
+        status, _, body = http("GET", f"{self.base}/health")
+        return status, json.loads(body)
+
+    def wait_ready(self, timeout: float = 20) -> dict:
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited {self.proc.returncode}; log: {self.log_path.read_text()[-2000:]}")
+            try:
+                status, body = self.health()
+                last = body
+                if status == 200:
+                    return body
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name} not ready after {timeout}s: {last}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
