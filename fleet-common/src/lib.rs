@@ -4,7 +4,8 @@
 //! how each one is parsed and validated ([`tokens`], [`users`],
 //! [`session_key`], [`kb_file`]), how a kind of file is recognised and checked
 //! before anyone trusts it ([`kind`]), and how a file is published atomically
-//! into a shared directory ([`publish`]).
+//! into a shared directory ([`publish`]). The binaries also share their log
+//! format ([`logging`]) and their shutdown signal ([`signals`]).
 //!
 //! The server loads files with exactly the same parsers that `kb-init` and
 //! `kb-sync-sidecar` use to verify them, so a file that passed verification is
@@ -13,8 +14,10 @@
 pub mod error;
 pub mod kb_file;
 pub mod kind;
+pub mod logging;
 pub mod publish;
 pub mod session_key;
+pub mod signals;
 pub mod tokens;
 pub mod users;
 mod yaml;
@@ -25,4 +28,21 @@ pub use error::{Error, Result};
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Hex SHA-256 of a file's content, read in chunks.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
 }

@@ -97,6 +97,81 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<UserEntry>> {
     Ok(out)
 }
 
+/// Set `username`'s password hash (adding the user if new) in a
+/// `users.yaml` text, keeping every other user and field as it was.
+/// Returns the new text, checked to parse.
+pub fn upsert(
+    existing: &str,
+    username: &str,
+    password_hash: &str,
+    enabled: bool,
+    annotation: &str,
+) -> Result<String> {
+    use serde_norway::{Mapping, Value};
+    if hash_scheme(password_hash).is_none() {
+        return Err(Error::invalid(
+            FILE,
+            "new password_hash is neither bcrypt nor argon2id",
+        ));
+    }
+    let mut doc: Value = if existing.trim().is_empty() {
+        Value::Mapping(Mapping::new())
+    } else {
+        serde_norway::from_str(existing).map_err(|e| Error::parse(FILE, e))?
+    };
+    let root = doc
+        .as_mapping_mut()
+        .ok_or_else(|| Error::invalid(FILE, "top level is not a mapping"))?;
+    let users = root
+        .entry("users".into())
+        .or_insert(Value::Mapping(Mapping::new()));
+    if users.is_null() {
+        *users = Value::Mapping(Mapping::new());
+    }
+    let apply = |entry: &mut Mapping| {
+        entry.insert("username".into(), username.into());
+        entry.insert("password_hash".into(), password_hash.into());
+        entry.insert("enabled".into(), enabled.into());
+        if !annotation.is_empty() || !entry.contains_key("annotation") {
+            entry.insert("annotation".into(), annotation.into());
+        }
+    };
+    match users {
+        Value::Mapping(map) => {
+            let entry = map
+                .entry(username.into())
+                .or_insert(Value::Mapping(Mapping::new()));
+            match entry.as_mapping_mut() {
+                Some(m) => apply(m),
+                None => {
+                    return Err(Error::invalid(
+                        FILE,
+                        format!("user {username:?} is not a mapping"),
+                    ));
+                }
+            }
+        }
+        Value::Sequence(list) => {
+            let found = list
+                .iter_mut()
+                .filter_map(Value::as_mapping_mut)
+                .find(|m| m.get("username").and_then(Value::as_str) == Some(username));
+            match found {
+                Some(m) => apply(m),
+                None => {
+                    let mut m = Mapping::new();
+                    apply(&mut m);
+                    list.push(Value::Mapping(m));
+                }
+            }
+        }
+        _ => return Err(Error::invalid(FILE, "`users` is neither a map nor a list")),
+    }
+    let text = serde_norway::to_string(&doc).map_err(|e| Error::parse(FILE, e))?;
+    parse(text.as_bytes())?;
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +190,25 @@ mod tests {
         assert_eq!(u[1].username, "bob");
         assert_eq!(u[1].scheme, HashScheme::Argon2id);
         assert!(!u[1].enabled);
+    }
+
+    #[test]
+    fn upsert_changes_one_user_and_keeps_the_rest() {
+        let y = format!(
+            "users:\n  alice:\n    username: alice\n    password_hash: \"{BCRYPT}\"\n    enabled: true\n    last_login: 2025-01-01\n"
+        );
+        let new_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        let text = upsert(&y, "alice", new_hash, false, "").unwrap();
+        assert!(text.contains("last_login"));
+        let u = parse(text.as_bytes()).unwrap();
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].password_hash, new_hash);
+        assert!(!u[0].enabled);
+        let text = upsert(&text, "bob", BCRYPT, true, "new").unwrap();
+        let u = parse(text.as_bytes()).unwrap();
+        assert_eq!(u.len(), 2);
+        assert_eq!(u[1].annotation.as_deref(), Some("new"));
+        assert!(upsert("", "x", "plaintext", true, "").is_err());
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //!
 //! A [`Kb`] is one immutable generation of the knowledge base: opened
 //! read-only, verified, and then shared by every search until a newer
-//! generation replaces it. Its SQLite connections live in a small pool; a
-//! search borrows one, so searches run in parallel, and the connections close
-//! when the last search holding the generation finishes.
+//! generation replaces it. All its SQLite connections are opened together at
+//! load, so they all read the same inode even if a newer file is renamed over
+//! the path a moment later; a search borrows one (waiting if all are busy),
+//! and the connections close when the last search holding the generation
+//! finishes.
 //!
 //! pgEdge's `kb.db` has no full-text index. For such a file the index is built
 //! once, at load, into a private temporary database attached beside it; the
@@ -12,7 +14,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use anyhow::Context;
 use fleet_common::kb_file::{self, KbInfo};
@@ -25,8 +27,10 @@ pub const DEFAULT_TOP_N: usize = 5;
 pub const MAX_TOP_N: usize = 20;
 /// Terms of a query beyond this many are ignored.
 const MAX_TERMS: usize = 24;
-/// Idle connections kept per generation.
-const POOL_SIZE: usize = 8;
+/// Connections per generation: enough to keep every core searching.
+fn pool_size() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).clamp(2, 8))
+}
 /// BM25 weights of the indexed columns: title, section, text.
 const BM25_WEIGHTS: &str = "8.0, 4.0, 1.0";
 
@@ -68,6 +72,7 @@ pub struct Kb {
     /// Side database holding the FTS index of a pgEdge file, if one was built.
     side_index: Option<tempfile::TempPath>,
     pool: Mutex<Vec<Connection>>,
+    returned: Condvar,
     products: OnceLock<Vec<Product>>,
 }
 
@@ -88,23 +93,28 @@ impl Kb {
     }
 
     /// Load a file already verified by [`kb_file::verify`]. Blocking.
+    ///
+    /// The caller is responsible for noticing a file replaced while this
+    /// runs (compare the file's identity before and after): every connection
+    /// is opened here, and none is ever opened by path again.
     pub fn open_verified(path: &Path, info: KbInfo) -> anyhow::Result<Kb> {
         let side_index = if info.has_fts {
             None
         } else {
             Some(build_side_index(path).context("building the full-text index of a pgEdge kb.db")?)
         };
-        let kb = Kb {
+        let mut conns = Vec::with_capacity(pool_size());
+        for _ in 0..pool_size() {
+            conns.push(connect(path, side_index.as_deref())?);
+        }
+        Ok(Kb {
             path: path.to_path_buf(),
             info,
             side_index,
-            pool: Mutex::new(Vec::with_capacity(POOL_SIZE)),
+            pool: Mutex::new(conns),
+            returned: Condvar::new(),
             products: OnceLock::new(),
-        };
-        // Open one connection now, so a file that cannot serve fails here.
-        let conn = kb.connect()?;
-        kb.release(conn);
-        Ok(kb)
+        })
     }
 
     pub fn info(&self) -> &KbInfo {
@@ -128,34 +138,29 @@ impl Kb {
         }
     }
 
-    fn connect(&self) -> anyhow::Result<Connection> {
-        let conn = kb_file::open_read_only(&self.path)?;
-        if let Some(idx) = &self.side_index {
-            conn.execute(
-                "ATTACH DATABASE ?1 AS idx",
-                [format!("file:{}?mode=ro", idx.display())],
-            )?;
-        }
-        Ok(conn)
-    }
-
+    /// Run `f` on a pooled connection, waiting for one if all are busy.
     fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
-        let conn = match pooled {
-            Some(c) => c,
-            None => self.connect()?,
+        let conn = {
+            let mut pool = self
+                .pool
+                .lock()
+                .map_err(|_| anyhow::anyhow!("kb pool poisoned"))?;
+            loop {
+                if let Some(c) = pool.pop() {
+                    break c;
+                }
+                pool = self
+                    .returned
+                    .wait(pool)
+                    .map_err(|_| anyhow::anyhow!("kb pool poisoned"))?;
+            }
         };
         let out = f(&conn);
-        self.release(conn);
-        out
-    }
-
-    fn release(&self, conn: Connection) {
-        if let Ok(mut pool) = self.pool.lock()
-            && pool.len() < POOL_SIZE
-        {
+        if let Ok(mut pool) = self.pool.lock() {
             pool.push(conn);
         }
+        self.returned.notify_one();
+        out
     }
 
     /// Rank chunks for `q`. Blocking: call from a blocking thread.
@@ -225,6 +230,17 @@ impl Kb {
         })?;
         Ok(self.products.get_or_init(|| list).clone())
     }
+}
+
+fn connect(path: &Path, side_index: Option<&Path>) -> anyhow::Result<Connection> {
+    let conn = kb_file::open_read_only(path)?;
+    if let Some(idx) = side_index {
+        conn.execute(
+            "ATTACH DATABASE ?1 AS idx",
+            [format!("file:{}?mode=ro", idx.display())],
+        )?;
+    }
+    Ok(conn)
 }
 
 /// Build the FTS index of a file that has none, in a temporary database.
@@ -439,5 +455,58 @@ mod tests {
             1,
             "nothing written beside it"
         );
+    }
+
+    #[test]
+    fn a_generation_keeps_reading_its_own_file_after_a_rename_over_it() {
+        for with_fts in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("kb.db");
+            make_kb(&p, with_fts);
+            let kb = std::sync::Arc::new(Kb::open(&p).unwrap());
+            // Publish a different KB over the path, as the sidecar does.
+            let next = dir.path().join("next.db");
+            let c = Connection::open(&next).unwrap();
+            c.execute_batch(kb_file::CREATE_SCHEMA).unwrap();
+            c.execute("INSERT INTO chunks(text,project_name,project_version) VALUES ('zebra crossing','z','1')", [])
+                .unwrap();
+            c.execute_batch(&kb_file::create_fts_sql("main", "chunks"))
+                .unwrap();
+            c.execute_batch("INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')")
+                .unwrap();
+            drop(c);
+            std::fs::rename(&next, &p).unwrap();
+            // More parallel searches than pooled connections: all must see
+            // the old generation, none may open the new file.
+            let threads: Vec<_> = (0..4 * pool_size())
+                .map(|_| {
+                    let kb = kb.clone();
+                    std::thread::spawn(move || {
+                        let q = |text: &str| SearchQuery {
+                            query: text.into(),
+                            ..Default::default()
+                        };
+                        (
+                            kb.search(&q("vacuum")).unwrap().len(),
+                            kb.search(&q("zebra")).unwrap().len(),
+                        )
+                    })
+                })
+                .collect();
+            for t in threads {
+                assert_eq!(t.join().unwrap(), (2, 0), "with_fts={with_fts}");
+            }
+            assert_eq!(
+                Kb::open(&p)
+                    .unwrap()
+                    .search(&SearchQuery {
+                        query: "zebra".into(),
+                        ..Default::default()
+                    })
+                    .unwrap()
+                    .len(),
+                1
+            );
+        }
     }
 }

@@ -1,36 +1,179 @@
-//! `kb-sync-sidecar`: keep the fleet's files current in a loop.
-//!
-//! Command-line skeleton: the sync loop arrives with the sync work (see the
-//! README); until then it refuses to run (exit 2).
+//! `kb-sync-sidecar` binary: parse flags, run the loop (or one cycle, or a
+//! push), stop cleanly on SIGTERM.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use fleet_sync::cli::SyncArgs;
+use fleet_sync::once::{OnceOptions, run_once};
+use fleet_sync::sync::Syncer;
+use kb_sync_sidecar::engine::{self, LoopOptions, Status};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "kb-sync-sidecar",
     version,
-    about = "Keep the fleet's files current"
+    about = "Keep the fleet's files current",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// Sync manifest (YAML).
-    #[arg(long, env = "KB_CONFIG")]
-    config: Option<PathBuf>,
-    /// Destination directory (instead of a manifest).
-    #[arg(long, env = "KB_DEST")]
-    dest: Option<PathBuf>,
-    /// NAME=SOURCE, repeatable (s3://, https://, http://, file://).
-    #[arg(long = "file")]
-    files: Vec<String>,
-    /// Run one cycle and exit like kb-init.
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    sync: SyncArgs,
+    /// Time between checks of each file.
+    #[arg(long, env = "KB_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Random spread of the interval, e.g. 10%.
+    #[arg(long, env = "KB_JITTER", default_value = "10%", value_parser = parse_percent)]
+    jitter: f64,
+    /// Serve /healthz, /readyz and /metrics here.
+    #[arg(long, env = "KB_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Run one cycle with retries and exit like kb-init (0, 1, 2, 3): the CI mode.
     #[arg(long)]
     once: bool,
+    /// With --once: retries per file.
+    #[arg(long, env = "KB_RETRIES", default_value_t = 5)]
+    retries: u32,
+    /// With --once: give up after this long.
+    #[arg(long, env = "KB_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify local files, then upload each with its sha256 in the metadata.
+    Push {
+        /// LOCAL=DEST_URL, repeatable (s3:// or file://).
+        #[arg(long = "file", value_name = "LOCAL=DEST_URL", required = true)]
+        files: Vec<String>,
+        /// Timeout of one request.
+        #[arg(long = "request-timeout", env = "KB_REQUEST_TIMEOUT", default_value = "300s", value_parser = humantime::parse_duration)]
+        request_timeout: Duration,
+        #[arg(long, env = "KB_S3_PATH_STYLE")]
+        s3_path_style: bool,
+    },
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (num, scale) = match t.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (t, 1.0),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage like 10%"))?;
+    let v = v / scale;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s:?} must be between 0% and 100%"))
+    }
 }
 
 fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    eprintln!("kb-sync-sidecar: not implemented in this release");
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    fleet_common::logging::init(cli.sync.log_format(), "kb-sync-sidecar");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("kb-sync-sidecar: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    ExitCode::from(runtime.block_on(run(cli)))
+}
+
+async fn run(cli: Cli) -> u8 {
+    if let Some(Command::Push {
+        files,
+        request_timeout,
+        s3_path_style,
+    }) = &cli.command
+    {
+        let items = match kb_sync_sidecar::push::parse_items(files) {
+            Ok(i) => i,
+            Err(err) => {
+                tracing::error!(error = %err, "usage");
+                return 2;
+            }
+        };
+        let opts = fleet_sync::source::SourceOptions {
+            timeout: *request_timeout,
+            s3_path_style: *s3_path_style,
+        };
+        return kb_sync_sidecar::push::push(&items, &opts).await;
+    }
+    let manifest = match cli.sync.manifest() {
+        Ok(m) => m,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "configuration error");
+            return 2;
+        }
+    };
+    let shutdown = match fleet_common::signals::termination_signal() {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot install signal handlers");
+            return 1;
+        }
+    };
+    let mut syncer = match Syncer::new(&manifest, &cli.sync.source_options()).await {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "configuration error");
+            return 2;
+        }
+    };
+    let progress = fleet_sync::progress::for_stderr();
+    if cli.once {
+        let opts = OnceOptions {
+            retries: cli.retries,
+            timeout: cli.timeout,
+            ..OnceOptions::default()
+        };
+        return tokio::select! {
+            status = run_once(&mut syncer, opts, progress.as_ref()) => status.code(),
+            () = shutdown => 1,
+        };
+    }
+    let opts = LoopOptions {
+        interval: cli.interval,
+        jitter: cli.jitter,
+    };
+    let names = syncer.specs().map(|s| s.name.clone()).collect();
+    let status = Status::new(names, &opts, cli.sync.request_timeout);
+    if let Some(addr) = cli.listen {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(err) => {
+                tracing::error!(%addr, error = %err, "cannot listen");
+                return 2;
+            }
+        };
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+        let app = kb_sync_sidecar::http::app(status.clone());
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(error = %err, "health server stopped");
+            }
+        });
+    }
+    tokio::select! {
+        () = engine::run(syncer, status, opts, progress) => 0,
+        () = shutdown => {
+            // Dropping the loop abandons any download in flight; its temporary
+            // file is removed with it, so nothing is half published.
+            tracing::info!("stopping");
+            0
+        }
+    }
 }

@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
+use crate::sessions::SessionFailure;
+
 /// Who made a request, as later layers and tools need to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -27,6 +29,8 @@ pub enum AuthFailure {
     Missing,
     Unknown,
     Expired,
+    /// A session token that does not hold (see [`SessionFailure`]).
+    Session(SessionFailure),
 }
 
 impl AuthFailure {
@@ -35,6 +39,7 @@ impl AuthFailure {
             AuthFailure::Missing => "missing",
             AuthFailure::Unknown => "invalid",
             AuthFailure::Expired => "expired",
+            AuthFailure::Session(s) => s.label(),
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve MCP over Streamable HTTP from the files in the data directory.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Build a KB from the bundled documentation, mint a token and serve on
     /// 127.0.0.1:8080: the fastest way to see it work.
     Demo(DemoArgs),
@@ -32,16 +32,14 @@ pub enum Command {
     /// API-token tools.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// User tools.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Validate every file in a data directory; exit non-zero on any error.
     Check(CheckArgs),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use fleet_common::logging::LogFormat;
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
@@ -70,7 +68,7 @@ pub struct ServeArgs {
     #[arg(long, env = "MCP_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// Log format [default: text on a terminal, json otherwise].
-    #[arg(long, env = "MCP_LOG_FORMAT", value_enum)]
+    #[arg(long, env = "MCP_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
     /// Comma-separated Host values accepted on /mcp [default: loopback names
     /// when listening on loopback, any host otherwise].
@@ -83,6 +81,28 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes [default: 1048576].
     #[arg(long, env = "MCP_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Watch data directories with inotify; polling runs either way [default: true].
+    #[arg(long, env = "MCP_WATCH")]
+    pub watch: Option<bool>,
+    /// How often to poll the data files for changes [default: 1s].
+    #[arg(long, env = "MCP_POLL_INTERVAL", value_parser = humantime::parse_duration)]
+    pub poll_interval: Option<std::time::Duration>,
+    /// Comma-separated CIDRs of proxies whose X-Forwarded-For / X-Real-IP are
+    /// believed, e.g. 10.0.0.0/8 [default: none].
+    #[arg(long, env = "MCP_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Failed authentications per client IP within the window before 429 [default: 10].
+    #[arg(long, env = "MCP_AUTH_FAILURE_LIMIT")]
+    pub auth_failure_limit: Option<usize>,
+    /// The failed-authentication window [default: 60s].
+    #[arg(long, env = "MCP_AUTH_FAILURE_WINDOW", value_parser = humantime::parse_duration)]
+    pub auth_failure_window: Option<std::time::Duration>,
+    /// Lifetime of session tokens from authenticate_user [default: 24h].
+    #[arg(long, env = "MCP_SESSION_TTL", value_parser = humantime::parse_duration)]
+    pub session_ttl: Option<std::time::Duration>,
+    /// Longest a request may take, body included [default: 60s].
+    #[arg(long, env = "MCP_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub request_timeout: Option<std::time::Duration>,
     /// After SIGTERM, keep serving with /health at 503 this long [default: 5s].
     #[arg(long, env = "MCP_DRAIN_DELAY", value_parser = humantime::parse_duration)]
     pub drain_delay: Option<std::time::Duration>,
@@ -143,6 +163,30 @@ pub struct TokenAddArgs {
     /// Bind the token to one configured database.
     #[arg(long, env = "MCP_DATABASE")]
     pub database: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user, or set a user's password; the password is read from
+    /// MCP_PASSWORD or the first line of stdin. The file is written atomically.
+    Add(UserAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    /// users.yaml to update (created if missing).
+    #[arg(long, env = "MCP_USERS_FILE")]
+    pub file: PathBuf,
+    #[arg(long, env = "MCP_USERNAME")]
+    pub username: String,
+    #[arg(long, env = "MCP_ANNOTATION", default_value = "")]
+    pub annotation: String,
+    /// Password hash: bcrypt (cost 12, as pgEdge) or argon2id.
+    #[arg(long, default_value = "bcrypt", value_parser = ["bcrypt", "argon2id"])]
+    pub hash: String,
+    /// Write the user as disabled.
+    #[arg(long)]
+    pub disabled: bool,
 }
 
 #[derive(Debug, Args)]

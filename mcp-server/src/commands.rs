@@ -8,7 +8,7 @@ use fleet_common::kind::{self, FileKind};
 use fleet_kb::build::{BuildOptions, build_from_dir};
 use time::OffsetDateTime;
 
-use crate::cli::{CheckArgs, KbBuildArgs, TokenAddArgs};
+use crate::cli::{CheckArgs, KbBuildArgs, TokenAddArgs, UserAddArgs};
 use crate::config::DataFiles;
 
 /// `kb build`: documentation directory → kb.db, published atomically.
@@ -114,6 +114,49 @@ pub fn add_token_to_file(
         fleet_common::tokens::add_entry(&existing, &new, annotation, expires_at, database, now)?;
     fleet_common::publish::write_atomic(file, text.as_bytes(), true)?;
     Ok(new.secret)
+}
+
+/// `user add`: add a user or set a user's password. The password comes from
+/// `MCP_PASSWORD` or the first line of stdin and is never echoed or logged.
+pub fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
+    let password = match std::env::var("MCP_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    anyhow::ensure!(
+        !password.is_empty(),
+        "empty password: set MCP_PASSWORD or pipe it on stdin"
+    );
+    let scheme = match args.hash.as_str() {
+        "argon2id" => fleet_common::users::HashScheme::Argon2id,
+        _ => fleet_common::users::HashScheme::Bcrypt,
+    };
+    let hash = crate::users::hash_password(&password, scheme)?;
+    let existing = match std::fs::read_to_string(&args.file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", args.file.display())),
+    };
+    let text = fleet_common::users::upsert(
+        &existing,
+        &args.username,
+        &hash,
+        !args.disabled,
+        &args.annotation,
+    )?;
+    fleet_common::publish::write_atomic(&args.file, text.as_bytes(), true)?;
+    eprintln!(
+        "user {:?} written to {}",
+        args.username,
+        args.file.display()
+    );
+    Ok(())
 }
 
 /// `check`: validate every file of a data directory.

@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::cli::{LogFormat, ServeArgs};
+use crate::reloader::ReloadOptions;
 use crate::server::ShutdownTimings;
 
 /// Paths of the four files the server reads.
@@ -65,6 +67,29 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub shutdown: ShutdownTimings,
+    pub reload: ReloadOptions,
+    pub auth: AuthOptions,
+    pub request_timeout: Duration,
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone)]
+pub struct AuthOptions {
+    pub trusted_proxies: Vec<IpNet>,
+    pub failure_limit: usize,
+    pub failure_window: Duration,
+    pub session_ttl: Duration,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        AuthOptions {
+            trusted_proxies: Vec::new(),
+            failure_limit: 10,
+            failure_window: Duration::from_secs(60),
+            session_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// The YAML configuration file.
@@ -82,6 +107,17 @@ struct FileConfig {
     allowed_hosts: Option<Vec<String>>,
     allowed_origins: Option<Vec<String>>,
     max_body_bytes: Option<usize>,
+    watch: Option<bool>,
+    trusted_proxies: Option<Vec<String>>,
+    auth_failure_limit: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    auth_failure_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    session_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    request_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    poll_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     drain_delay: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -104,6 +140,8 @@ mod humantime_serde_opt {
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_DATA_DIR: &str = "/data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -171,13 +209,49 @@ impl Config {
             log_format: args
                 .log_format
                 .or(file.log_format)
-                .unwrap_or_else(default_log_format),
+                .unwrap_or_else(fleet_common::logging::default_format),
             allowed_hosts,
             allowed_origins: args
                 .allowed_origins
                 .or(file.allowed_origins)
                 .unwrap_or_default(),
             max_body_bytes,
+            auth: {
+                let d = AuthOptions::default();
+                AuthOptions {
+                    trusted_proxies: parse_cidrs(
+                        &args
+                            .trusted_proxies
+                            .or(file.trusted_proxies)
+                            .unwrap_or_default(),
+                    )?,
+                    failure_limit: args
+                        .auth_failure_limit
+                        .or(file.auth_failure_limit)
+                        .unwrap_or(d.failure_limit)
+                        .max(1),
+                    failure_window: args
+                        .auth_failure_window
+                        .or(file.auth_failure_window)
+                        .unwrap_or(d.failure_window),
+                    session_ttl: args
+                        .session_ttl
+                        .or(file.session_ttl)
+                        .unwrap_or(d.session_ttl),
+                }
+            },
+            request_timeout: args
+                .request_timeout
+                .or(file.request_timeout)
+                .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            reload: ReloadOptions {
+                watch: args.watch.or(file.watch).unwrap_or(true),
+                poll_interval: args
+                    .poll_interval
+                    .or(file.poll_interval)
+                    .unwrap_or(DEFAULT_POLL_INTERVAL)
+                    .max(Duration::from_millis(10)),
+            },
             shutdown: ShutdownTimings {
                 drain_delay: args
                     .drain_delay
@@ -192,14 +266,17 @@ impl Config {
     }
 }
 
-/// JSON for machines, text for people at a terminal.
-pub fn default_log_format() -> LogFormat {
-    use std::io::IsTerminal;
-    if std::io::stderr().is_terminal() {
-        LogFormat::Text
-    } else {
-        LogFormat::Json
-    }
+/// CIDRs (`10.0.0.0/8`) or single addresses (`192.0.2.1`).
+fn parse_cidrs(list: &[String]) -> anyhow::Result<Vec<IpNet>> {
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .with_context(|| format!("trusted proxy {s:?} is not a CIDR or IP address"))
+        })
+        .collect()
 }
 
 fn hostname() -> String {

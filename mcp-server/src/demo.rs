@@ -76,6 +76,12 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<Demo> {
         allowed_hosts: HostPolicy::Loopback,
         allowed_origins: Vec::new(),
         max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
+        auth: crate::config::AuthOptions::default(),
+        request_timeout: crate::config::DEFAULT_REQUEST_TIMEOUT,
+        reload: crate::reloader::ReloadOptions {
+            watch: true,
+            poll_interval: crate::config::DEFAULT_POLL_INTERVAL,
+        },
         shutdown: crate::server::ShutdownTimings {
             drain_delay: std::time::Duration::ZERO,
             shutdown_timeout: crate::config::DEFAULT_SHUTDOWN_TIMEOUT,

@@ -12,11 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use fleet_kb::search::Kb;
 use serde::Serialize;
-use time::OffsetDateTime;
 
 use crate::auth::TokenStore;
 use crate::config::DataFiles;
+use crate::fingerprint::Fingerprint;
 use crate::state::AppState;
+use crate::users::UserStore;
+use fleet_common::logging::now_rfc3339;
 
 /// One of the files the server reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,6 +76,10 @@ pub struct FileStatus {
     pub last_error_at: Option<String>,
     #[serde(skip)]
     pub full_sha256: Option<String>,
+    /// Fingerprint of the file at the last load attempt, good or bad; the
+    /// reloader looks again only when the file's fingerprint moves from it.
+    #[serde(skip)]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// Status of every file, behind one lock that is never held across I/O.
@@ -95,6 +101,7 @@ impl FileTable {
                         last_error: None,
                         last_error_at: None,
                         full_sha256: None,
+                        fingerprint: None,
                     },
                 )
             })
@@ -167,16 +174,26 @@ pub fn load(state: &AppState, which: DataFile) -> Result<Loaded, String> {
 }
 
 fn read_and_apply(state: &AppState, which: DataFile, path: &Path) -> Result<Loaded, String> {
-    if !which.required() && !path.exists() {
+    let before = Fingerprint::of(path);
+    state
+        .files
+        .update(which, |s| s.fingerprint = before.clone());
+    if before.is_none() && !which.required() {
         return Ok(Loaded::Absent);
     }
     let (sha, apply): (String, Box<dyn FnOnce() -> String>) = match which {
         DataFile::Kb => {
-            let sha = sha256_file(path)?;
+            let sha =
+                fleet_common::sha256_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
             if is_current(state, which, &sha) {
                 return Ok(Loaded::Unchanged);
             }
             let kb = Kb::open(path).map_err(|e| format!("{e:#}"))?;
+            if Fingerprint::of(path) != before {
+                // Replaced while loading: what was hashed and what was opened
+                // may differ. The reloader sees the new fingerprint and retries.
+                return Err("replaced while loading; loading the newer file".to_string());
+            }
             let summary = format!("{} chunks", kb.info().chunk_count);
             (
                 sha,
@@ -207,11 +224,12 @@ fn read_and_apply(state: &AppState, which: DataFile, path: &Path) -> Result<Load
                 }
                 DataFile::Users => {
                     let users = fleet_common::users::parse(&bytes).map_err(|e| e.to_string())?;
+                    let store = UserStore::new(users);
                     (
                         sha,
                         Box::new(move || {
-                            let summary = format!("{} users", users.len());
-                            state.users.store(Arc::new(users));
+                            let summary = format!("{} users", store.len());
+                            state.users.store(Arc::new(store));
                             summary
                         }),
                     )
@@ -256,27 +274,4 @@ fn is_current(state: &AppState, which: DataFile, sha: &str) -> bool {
         .files
         .get(which)
         .is_some_and(|s| s.full_sha256.as_deref() == Some(sha))
-}
-
-fn sha256_file(path: &Path) -> Result<String, String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let io_err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut f = std::fs::File::open(path).map_err(io_err)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf).map_err(io_err)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-pub fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -47,6 +47,10 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
             "tokens": state.tokens.load().len(),
             "generation": tokens_status.map(|s| s.generation),
         },
+        "reload": {
+            "watching": state.watching(),
+            "poll_interval_ms": state.config.reload.poll_interval.as_millis() as u64,
+        },
         "files": files.iter().map(|(f, s)| (f.name().to_string(), json!(s))).collect::<serde_json::Map<_, _>>(),
         "last_reload_error": last_reload_error,
     });

@@ -8,10 +8,11 @@
 //! notifications) and `tools/call authenticate_user`. A token that is present
 //! but wrong is always refused, whatever the method.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -24,7 +25,9 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::auth::{AuthFailure, Principal};
+use crate::client_ip::ClientIp;
 use crate::config::HostPolicy;
+use crate::sessions;
 use crate::state::AppState;
 use crate::tools::McpHandler;
 
@@ -105,33 +108,53 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Authenticate a bearer token against the live stores.
+/// Authenticate a bearer token against the live stores: a session token
+/// (signed, from `authenticate_user`) or an API token from `tokens.yaml`.
 pub fn authenticate(state: &AppState, token: &str) -> Result<Principal, AuthFailure> {
-    state
-        .tokens
-        .load()
-        .authenticate(token, OffsetDateTime::now_utc())
+    let now = OffsetDateTime::now_utc();
+    if token.starts_with(sessions::PREFIX) {
+        let user = sessions::verify(token, &state.session_keys.load(), &state.users.load(), now)
+            .map_err(AuthFailure::Session)?;
+        return Ok(Principal {
+            subject: format!("user:{user}"),
+            database: None,
+        });
+    }
+    state.tokens.load().authenticate(token, now)
 }
 
-async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+async fn guard(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
     if req.method() != Method::POST {
         // rmcp answers GET and DELETE with 405 in stateless mode.
         return next.run(req).await;
+    }
+    let ip = state.client_ip.resolve(peer, req.headers());
+    if let Err(retry_after) = state.limiter.check(ip) {
+        return too_many_failures(retry_after);
     }
     if !origin_allowed(&state, req.headers()) {
         return error_response(StatusCode::FORBIDDEN, "origin not allowed");
     }
     let (mut parts, body) = req.into_parts();
-    let bytes: Bytes = match Limited::new(body, state.config.max_body_bytes)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+    let limited = Limited::new(body, state.config.max_body_bytes).collect();
+    let bytes: Bytes = match tokio::time::timeout(state.config.request_timeout, limited).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
             return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         }
-        Err(_) => {
+        Ok(Err(_)) => {
             return error_response(StatusCode::BAD_REQUEST, "could not read the request body");
+        }
+        Err(_) => {
+            return error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            );
         }
     };
     match bearer(&parts.headers) {
@@ -139,13 +162,33 @@ async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
             Ok(principal) => {
                 parts.extensions.insert(principal);
             }
-            Err(failure) => return unauthorized(failure),
+            Err(failure) => {
+                state.limiter.record_failure(ip);
+                tracing::info!(client_ip = %ip, reason = failure.label(), "authentication failed");
+                return unauthorized(failure);
+            }
         },
         None if body_is_public(&bytes) => {}
         None => return unauthorized(AuthFailure::Missing),
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    parts.extensions.insert(ClientIp(ip));
+    let request = Request::from_parts(parts, Body::from(bytes));
+    match tokio::time::timeout(state.config.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error_response(StatusCode::GATEWAY_TIMEOUT, "request timed out"),
+    }
+}
+
+/// 429 for a client over the failed-authentication limit.
+fn too_many_failures(retry_after: std::time::Duration) -> Response {
+    let mut resp = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed authentications; retry later",
+    );
+    if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 /// The MCP spec asks servers to validate `Origin` against DNS rebinding. A
@@ -175,8 +218,10 @@ fn unauthorized(failure: AuthFailure) -> Response {
     };
     let message = match failure {
         AuthFailure::Missing => "authentication required: send Authorization: Bearer <token>",
-        AuthFailure::Unknown => "invalid token",
-        AuthFailure::Expired => "token expired",
+        AuthFailure::Expired | AuthFailure::Session(sessions::SessionFailure::Expired) => {
+            "token expired"
+        }
+        AuthFailure::Unknown | AuthFailure::Session(_) => "invalid token",
     };
     let mut resp = error_response(StatusCode::UNAUTHORIZED, message);
     resp.headers_mut().insert(

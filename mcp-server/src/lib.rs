@@ -1,23 +1,31 @@
 //! `mcp-server`: a stateless Model Context Protocol server for fleets.
 //!
-//! It reads local files only ([`files`]), keeps each as an immutable
-//! generation in [`state`], authenticates bearer tokens ([`auth`]), serves
-//! MCP over Streamable HTTP through rmcp ([`http`], [`tools`]) under a hyper
-//! accept loop with an explicit shutdown path ([`server`]), and reports its
-//! readiness on `/health` ([`health`]).
+//! It reads local files only ([`files`]), reloads them when they change
+//! ([`reloader`]) and keeps each as an immutable generation in [`state`]. It
+//! authenticates API tokens ([`auth`]), users ([`users`]) and stateless
+//! sessions ([`sessions`]) behind a failed-auth limit per client
+//! ([`rate_limit`], [`client_ip`]), serves MCP over Streamable HTTP through
+//! rmcp ([`http`], [`tools`]) under a hyper accept loop with an explicit
+//! shutdown path ([`server`]), and reports its readiness on `/health`
+//! ([`health`]).
 
 pub mod auth;
 pub mod cli;
+pub mod client_ip;
 pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod files;
+pub mod fingerprint;
 pub mod health;
 pub mod http;
-pub mod logging;
+pub mod rate_limit;
+pub mod reloader;
 pub mod server;
+pub mod sessions;
 pub mod state;
 pub mod tools;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -29,13 +37,14 @@ pub async fn run(
     config: config::Config,
     on_listening: impl FnOnce(&AppState),
 ) -> anyhow::Result<()> {
-    let shutdown = server::termination_signal()?;
+    let shutdown = fleet_common::signals::termination_signal()?;
     let listener = server::bind(config.listen).await?;
     let state = AppState::new(config);
     tracing::info!(listen = %state.config.listen, "listening");
     let timings = state.config.shutdown;
     let serving = tokio::spawn(server::serve(listener, state.clone(), timings, shutdown));
     server::load_all(&state).await;
+    reloader::spawn(state.clone(), state.config.reload);
     state.set_phase(Phase::Serving);
     tracing::info!(ready = state.is_ready(), "serving");
     on_listening(&state);

@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcp_server::cli::{Cli, Command, KbCommand, TokenCommand};
-use mcp_server::{commands, config, demo, logging};
+use fleet_common::logging;
+use mcp_server::cli::{Cli, Command, KbCommand, TokenCommand, UserCommand};
+use mcp_server::{commands, config, demo};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => config::Config::resolve(args).and_then(|cfg| {
+        Command::Serve(args) => config::Config::resolve(*args).and_then(|cfg| {
             logging::init(cfg.log_format, &cfg.instance_id);
             runtime()?.block_on(mcp_server::run(cfg, |_| {}))
         }),
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         }),
         Command::Kb(KbCommand::Build(args)) => commands::kb_build(args),
         Command::Token(TokenCommand::Add(args)) => commands::token_add(args),
+        Command::User(UserCommand::Add(args)) => commands::user_add(args),
         Command::Check(args) => return commands::check(args),
     };
     match result {

@@ -117,21 +117,3 @@ pub async fn serve(
     }
     Ok(())
 }
-
-/// A future that completes on the first SIGTERM or SIGINT.
-pub fn termination_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                tracing::info!(signal = sig, "termination signal received");
-                let _ = tx.send(());
-            }
-        })?;
-    Ok(async move {
-        let _ = rx.await;
-    })
-}

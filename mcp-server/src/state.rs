@@ -6,16 +6,18 @@
 //! swaps in the next one atomically. Nothing here is ever half-loaded.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use fleet_common::users::UserEntry;
 use fleet_kb::search::Kb;
 
 use crate::auth::TokenStore;
+use crate::client_ip::ClientIpResolver;
 use crate::config::Config;
 use crate::files::FileTable;
+use crate::rate_limit::FailureLimiter;
+use crate::users::UserStore;
 
 /// Where the server is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,25 +32,33 @@ pub struct AppState {
     pub config: Config,
     pub started_at: Instant,
     pub tokens: ArcSwap<TokenStore>,
-    pub users: ArcSwap<Vec<UserEntry>>,
+    pub users: ArcSwap<UserStore>,
     pub session_keys: ArcSwap<Vec<Vec<u8>>>,
     pub kb: ArcSwapOption<Kb>,
     pub files: FileTable,
+    pub limiter: FailureLimiter,
+    pub client_ip: ClientIpResolver,
     phase: AtomicU8,
+    watching: AtomicBool,
 }
 
 impl AppState {
     pub fn new(config: Config) -> Arc<AppState> {
         let files = FileTable::new(&config.files);
+        let limiter = FailureLimiter::new(config.auth.failure_limit, config.auth.failure_window);
+        let client_ip = ClientIpResolver::new(config.auth.trusted_proxies.clone());
         Arc::new(AppState {
             config,
             started_at: Instant::now(),
             tokens: ArcSwap::from_pointee(TokenStore::default()),
-            users: ArcSwap::from_pointee(Vec::new()),
+            users: ArcSwap::from_pointee(UserStore::default()),
             session_keys: ArcSwap::from_pointee(Vec::new()),
             kb: ArcSwapOption::empty(),
             files,
+            limiter,
+            client_ip,
             phase: AtomicU8::new(Phase::Starting as u8),
+            watching: AtomicBool::new(false),
         })
     }
 
@@ -62,6 +72,16 @@ impl AppState {
 
     pub fn set_phase(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Release);
+    }
+
+    /// Whether every data directory has a live inotify watch (otherwise the
+    /// reloader relies on polling alone).
+    pub fn watching(&self) -> bool {
+        self.watching.load(Ordering::Relaxed)
+    }
+
+    pub fn set_watching(&self, on: bool) {
+        self.watching.store(on, Ordering::Relaxed);
     }
 
     /// Ready for traffic: serving, with tokens and a knowledge base loaded.

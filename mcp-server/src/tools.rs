@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
@@ -15,6 +16,8 @@ use serde::Deserialize;
 
 use fleet_kb::search::{MAX_TOP_N, SearchQuery};
 
+use crate::client_ip::ClientIp;
+use crate::sessions;
 use crate::state::AppState;
 
 /// One request's view of the server: cheap to create, shares everything.
@@ -62,8 +65,67 @@ fn tool_error(text: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(text.into())])
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct AuthenticateArgs {
+    pub username: String,
+    pub password: String,
+}
+
 #[tool_router]
 impl McpHandler {
+    #[tool(
+        name = "authenticate_user",
+        description = "Log in with a username and password from users.yaml; returns a session \
+                       token to send as `Authorization: Bearer <token>`. Callable without a token."
+    )]
+    async fn authenticate_user(
+        &self,
+        Parameters(args): Parameters<AuthenticateArgs>,
+        Extension(parts): Extension<http::request::Parts>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let state = self.state.clone();
+        let username = args.username.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let users = state.users.load();
+            let user = users.login(&args.username, &args.password).ok()?;
+            let keys = state.session_keys.load();
+            let key = keys.first()?;
+            let ttl = time::Duration::try_from(state.config.auth.session_ttl).ok()?;
+            sessions::issue(
+                key,
+                &user.username,
+                &user.password_hash,
+                ttl,
+                time::OffsetDateTime::now_utc(),
+            )
+        })
+        .await
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        match outcome {
+            Some((token, expires_at)) => {
+                tracing::info!(user = %username, "user authenticated");
+                let body = serde_json::json!({
+                    "success": true,
+                    "session_token": token,
+                    "expires_at": expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                });
+                Ok(text_result(body.to_string()))
+            }
+            None => {
+                if let Some(ClientIp(ip)) = parts.extensions.get::<ClientIp>() {
+                    self.state.limiter.record_failure(*ip);
+                }
+                if self.state.session_keys.load().is_empty() {
+                    tracing::warn!("authenticate_user called but no session.key is loaded");
+                }
+                tracing::info!(user = %username, "login refused");
+                let body =
+                    serde_json::json!({"success": false, "error": "invalid username or password"});
+                Ok(tool_error(body.to_string()))
+            }
+        }
+    }
+
     #[tool(
         name = "search_knowledgebase",
         description = "Search the documentation knowledge base (full-text, BM25-ranked). \

@@ -52,7 +52,21 @@ def make_data_dir(path: Path, docs: Path = FIXTURES / "docs") -> str:
 
 
 def add_token(tokens_file: Path, *extra: str) -> str:
-    return run("mcp-server", "token", "add", "--file", str(tokens_file), "--annotation", "e2e", *extra).stdout.strip()
+    token = run("mcp-server", "token", "add", "--file", str(tokens_file), "--annotation", "e2e", *extra).stdout.strip()
+    remember_secret(token)
+    return token
+
+
+SECRETS_FILE = LOG_DIR / "secrets.txt"
+
+
+def remember_secret(*secrets: str) -> None:
+    """Record secrets the suite uses; the last test checks no log line holds one."""
+    with open(SECRETS_FILE, "a") as f:
+        for s in secrets:
+            f.write(s + "\n")
+            if len(s) < 64:  # a token's stored hash is a secret too
+                f.write(sha256_hex(s) + "\n")
 
 
 def sha256_hex(text: str) -> str:
@@ -103,7 +117,9 @@ def search_text(url: str, token: str, query: str, **args) -> str:
 class McpServer:
     """A running `mcp-server serve` on 127.0.0.1."""
 
-    def __init__(self, data_dir: Path, name: str = "server", extra: list[str] | None = None, env: dict | None = None, wait: bool = True):
+    def __init__(self, data_dir: Path, name: str = "server", extra: list[str] | None = None, env: dict | None = None, wait: bool = True, wrap: list[str] | None = None, auth_limit: int = 1_000_000):
+        """`auth_limit` is high by default: many tests probe with tokens that
+        are not valid yet, which the server rightly counts as failures."""
         self.port = free_port()
         self.name = name
         self.base = f"http://127.0.0.1:{self.port}"
@@ -111,6 +127,7 @@ class McpServer:
         self.log_path = LOG_DIR / f"{name}-{self.port}.log"
         self.log = open(self.log_path, "w")
         args = [
+            *(wrap or []),
             str(BIN / "mcp-server"), "serve",
             "--listen", f"127.0.0.1:{self.port}",
             "--data-dir", str(data_dir),
@@ -118,6 +135,7 @@ class McpServer:
             "--log-format", "json",
             "--drain-delay", "0s",
             "--shutdown-timeout", "5s",
+            "--auth-failure-limit", str(auth_limit),
             *(extra or []),
         ]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "debug", **(env or {})})
@@ -127,6 +145,13 @@ class McpServer:
     def health(self) -> tuple[int, dict]:
         status, _, body = http("GET", f"{self.base}/health")
         return status, json.loads(body)
+
+    def status(self) -> dict | None:
+        """The /health body, or None while the server is not listening yet."""
+        try:
+            return self.health()[1]
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return None
 
     def wait_ready(self, timeout: float = 20) -> dict:
         deadline = time.time() + timeout
@@ -154,3 +179,54 @@ class McpServer:
                 self.proc.wait()
         self.log.close()
         return self.proc.returncode
+
+
+def publish(path: Path, content: bytes | str) -> None:
+    """Write `content` next to `path` and rename it over `path`: what the sidecar does."""
+    data = content.encode() if isinstance(content, str) else content
+    tmp = path.with_name(f".tmp-{path.name}-{time.monotonic_ns()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def tokens_yaml(*tokens: str) -> str:
+    remember_secret(*tokens)
+    lines = ["tokens:"]
+    for i, t in enumerate(tokens):
+        lines += [f"  t{i}:", f"    hash: {sha256_hex(t)}", "    expires_at: null"]
+    return "\n".join(lines) + "\n"
+
+
+def wait_until(predicate, timeout: float = 10, interval: float = 0.002):
+    """Poll `predicate` until it returns a truthy value; returns (value, seconds)."""
+    start = time.monotonic()
+    while True:
+        value = predicate()
+        if value:
+            return value, time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+class KeepAlive:
+    """A keep-alive HTTP/1.1 connection for quick repeated JSON-RPC calls."""
+
+    def __init__(self, port: int):
+        import http.client
+
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def call(self, token: str, method: str = "tools/list", params: dict | None = None) -> tuple[int, dict | None]:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}})
+        headers = {"Content-Type": "application/json", "Accept": ACCEPT, "Authorization": f"Bearer {token}"}
+        self.conn.request("POST", "/mcp", body, headers)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        return resp.status, (json.loads(data) if data.startswith(b"{") else None)
+
+    def accepted(self, token: str) -> bool:
+        return self.call(token)[0] == 200
+
+    def close(self):
+        self.conn.close()

@@ -1,5 +1,5 @@
-//! Log output: one line per event, as JSON for machines or text for people,
-//! every line carrying the instance id.
+//! Log output shared by every binary: one line per event, as JSON for
+//! machines or text for people, every line carrying the instance id.
 //!
 //! Secrets never reach a log line because no code logs one: tokens,
 //! passwords, hashes and keys are not fields of any event. The test suite
@@ -14,11 +14,57 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::cli::LogFormat;
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
-/// Install the global subscriber. `RUST_LOG` sets the filter (default `info`).
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log format {other:?}: use text or json")),
+        }
+    }
+}
+
+/// JSON for machines, text for people at a terminal.
+pub fn default_format() -> LogFormat {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    }
+}
+
+/// Now, as RFC 3339 in UTC.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Targets whose logging is capped whatever `RUST_LOG` says: rmcp logs whole
+/// JSON-RPC messages at debug (passwords in `authenticate_user` calls,
+/// session tokens in its answers, query text and rows) and three info lines
+/// per request in stateless mode. The server logs each request itself.
+const CAPPED: &[&str] = &["rmcp=warn"];
+
+/// Install the global subscriber. `RUST_LOG` sets the filter (default
+/// `info`), except for the [`CAPPED`] targets.
 pub fn init(format: LogFormat, instance_id: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for directive in CAPPED {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let formatter = LineFormat {
         instance: instance_id.to_string(),
         json: format == LogFormat::Json,
@@ -47,7 +93,7 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let ts = crate::files::now_rfc3339();
+        let ts = now_rfc3339();
         if self.json {
             let mut fields = serde_json::Map::new();
             fields.insert("timestamp".into(), ts.into());

@@ -1,0 +1,212 @@
+//! `gen-kb`: write a synthetic but realistic `kb.db` in the project's schema.
+//!
+//! Chunks of 150-250 words drawn from a Zipf-distributed vocabulary (see
+//! `bench::corpus`), grouped into files with titles and sections, spread over
+//! several products and versions. The file is written in one transaction
+//! with prepared statements to a temporary name, indexed with FTS5
+//! `rebuild` (as `mcp-server kb build` does), checked, and renamed into place.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, ensure};
+use bench::corpus::{GENERATOR_VERSION, Generator};
+use clap::Parser;
+use fleet_common::kb_file::{self, CREATE_SCHEMA, SCHEMA_VERSION, create_fts_sql};
+use rusqlite::{Connection, params};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gen-kb",
+    about = "Generate a synthetic knowledge base for benchmarks"
+)]
+struct Args {
+    /// Number of chunks to write.
+    #[arg(long)]
+    chunks: usize,
+    /// Knowledge base to write (replaced atomically).
+    #[arg(long, required_unless_present = "describe")]
+    out: Option<PathBuf>,
+    /// Seed of the generator; the same seed and count give the same corpus.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print the generator id that would be stored in `kb_meta.generator`
+    /// and exit (lets scripts tell whether a cached file is current).
+    #[arg(long)]
+    describe: bool,
+}
+
+fn generator_id(args: &Args) -> String {
+    format!(
+        "bench-gen-kb v{GENERATOR_VERSION} seed={} chunks={}",
+        args.seed, args.chunks
+    )
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let args = Args::parse();
+    let id = generator_id(&args);
+    if args.describe {
+        println!("{id}");
+        return Ok(());
+    }
+    ensure!(args.chunks > 0, "--chunks must be at least 1");
+    let out = args
+        .out
+        .clone()
+        .context("--out is required unless --describe")?;
+    let tmp = tmp_path(&out);
+    let _ = std::fs::remove_file(&tmp);
+    let started = Instant::now();
+    let result = write(&tmp, &args, &id);
+    if let Err(err) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err);
+    }
+    std::fs::rename(&tmp, &out)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    let size = std::fs::metadata(&out)
+        .with_context(|| format!("reading {}", out.display()))?
+        .len();
+    eprintln!(
+        "gen-kb: wrote {} chunks to {} ({:.1} MiB) in {:.1}s",
+        args.chunks,
+        out.display(),
+        size as f64 / (1024.0 * 1024.0),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn tmp_path(out: &Path) -> PathBuf {
+    let mut name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "kb.db".into());
+    name.push(".gen-tmp");
+    out.with_file_name(name)
+}
+
+fn write(path: &Path, args: &Args, generator: &str) -> Result<()> {
+    let mut conn = Connection::open(path)
+        .with_context(|| format!("creating SQLite database {}", path.display()))?;
+    conn.execute_batch(
+        "PRAGMA page_size = 4096; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;",
+    )
+    .context("setting pragmas")?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+        .context("setting journal_mode")?;
+    ensure!(
+        mode.eq_ignore_ascii_case("delete"),
+        "journal_mode is {mode}, not delete"
+    );
+    conn.execute_batch(CREATE_SCHEMA)
+        .context("creating the schema")?;
+    conn.execute_batch(&create_fts_sql("main", "chunks"))
+        .context("creating the full-text index")?;
+
+    let t0 = Instant::now();
+    let tx = conn.transaction().context("starting the transaction")?;
+    let created_at = "2025-01-01 00:00:00";
+    {
+        let mut insert_file = tx.prepare(
+            "INSERT INTO source_files \
+             (checksum, file_path, project_name, project_version, doc_type, num_chunks, processed_at) \
+             VALUES (?1, ?2, ?3, ?4, 'markdown', ?5, ?6)",
+        )?;
+        let mut insert_chunk = tx.prepare(
+            "INSERT INTO chunks \
+             (id, text, title, section, project_name, project_version, file_path, \
+              source_file_checksum, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut generator_ = Generator::new(args.seed);
+        let mut id: i64 = 0;
+        let mut left = args.chunks;
+        while left > 0 {
+            let file = generator_.file(left);
+            left -= file.chunks.len();
+            insert_file
+                .execute(params![
+                    file.checksum,
+                    file.path,
+                    file.project_name,
+                    file.project_version,
+                    file.chunks.len() as i64,
+                    created_at
+                ])
+                .with_context(|| format!("inserting source file {}", file.path))?;
+            for c in &file.chunks {
+                id += 1;
+                insert_chunk
+                    .execute(params![
+                        id,
+                        c.text,
+                        c.title,
+                        c.section,
+                        file.project_name,
+                        file.project_version,
+                        file.path,
+                        file.checksum,
+                        created_at
+                    ])
+                    .with_context(|| format!("inserting chunk {id}"))?;
+            }
+        }
+    }
+    let t_insert = t0.elapsed();
+    tx.execute("INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')", [])
+        .context("building the full-text index")?;
+    let t_index = t0.elapsed() - t_insert;
+    let build_id = format!("{:016x}", fnv1a(generator.as_bytes()));
+    for (key, value) in [
+        ("schema_version", SCHEMA_VERSION.to_string()),
+        ("build_id", build_id),
+        ("built_at", "2025-01-01T00:00:00Z".to_string()),
+        ("generator", generator.to_string()),
+    ] {
+        tx.execute(
+            "INSERT INTO kb_meta (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )
+        .with_context(|| format!("writing kb_meta {key}"))?;
+    }
+    tx.commit().context("committing")?;
+    let info = kb_file::inspect(&conn).context("inspecting the new knowledge base")?;
+    ensure!(
+        info.has_fts && info.chunk_count == args.chunks as u64,
+        "the new knowledge base holds {} chunk(s) (FTS: {}), expected {}",
+        info.chunk_count,
+        info.has_fts,
+        args.chunks
+    );
+    conn.close()
+        .map_err(|(_, e)| e)
+        .context("closing the database")?;
+    eprintln!(
+        "gen-kb: insert {:.1}s, FTS rebuild {:.1}s",
+        t_insert.as_secs_f64(),
+        t_index.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// FNV-1a, 64 bits: a stable id from the generator description.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

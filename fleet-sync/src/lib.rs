@@ -1,0 +1,23 @@
+//! `fleet-sync`: fetching the fleet's files from where they are kept and
+//! publishing them into a shared directory, for `kb-init` and
+//! `kb-sync-sidecar`.
+//!
+//! - [`manifest`]: which files, from where, of which kind (YAML or flags).
+//! - [`source`]: `s3://`, `https://`/`http://` and `file://`, each answering
+//!   "is there a newer version, and what are its bytes" without transferring
+//!   a body when nothing changed.
+//! - [`sync`]: one file's cycle: conditional fetch into a temporary file in
+//!   the destination, verification with the server's own parsers, pinned and
+//!   published sha256 checks, atomic publish.
+//! - [`state`]: what was last published from where, kept beside the files so
+//!   a restarted sync does not download what it already has.
+//! - [`backoff`]: capped exponential backoff with jitter.
+
+pub mod backoff;
+pub mod cli;
+pub mod manifest;
+pub mod once;
+pub mod progress;
+pub mod source;
+pub mod state;
+pub mod sync;

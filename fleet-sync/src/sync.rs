@@ -1,0 +1,298 @@
+//! One file's sync cycle: conditional fetch, verify, publish.
+//!
+//! The body is streamed into a temporary file in the destination directory
+//! while it is hashed and bounded by the size limit. The complete file is
+//! then checked: its length against what the source announced (a truncated
+//! download is a fetch failure, retried), its sha256 against the manifest's
+//! pin and the publisher's metadata, and its content with the parser the
+//! server itself loads it with. Only then is it renamed over the target. A
+//! cycle abandoned halfway (an error, or SIGTERM dropping the future) drops
+//! the temporary file, so nothing half-written is ever visible.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{FileSpec, Manifest};
+use crate::progress::Progress;
+use crate::source::{Fetch, Source, SourceError, SourceOptions, Validators};
+use crate::state::{Record, State, identity};
+
+/// What a cycle did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The source has the version already published; nothing transferred.
+    Unchanged,
+    /// A new version was downloaded but its content equals the published
+    /// file's, so nothing was replaced.
+    SameContent { bytes: u64 },
+    /// A new version is published.
+    Published { bytes: u64, sha256: String },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Unchanged => "unchanged",
+            Outcome::SameContent { .. } => "same_content",
+            Outcome::Published { .. } => "published",
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Outcome::Unchanged => 0,
+            Outcome::SameContent { bytes } | Outcome::Published { bytes, .. } => *bytes,
+        }
+    }
+}
+
+/// Why a cycle failed; decides retries and exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The source could not be read (retried; exit 1 when retries run out).
+    #[error("fetch failed: {0}")]
+    Fetch(#[from] SourceError),
+    /// The file arrived but is not acceptable (never published; exit 3).
+    #[error("verification failed: {0}")]
+    Verify(String),
+    /// The destination could not be written.
+    #[error("publish failed: {0}")]
+    Local(String),
+}
+
+impl SyncError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            SyncError::Fetch(SourceError::NotFound(_)) => "not_found",
+            SyncError::Fetch(_) => "fetch_error",
+            SyncError::Verify(_) => "verify_error",
+            SyncError::Local(_) => "publish_error",
+        }
+    }
+
+    /// Whether trying again may help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Fetch(SourceError::NotFound(_) | SourceError::Transient(_))
+                | SyncError::Local(_)
+        )
+    }
+}
+
+/// A cycle's result and how many body bytes it transferred.
+#[derive(Debug)]
+pub struct Attempt {
+    pub result: Result<Outcome, SyncError>,
+    pub bytes: u64,
+}
+
+/// The files of one manifest, their sources and the publish state.
+pub struct Syncer {
+    pub dest_dir: PathBuf,
+    max_bytes: u64,
+    files: Vec<(FileSpec, Source)>,
+    state: State,
+}
+
+impl Syncer {
+    /// Prepare the destination (created if missing, leftovers of a killed
+    /// run removed) and parse every source.
+    pub async fn new(manifest: &Manifest, opts: &SourceOptions) -> anyhow::Result<Syncer> {
+        std::fs::create_dir_all(&manifest.dest_dir)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", manifest.dest_dir.display()))?;
+        let mut dirs: Vec<PathBuf> = manifest
+            .files
+            .iter()
+            .filter_map(|f| f.target(&manifest.dest_dir).parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+            let removed = fleet_common::publish::clean_stale_temps(&dir)?;
+            if removed > 0 {
+                tracing::info!(dir = %dir.display(), removed, "removed temporary files left by an interrupted run");
+            }
+        }
+        let mut files = Vec::with_capacity(manifest.files.len());
+        for spec in &manifest.files {
+            let source = Source::parse(&spec.source, opts)
+                .await
+                .map_err(|e| anyhow::anyhow!("file {:?}: {e}", spec.name))?;
+            files.push((spec.clone(), source));
+        }
+        Ok(Syncer {
+            dest_dir: manifest.dest_dir.clone(),
+            max_bytes: manifest.max_bytes,
+            files,
+            state: State::load(&manifest.dest_dir),
+        })
+    }
+
+    pub fn specs(&self) -> impl Iterator<Item = &FileSpec> {
+        self.files.iter().map(|(s, _)| s)
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Whether file `i` has a published version that this state vouches for
+    /// or that at least exists.
+    pub fn is_published(&self, i: usize) -> bool {
+        self.files
+            .get(i)
+            .is_some_and(|(spec, _)| spec.target(&self.dest_dir).exists())
+    }
+
+    /// Run one cycle for file `i`.
+    pub async fn sync_file(&mut self, i: usize, progress: &dyn Progress) -> Attempt {
+        let Some((spec, source)) = self.files.get(i) else {
+            return Attempt {
+                result: Err(SyncError::Local(format!("no file #{i}"))),
+                bytes: 0,
+            };
+        };
+        let target = spec.target(&self.dest_dir);
+        let have = self
+            .state
+            .current(&spec.name, &spec.source, &target)
+            .map(|r| r.validators.clone())
+            .unwrap_or_default();
+        let mut bytes = 0u64;
+        let result = fetch_verify_publish(
+            spec,
+            source,
+            &target,
+            &have,
+            self.max_bytes,
+            progress,
+            &mut bytes,
+        )
+        .await;
+        let result = result.map(|(outcome, version)| {
+            if let Some(v) = version
+                && let Some((dev, ino, mtime, size)) = identity(&target)
+            {
+                let record = Record {
+                    source: spec.source.clone(),
+                    validators: v.validators,
+                    sha256: v.sha256,
+                    size,
+                    identity: (dev, ino, mtime),
+                };
+                self.state.set(&spec.name, record);
+                self.state.save();
+            }
+            outcome
+        });
+        Attempt { result, bytes }
+    }
+}
+
+/// The version a cycle ended with, to remember for the next one.
+struct Version {
+    validators: Validators,
+    sha256: String,
+}
+
+async fn fetch_verify_publish(
+    spec: &FileSpec,
+    source: &Source,
+    target: &Path,
+    have: &Validators,
+    max_bytes: u64,
+    progress: &dyn Progress,
+    bytes: &mut u64,
+) -> Result<(Outcome, Option<Version>), SyncError> {
+    let mut dl = match source.fetch(have).await? {
+        Fetch::NotModified => return Ok((Outcome::Unchanged, None)),
+        Fetch::Changed(dl) => dl,
+    };
+    if let Some(size) = dl.size
+        && size > max_bytes
+    {
+        return Err(SyncError::Verify(format!(
+            "{size} bytes is over the size limit of {max_bytes}"
+        )));
+    }
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let mut tmp =
+        fleet_common::publish::temp_file_in(dir).map_err(|e| SyncError::Local(e.to_string()))?;
+    let mut hasher = Sha256::new();
+    progress.begin(&spec.name, dl.size);
+    let streamed: Result<(), SyncError> = async {
+        while let Some(chunk) = dl.next_chunk().await? {
+            *bytes += chunk.len() as u64;
+            if *bytes > max_bytes {
+                return Err(SyncError::Verify(format!(
+                    "over the size limit of {max_bytes} bytes"
+                )));
+            }
+            hasher.update(&chunk);
+            tmp.write_all(&chunk)
+                .map_err(|e| SyncError::Local(format!("{}: {e}", dir.display())))?;
+            progress.advance(chunk.len() as u64);
+        }
+        Ok(())
+    }
+    .await;
+    progress.end();
+    streamed?;
+    if let Some(size) = dl.size
+        && *bytes != size
+    {
+        return Err(SyncError::Fetch(SourceError::Transient(format!(
+            "download cut short: {bytes} of {size} bytes"
+        ))));
+    }
+    let sha = hex::encode(hasher.finalize());
+    if let Some(pin) = &spec.sha256
+        && *pin != sha
+    {
+        return Err(SyncError::Verify(format!(
+            "sha256 {sha} does not match the pinned {pin}"
+        )));
+    }
+    if let Some(meta) = &dl.sha256_meta
+        && !meta.eq_ignore_ascii_case(&sha)
+    {
+        return Err(SyncError::Verify(format!(
+            "sha256 {sha} does not match the {meta} the publisher recorded"
+        )));
+    }
+    let version = Version {
+        validators: dl.validators.clone(),
+        sha256: sha.clone(),
+    };
+    let kind = spec.kind;
+    let target_owned = target.to_path_buf();
+    let same_as_published = {
+        let sha = sha.clone();
+        let t = target_owned.clone();
+        move || fleet_common::sha256_file(&t).is_ok_and(|s| s == sha)
+    };
+    let total = *bytes;
+    let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, SyncError> {
+        tmp.as_file().sync_all().map_err(|e| SyncError::Local(e.to_string()))?;
+        let summary = fleet_common::kind::verify(kind, tmp.path()).map_err(|e| SyncError::Verify(e.to_string()))?;
+        if same_as_published() {
+            return Ok(Outcome::SameContent { bytes: total });
+        }
+        fleet_common::publish::publish(tmp, &target_owned, kind.is_secret())
+            .map_err(|e| SyncError::Local(e.to_string()))?;
+        tracing::info!(file = %target_owned.display(), %summary, sha256 = %&sha[..12], bytes = total, "published");
+        Ok(Outcome::Published { bytes: total, sha256: sha })
+    })
+    .await
+    .map_err(|e| SyncError::Local(e.to_string()))??;
+    Ok((outcome, Some(version)))
+}

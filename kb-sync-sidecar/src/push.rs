@@ -1,0 +1,96 @@
+//! `kb-sync-sidecar push`: verify a local file with the server's own checks,
+//! then upload it with its sha256 in the object metadata, which the fetching
+//! side checks before it publishes. For CI.
+//!
+//! Exit codes: 0 uploaded, 1 upload failed, 2 usage, 3 verification failed.
+
+use std::path::{Path, PathBuf};
+
+use fleet_common::kind::FileKind;
+use fleet_sync::source::{Source, SourceOptions};
+
+/// One `LOCAL=DEST_URL` pair.
+pub struct PushItem {
+    pub local: PathBuf,
+    pub dest: String,
+}
+
+pub fn parse_items(args: &[String]) -> anyhow::Result<Vec<PushItem>> {
+    anyhow::ensure!(!args.is_empty(), "give at least one --file LOCAL=DEST_URL");
+    args.iter()
+        .map(|a| {
+            let (local, dest) = a
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--file {a:?}: expected LOCAL=DEST_URL"))?;
+            Ok(PushItem {
+                local: PathBuf::from(local.trim()),
+                dest: dest.trim().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Verify then upload every item; returns the exit code.
+pub async fn push(items: &[PushItem], opts: &SourceOptions) -> u8 {
+    // Verify everything first: a bad file stops the push before any upload.
+    let mut verified = Vec::with_capacity(items.len());
+    for item in items {
+        let name = item
+            .local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let kind = FileKind::from_name(&name);
+        let local = item.local.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let summary = fleet_common::kind::verify(kind, &local)?;
+            let sha = fleet_common::sha256_file(&local)?;
+            anyhow::Ok((summary, sha))
+        })
+        .await;
+        match checked {
+            Ok(Ok((summary, sha))) => {
+                tracing::info!(file = %item.local.display(), kind = kind.as_str(), %summary, "verified");
+                verified.push(sha);
+            }
+            Ok(Err(err)) => {
+                tracing::error!(file = %item.local.display(), error = %format!("{err:#}"), "verification failed; nothing uploaded");
+                return 3;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "verification task failed");
+                return 1;
+            }
+        }
+    }
+    for (item, sha) in items.iter().zip(verified) {
+        let result = match Source::parse(&item.dest, opts).await {
+            Ok(Source::S3(s3)) => s3
+                .put_file(&item.local, &sha)
+                .await
+                .map_err(|e| e.to_string()),
+            Ok(Source::File(_)) => copy_to_path(&item.local, &item.dest),
+            Ok(_) => Err("push supports s3:// and file:// destinations".to_string()),
+            Err(e) => {
+                tracing::error!(dest = %item.dest, error = %e, "bad destination");
+                return 2;
+            }
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(file = %item.local.display(), dest = %item.dest, sha256 = %sha, "uploaded")
+            }
+            Err(err) => {
+                tracing::error!(file = %item.local.display(), dest = %item.dest, error = %err, "upload failed");
+                return 1;
+            }
+        }
+    }
+    0
+}
+
+fn copy_to_path(local: &Path, dest: &str) -> Result<(), String> {
+    let path = dest.strip_prefix("file://").ok_or("not a file:// URL")?;
+    let bytes = std::fs::read(local).map_err(|e| format!("{}: {e}", local.display()))?;
+    fleet_common::publish::write_atomic(Path::new(path), &bytes, false).map_err(|e| e.to_string())
+}

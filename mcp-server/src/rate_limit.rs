@@ -1,0 +1,125 @@
+//! Failed-authentication limits per client IP, over a sliding window.
+//!
+//! Every refused bearer token and every wrong password counts as a failure of
+//! the client IP that sent it. An IP with `max_failures` failures in the last
+//! `window` is answered 429 with `Retry-After` (the time until its oldest
+//! failure leaves the window), whatever it sends. Successful requests do not
+//! reset the count, so a valid token cannot be used to keep guessing. The
+//! table of IPs is bounded: old entries are pruned, and when it is full of
+//! live entries, new failures are still counted by evicting the stalest.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How many distinct client IPs are tracked at most.
+const MAX_TRACKED: usize = 100_000;
+
+pub struct FailureLimiter {
+    max_failures: usize,
+    window: Duration,
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+}
+
+impl FailureLimiter {
+    pub fn new(max_failures: usize, window: Duration) -> FailureLimiter {
+        FailureLimiter {
+            max_failures: max_failures.max(1),
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Err(retry_after)` when `ip` is over the limit now.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.check_at(ip, Instant::now())
+    }
+
+    fn check_at(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let Ok(mut map) = self.failures.lock() else {
+            return Ok(());
+        };
+        let Some(times) = map.get_mut(&ip) else {
+            return Ok(());
+        };
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            times.pop_front();
+        }
+        if times.is_empty() {
+            map.remove(&ip);
+            return Ok(());
+        }
+        if times.len() >= self.max_failures {
+            let oldest = times.front().copied().unwrap_or(now);
+            let retry = self.window.saturating_sub(now.duration_since(oldest));
+            return Err(retry.max(Duration::from_secs(1)));
+        }
+        Ok(())
+    }
+
+    /// Count one failed authentication from `ip`.
+    pub fn record_failure(&self, ip: IpAddr) {
+        self.record_at(ip, Instant::now());
+    }
+
+    fn record_at(&self, ip: IpAddr, now: Instant) {
+        let Ok(mut map) = self.failures.lock() else {
+            return;
+        };
+        if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
+            let window = self.window;
+            map.retain(|_, t| {
+                t.back()
+                    .is_some_and(|last| now.duration_since(*last) < window)
+            });
+            if map.len() >= MAX_TRACKED {
+                let stalest = map
+                    .iter()
+                    .min_by_key(|(_, t)| t.back().copied())
+                    .map(|(ip, _)| *ip);
+                if let Some(s) = stalest {
+                    map.remove(&s);
+                }
+            }
+        }
+        let times = map.entry(ip).or_default();
+        times.push_back(now);
+        while times.len() > self.max_failures {
+            times.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_window_per_ip() {
+        let l = FailureLimiter::new(3, Duration::from_secs(60));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert!(l.check_at(a, t0 + Duration::from_secs(i)).is_ok());
+            l.record_at(a, t0 + Duration::from_secs(i));
+        }
+        let retry = l.check_at(a, t0 + Duration::from_secs(10)).unwrap_err();
+        assert_eq!(retry, Duration::from_secs(50));
+        assert!(
+            l.check_at(b, t0 + Duration::from_secs(10)).is_ok(),
+            "other IPs are not affected"
+        );
+        // The oldest failure leaves the window at t0+60: one slot frees up.
+        assert!(l.check_at(a, t0 + Duration::from_secs(60)).is_ok());
+        l.record_at(a, t0 + Duration::from_secs(60));
+        assert!(l.check_at(a, t0 + Duration::from_secs(60)).is_err());
+        // At t0+61 the failure of t0+1 leaves too.
+        assert!(l.check_at(a, t0 + Duration::from_secs(61)).is_ok());
+        assert!(l.check_at(a, t0 + Duration::from_secs(200)).is_ok());
+    }
+}

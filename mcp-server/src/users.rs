@@ -1,0 +1,146 @@
+//! The user store: who may log in with `authenticate_user`, and the check of
+//! a password against a bcrypt or argon2id hash.
+//!
+//! A login for an unknown or disabled user still runs one hash verification,
+//! so its timing does not tell which usernames exist.
+
+use std::collections::HashMap;
+
+use fleet_common::users::{HashScheme, UserEntry};
+
+/// Why a login was refused. Callers answer every case the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFailure {
+    UnknownUser,
+    Disabled,
+    WrongPassword,
+}
+
+/// One immutable generation of `users.yaml`.
+#[derive(Debug, Default)]
+pub struct UserStore {
+    by_name: HashMap<String, UserEntry>,
+}
+
+/// A bcrypt hash (cost 12, like pgEdge's) of a random password, verified
+/// against when there is no real hash to check, to keep timing uniform.
+const DUMMY_BCRYPT: &str = "$2b$12$C6UzMDM.H6dfI/f/IKxGhuS3tX4W3bQp1Zh5Jb1cG3wRKZbKzj7Jm";
+
+impl UserStore {
+    pub fn new(users: Vec<UserEntry>) -> UserStore {
+        UserStore {
+            by_name: users.into_iter().map(|u| (u.username.clone(), u)).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    pub fn get(&self, username: &str) -> Option<&UserEntry> {
+        self.by_name.get(username)
+    }
+
+    /// Check a username and password. Blocking and deliberately slow (the
+    /// hash's cost): call from a blocking thread.
+    pub fn login(&self, username: &str, password: &str) -> Result<&UserEntry, LoginFailure> {
+        match self.by_name.get(username) {
+            None => {
+                let _ = verify_password(password, DUMMY_BCRYPT, HashScheme::Bcrypt);
+                Err(LoginFailure::UnknownUser)
+            }
+            Some(user) => {
+                let ok = verify_password(password, &user.password_hash, user.scheme);
+                match (ok, user.enabled) {
+                    (_, false) => Err(LoginFailure::Disabled),
+                    (false, true) => Err(LoginFailure::WrongPassword),
+                    (true, true) => Ok(user),
+                }
+            }
+        }
+    }
+}
+
+/// Verify `password` against a stored hash; any malformed hash is a mismatch.
+pub fn verify_password(password: &str, hash: &str, scheme: HashScheme) -> bool {
+    match scheme {
+        HashScheme::Bcrypt => bcrypt::verify(password, hash).unwrap_or(false),
+        HashScheme::Argon2id => {
+            use argon2::password_hash::PasswordVerifier;
+            argon2::password_hash::phc::PasswordHash::new(hash)
+                .map(|parsed| {
+                    argon2::Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        }
+    }
+}
+
+/// Hash a new password for `users.yaml`.
+pub fn hash_password(password: &str, scheme: HashScheme) -> anyhow::Result<String> {
+    match scheme {
+        HashScheme::Bcrypt => Ok(bcrypt::hash(password, 12)?),
+        HashScheme::Argon2id => {
+            use argon2::password_hash::PasswordHasher;
+            let hash = argon2::Argon2::default()
+                .hash_password(password.as_bytes())
+                .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+            Ok(hash.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str, password: &str, scheme: HashScheme, enabled: bool) -> UserEntry {
+        UserEntry {
+            username: name.into(),
+            password_hash: hash_password(password, scheme).unwrap(),
+            scheme,
+            enabled,
+            annotation: None,
+        }
+    }
+
+    #[test]
+    fn dummy_hash_is_a_real_bcrypt_hash() {
+        assert_eq!(
+            fleet_common::users::hash_scheme(DUMMY_BCRYPT),
+            Some(HashScheme::Bcrypt)
+        );
+        assert!(bcrypt::verify("anything", DUMMY_BCRYPT).is_ok());
+    }
+
+    #[test]
+    fn bcrypt_and_argon2id_logins() {
+        let store = UserStore::new(vec![
+            user("alice", "correct horse", HashScheme::Bcrypt, true),
+            user("bob", "battery staple", HashScheme::Argon2id, true),
+            user("carol", "pw", HashScheme::Argon2id, false),
+        ]);
+        assert!(store.login("alice", "correct horse").is_ok());
+        assert_eq!(
+            store.login("alice", "wrong").unwrap_err(),
+            LoginFailure::WrongPassword
+        );
+        assert!(store.login("bob", "battery staple").is_ok());
+        assert_eq!(
+            store.login("carol", "pw").unwrap_err(),
+            LoginFailure::Disabled
+        );
+        assert_eq!(
+            store.login("mallory", "x").unwrap_err(),
+            LoginFailure::UnknownUser
+        );
+        let h = &store.get("bob").unwrap().password_hash;
+        assert!(fleet_common::users::hash_scheme(h) == Some(HashScheme::Argon2id));
+    }
+}
