@@ -100,6 +100,11 @@ pub struct ServeArgs {
     /// Lifetime of session tokens from authenticate_user [default: 24h].
     #[arg(long, env = "MCP_SESSION_TTL", value_parser = humantime::parse_duration)]
     pub session_ttl: Option<std::time::Duration>,
+    /// How long a connection may wait for a request's headers, idle
+    /// keep-alive time included. Keep it longer than your load balancer's
+    /// upstream idle timeout [default: 75s].
+    #[arg(long, env = "MCP_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<std::time::Duration>,
     /// Longest a request may take, body included [default: 60s].
     #[arg(long, env = "MCP_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
     pub request_timeout: Option<std::time::Duration>,

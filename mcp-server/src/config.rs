@@ -70,6 +70,7 @@ pub struct Config {
     pub reload: ReloadOptions,
     pub auth: AuthOptions,
     pub request_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 /// Authentication settings.
@@ -117,6 +118,8 @@ struct FileConfig {
     #[serde(default, with = "humantime_serde_opt")]
     request_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
+    idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
     poll_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     drain_delay: Option<Duration>,
@@ -141,6 +144,7 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_DATA_DIR: &str = "/data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -244,6 +248,10 @@ impl Config {
                 .request_timeout
                 .or(file.request_timeout)
                 .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            idle_timeout: args
+                .idle_timeout
+                .or(file.idle_timeout)
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT),
             reload: ReloadOptions {
                 watch: args.watch.or(file.watch).unwrap_or(true),
                 poll_interval: args

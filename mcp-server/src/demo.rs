@@ -78,6 +78,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<Demo> {
         max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
         auth: crate::config::AuthOptions::default(),
         request_timeout: crate::config::DEFAULT_REQUEST_TIMEOUT,
+        idle_timeout: crate::config::DEFAULT_IDLE_TIMEOUT,
         reload: crate::reloader::ReloadOptions {
             watch: true,
             poll_interval: crate::config::DEFAULT_POLL_INTERVAL,

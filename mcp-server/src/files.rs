@@ -156,6 +156,21 @@ pub fn load(state: &AppState, which: DataFile) -> Result<Loaded, String> {
             summary,
         }) => {
             tracing::info!(file = which.name(), path = %path.display(), generation, %summary, "loaded");
+            let m = &state.metrics;
+            let label = crate::metrics::FileLabel {
+                file: which.name().to_string(),
+            };
+            m.reload(which.name(), "applied");
+            m.file_generation
+                .get_or_create(&label)
+                .set(*generation as i64);
+            m.last_reload.get_or_create(&label).set(unix_now());
+            if which == DataFile::Kb
+                && let Some(kb) = state.kb.load().as_ref()
+            {
+                m.kb_chunks.set(kb.info().chunk_count as i64);
+                m.kb_generation.set(*generation as i64);
+            }
         }
         Ok(Loaded::Unchanged) => {}
         Ok(Loaded::Absent) => {
@@ -163,6 +178,7 @@ pub fn load(state: &AppState, which: DataFile) -> Result<Loaded, String> {
         }
         Err(err) => {
             tracing::warn!(file = which.name(), path = %path.display(), error = %err, "not loaded; the previous version keeps serving");
+            state.metrics.reload(which.name(), "error");
             let err = err.clone();
             state.files.update(which, |s| {
                 s.last_error = Some(err);
@@ -267,6 +283,13 @@ fn read_and_apply(state: &AppState, which: DataFile, path: &Path) -> Result<Load
         generation,
         summary,
     })
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn is_current(state: &AppState, which: DataFile, sha: &str) -> bool {

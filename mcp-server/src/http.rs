@@ -57,8 +57,41 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(crate::health::health))
         .route("/livez", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .merge(guarded)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            close_while_draining,
+        ))
         .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// While draining, every answer closes its connection, so that when the
+/// listener stops no load balancer holds an idle keep-alive connection it
+/// might send a request on as it closes.
+async fn close_while_draining(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(req).await;
+    if state.phase() == crate::state::Phase::Draining {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Methods a client may call before it holds a credential.
@@ -123,6 +156,78 @@ pub fn authenticate(state: &AppState, token: &str) -> Result<Principal, AuthFail
     state.tokens.load().authenticate(token, now)
 }
 
+/// Tools whose names may appear as metric labels; anything else is "other".
+const KNOWN_TOOLS: &[&str] = &[
+    "search_knowledgebase",
+    "authenticate_user",
+    "query_database",
+    "get_schema_info",
+    "execute_explain",
+    "count_rows",
+];
+
+/// JSON-RPC methods that may appear as metric labels.
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+];
+
+/// What the guard learned of a request, for its log line and metrics.
+struct Seen {
+    method: &'static str,
+    tool: &'static str,
+    outcome: &'static str,
+    client_ip: Option<std::net::IpAddr>,
+}
+
+fn label_of(
+    value: Option<&str>,
+    known: &'static [&'static str],
+    none: &'static str,
+) -> &'static str {
+    match value {
+        None => none,
+        Some(v) if v.starts_with("notifications/") => "notification",
+        Some(v) => known.iter().find(|k| **k == v).copied().unwrap_or("other"),
+    }
+}
+
+/// Method and tool of a body, as bounded metric labels.
+fn method_and_tool(body: &[u8]) -> (&'static str, &'static str) {
+    match serde_json::from_slice::<Peek>(body) {
+        Ok(p) => (
+            label_of(p.method.as_deref(), KNOWN_METHODS, "none"),
+            label_of(
+                p.params.as_ref().and_then(|p| p.name.as_deref()),
+                KNOWN_TOOLS,
+                "",
+            ),
+        ),
+        Err(_) if body.first() == Some(&b'[') => ("batch", ""),
+        Err(_) => ("invalid", ""),
+    }
+}
+
+/// The `X-Request-Id` to use: the client's if it is sane, else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
+}
+
 async fn guard(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -133,50 +238,138 @@ async fn guard(
         // rmcp answers GET and DELETE with 405 in stateless mode.
         return next.run(req).await;
     }
-    let ip = state.client_ip.resolve(peer, req.headers());
-    if let Err(retry_after) = state.limiter.check(ip) {
-        return too_many_failures(retry_after);
+    let start = std::time::Instant::now();
+    let id = request_id(req.headers());
+    state.metrics.in_flight.inc();
+    let (mut response, seen) = guarded(&state, peer, req, next).await;
+    state.metrics.in_flight.dec();
+    let elapsed = start.elapsed();
+    state
+        .metrics
+        .request(seen.method, seen.tool, seen.outcome, elapsed.as_secs_f64());
+    tracing::info!(
+        request_id = %id,
+        method = seen.method,
+        tool = seen.tool,
+        status = response.status().as_u16(),
+        outcome = seen.outcome,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        client_ip = %seen.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        "request"
+    );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
     }
-    if !origin_allowed(&state, req.headers()) {
-        return error_response(StatusCode::FORBIDDEN, "origin not allowed");
+    response
+}
+
+async fn guarded(state: &AppState, peer: SocketAddr, req: Request, next: Next) -> (Response, Seen) {
+    let ip = state.client_ip.resolve(peer, req.headers());
+    let mut seen = Seen {
+        method: "unknown",
+        tool: "",
+        outcome: "rejected",
+        client_ip: Some(ip),
+    };
+    if let Err(retry_after) = state.limiter.check(ip) {
+        state.metrics.rate_limited.inc();
+        seen.outcome = "rate_limited";
+        return (too_many_failures(retry_after), seen);
+    }
+    if !origin_allowed(state, req.headers()) {
+        return (
+            error_response(StatusCode::FORBIDDEN, "origin not allowed"),
+            seen,
+        );
     }
     let (mut parts, body) = req.into_parts();
     let limited = Limited::new(body, state.config.max_body_bytes).collect();
     let bytes: Bytes = match tokio::time::timeout(state.config.request_timeout, limited).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
-            return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            return (
+                error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+                seen,
+            );
         }
         Ok(Err(_)) => {
-            return error_response(StatusCode::BAD_REQUEST, "could not read the request body");
+            return (
+                error_response(StatusCode::BAD_REQUEST, "could not read the request body"),
+                seen,
+            );
         }
         Err(_) => {
-            return error_response(
-                StatusCode::REQUEST_TIMEOUT,
-                "request body not received in time",
+            seen.outcome = "timeout";
+            return (
+                error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                ),
+                seen,
             );
         }
     };
+    (seen.method, seen.tool) = method_and_tool(&bytes);
     match bearer(&parts.headers) {
-        Some(token) => match authenticate(&state, token) {
+        Some(token) => match authenticate(state, token) {
             Ok(principal) => {
                 parts.extensions.insert(principal);
             }
             Err(failure) => {
                 state.limiter.record_failure(ip);
-                tracing::info!(client_ip = %ip, reason = failure.label(), "authentication failed");
-                return unauthorized(failure);
+                state.metrics.auth_failure(failure.label());
+                seen.outcome = "unauthorized";
+                return (unauthorized(failure), seen);
             }
         },
         None if body_is_public(&bytes) => {}
-        None => return unauthorized(AuthFailure::Missing),
+        None => {
+            state.metrics.auth_failure(AuthFailure::Missing.label());
+            seen.outcome = "unauthorized";
+            return (unauthorized(AuthFailure::Missing), seen);
+        }
     }
     parts.extensions.insert(ClientIp(ip));
     let request = Request::from_parts(parts, Body::from(bytes));
-    match tokio::time::timeout(state.config.request_timeout, next.run(request)).await {
+    let response = match tokio::time::timeout(state.config.request_timeout, next.run(request)).await
+    {
         Ok(response) => response,
-        Err(_) => error_response(StatusCode::GATEWAY_TIMEOUT, "request timed out"),
+        Err(_) => {
+            seen.outcome = "timeout";
+            return (
+                error_response(StatusCode::GATEWAY_TIMEOUT, "request timed out"),
+                seen,
+            );
+        }
+    };
+    let (response, outcome) = classify(response).await;
+    seen.outcome = outcome;
+    (response, seen)
+}
+
+/// Read the answer to tell a tool error or a JSON-RPC error from success.
+/// Inside JSON strings quotes are escaped, so these byte patterns only match
+/// keys of the message itself.
+async fn classify(response: Response) -> (Response, &'static str) {
+    if !response.status().is_success() {
+        return (response, "rejected");
     }
+    let (parts, body) = response.into_parts();
+    let bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => return (Response::from_parts(parts, Body::empty()), "error"),
+    };
+    let has = |pattern: &[u8]| bytes.windows(pattern.len()).any(|w| w == pattern);
+    let outcome = if bytes.is_empty() {
+        "ok"
+    } else if has(br#""isError":true"#) {
+        "tool_error"
+    } else if has(br#""error":{"#) {
+        "rpc_error"
+    } else {
+        "ok"
+    };
+    (Response::from_parts(parts, Body::from(bytes)), outcome)
 }
 
 /// 429 for a client over the failed-authentication limit.

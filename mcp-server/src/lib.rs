@@ -7,7 +7,7 @@
 //! ([`rate_limit`], [`client_ip`]), serves MCP over Streamable HTTP through
 //! rmcp ([`http`], [`tools`]) under a hyper accept loop with an explicit
 //! shutdown path ([`server`]), and reports its readiness on `/health`
-//! ([`health`]).
+//! ([`health`]) and its workings on `/metrics` ([`metrics`]).
 
 pub mod auth;
 pub mod cli;
@@ -19,6 +19,7 @@ pub mod files;
 pub mod fingerprint;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod rate_limit;
 pub mod reloader;
 pub mod server;

@@ -23,9 +23,6 @@ use tower::ServiceExt;
 use crate::files::{self, DataFile};
 use crate::state::{AppState, Phase};
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Timings of an orderly shutdown.
 #[derive(Debug, Clone, Copy)]
 pub struct ShutdownTimings {
@@ -66,7 +63,7 @@ pub async fn serve(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(state.config.idle_timeout)
         .keep_alive(true);
     tokio::pin!(shutdown);
     let drain_deadline = async {
@@ -79,41 +76,72 @@ pub async fn serve(
         tokio::time::sleep(timings.drain_delay).await;
     };
     tokio::pin!(drain_deadline);
+    let connections = tokio_util::task::TaskTracker::new();
+    let serve_one = |stream: tokio::net::TcpStream, peer: SocketAddr| {
+        let _ = stream.set_nodelay(true);
+        let svc = app
+            .clone()
+            .map_request(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            });
+        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let conn = graceful.watch(conn);
+        connections.spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(error = %err, %peer, "connection ended with an error");
+            }
+        });
+    };
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let svc = app.clone().map_request(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                    req
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(err) = conn.await {
-                        tracing::debug!(error = %err, %peer, "connection ended with an error");
-                    }
-                });
-            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => serve_one(stream, peer),
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
             () = &mut drain_deadline => break,
         }
     }
+    // Connections the kernel completed but we have not accepted yet would be
+    // reset when the listener closes, after their client sent a request.
+    // Accept and answer them (with `Connection: close`) first.
+    loop {
+        tokio::select! {
+            biased;
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => serve_one(stream, peer),
+                Err(_) => break,
+            },
+            () = std::future::ready(()) => break,
+        }
+    }
     drop(listener);
-    tracing::info!("stopped accepting; waiting for in-flight requests");
-    match tokio::time::timeout(timings.shutdown_timeout, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!(
+    connections.close();
+    tracing::info!(
+        open = connections.len(),
+        "stopped accepting; waiting for connections to finish"
+    );
+    // Every answer now carries `Connection: close`, and a load balancer closes
+    // its idle connections after its own keep-alive timeout, so connections
+    // end by themselves. hyper's graceful shutdown is kept for the deadline:
+    // it would close a connection whose request has arrived but not yet been
+    // read.
+    if tokio::time::timeout(timings.shutdown_timeout, connections.wait())
+        .await
+        .is_ok()
+    {
+        tracing::info!("all connections closed");
+    } else {
+        tracing::warn!(
+            open = connections.len(),
             timeout_ms = timings.shutdown_timeout.as_millis() as u64,
-            "shutdown timeout: closing remaining connections"
-        ),
+            "shutdown timeout: closing the remaining connections"
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
     }
     Ok(())
 }

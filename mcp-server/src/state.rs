@@ -16,6 +16,7 @@ use crate::auth::TokenStore;
 use crate::client_ip::ClientIpResolver;
 use crate::config::Config;
 use crate::files::FileTable;
+use crate::metrics::Metrics;
 use crate::rate_limit::FailureLimiter;
 use crate::users::UserStore;
 
@@ -38,6 +39,7 @@ pub struct AppState {
     pub files: FileTable,
     pub limiter: FailureLimiter,
     pub client_ip: ClientIpResolver,
+    pub metrics: Metrics,
     phase: AtomicU8,
     watching: AtomicBool,
 }
@@ -47,6 +49,7 @@ impl AppState {
         let files = FileTable::new(&config.files);
         let limiter = FailureLimiter::new(config.auth.failure_limit, config.auth.failure_window);
         let client_ip = ClientIpResolver::new(config.auth.trusted_proxies.clone());
+        let metrics = Metrics::new(&config.instance_id);
         Arc::new(AppState {
             config,
             started_at: Instant::now(),
@@ -57,6 +60,7 @@ impl AppState {
             files,
             limiter,
             client_ip,
+            metrics,
             phase: AtomicU8::new(Phase::Starting as u8),
             watching: AtomicBool::new(false),
         })
@@ -72,6 +76,9 @@ impl AppState {
 
     pub fn set_phase(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Release);
+        self.metrics
+            .draining
+            .set(i64::from(phase == Phase::Draining));
     }
 
     /// Whether every data directory has a live inotify watch (otherwise the

@@ -115,6 +115,7 @@ impl McpHandler {
                 if let Some(ClientIp(ip)) = parts.extensions.get::<ClientIp>() {
                     self.state.limiter.record_failure(*ip);
                 }
+                self.state.metrics.auth_failure("bad_password");
                 if self.state.session_keys.load().is_empty() {
                     tracing::warn!("authenticate_user called but no session.key is loaded");
                 }

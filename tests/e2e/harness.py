@@ -117,7 +117,8 @@ def search_text(url: str, token: str, query: str, **args) -> str:
 class McpServer:
     """A running `mcp-server serve` on 127.0.0.1."""
 
-    def __init__(self, data_dir: Path, name: str = "server", extra: list[str] | None = None, env: dict | None = None, wait: bool = True, wrap: list[str] | None = None, auth_limit: int = 1_000_000):
+    def __init__(self, data_dir: Path, name: str = "server", extra: list[str] | None = None, env: dict | None = None, wait: bool = True, wrap: list[str] | None = None, auth_limit: int = 1_000_000,
+                 drain: str = "0s", shutdown_timeout: str = "5s"):
         """`auth_limit` is high by default: many tests probe with tokens that
         are not valid yet, which the server rightly counts as failures."""
         self.port = free_port()
@@ -133,8 +134,8 @@ class McpServer:
             "--data-dir", str(data_dir),
             "--instance-id", name,
             "--log-format", "json",
-            "--drain-delay", "0s",
-            "--shutdown-timeout", "5s",
+            "--drain-delay", drain,
+            "--shutdown-timeout", shutdown_timeout,
             "--auth-failure-limit", str(auth_limit),
             *(extra or []),
         ]
@@ -230,3 +231,68 @@ class KeepAlive:
 
     def close(self):
         self.conn.close()
+
+
+class Nginx:
+    """A real nginx on 127.0.0.1 in front of `upstream_ports`, run in the foreground."""
+
+    def __init__(self, upstream_ports: list[int], tmp: Path, extra_http: str = ""):
+        import shutil as _shutil
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.dir = tmp / f"nginx-{self.port}"
+        self.dir.mkdir(parents=True)
+        servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in upstream_ports)
+        conf = f"""
+daemon off;
+worker_processes 1;
+pid {self.dir}/nginx.pid;
+error_log {LOG_DIR}/nginx-{self.port}-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {LOG_DIR}/nginx-{self.port}-access.log;
+    client_body_temp_path {self.dir}/body;
+    proxy_temp_path {self.dir}/proxy;
+    fastcgi_temp_path {self.dir}/fastcgi;
+    uwsgi_temp_path {self.dir}/uwsgi;
+    scgi_temp_path {self.dir}/scgi;
+    upstream mcp {{
+{servers}
+        keepalive 16;
+        # Shorter than the servers' drain delay: by the time a draining
+        # server stops accepting, nginx has closed its idle connections to it.
+        keepalive_timeout 1s;
+    }}
+    {extra_http}
+    server {{
+        listen 127.0.0.1:{self.port};
+        location / {{
+            proxy_pass http://mcp;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_next_upstream error timeout http_502 http_503;
+            proxy_connect_timeout 2s;
+        }}
+    }}
+}}
+"""
+        (self.dir / "nginx.conf").write_text(conf)
+        nginx = _shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = subprocess.Popen([nginx, "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir)],
+                                     stdout=subprocess.DEVNULL, stderr=open(LOG_DIR / f"nginx-{self.port}.log", "w"))
+        deadline = time.time() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                assert self.proc.poll() is None, (LOG_DIR / f"nginx-{self.port}.log").read_text()
+                assert time.time() < deadline, "nginx did not start"
+                time.sleep(0.05)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)

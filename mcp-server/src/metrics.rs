@@ -1,0 +1,197 @@
+//! The server's Prometheus metrics, served on `GET /metrics`.
+//!
+//! Requests by MCP method, tool and outcome, their latency, requests in
+//! flight, authentication failures by reason, rate-limited requests, reloads
+//! by file and outcome, the live generation of each file, the knowledge
+//! base's size, and build information.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub tool: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub file: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileLabel {
+    pub file: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    pub instance: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<MethodLabel, Histogram>,
+    pub in_flight: Gauge,
+    pub auth_failures: Family<ReasonLabel, Counter>,
+    pub rate_limited: Counter,
+    pub reloads: Family<ReloadLabels, Counter>,
+    pub file_generation: Family<FileLabel, Gauge>,
+    pub kb_chunks: Gauge,
+    pub kb_generation: Gauge,
+    pub draining: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub last_reload: Family<FileLabel, Gauge<f64, AtomicU64>>,
+}
+
+impl Metrics {
+    pub fn new(instance: &str) -> Metrics {
+        let mut r = Registry::with_prefix("mcp");
+        let requests = Family::<RequestLabels, Counter>::default();
+        r.register(
+            "requests",
+            "MCP requests by JSON-RPC method, tool and outcome (ok, tool_error, rpc_error, unauthorized, rate_limited, rejected, timeout)",
+            requests.clone(),
+        );
+        let latency = Family::<MethodLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0002, 2.0, 18))
+        });
+        r.register(
+            "request_duration_seconds",
+            "Time to answer a request on /mcp",
+            latency.clone(),
+        );
+        let in_flight = Gauge::default();
+        r.register(
+            "requests_in_flight",
+            "Requests on /mcp being answered now",
+            in_flight.clone(),
+        );
+        let auth_failures = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "auth_failures",
+            "Refused credentials by reason",
+            auth_failures.clone(),
+        );
+        let rate_limited = Counter::default();
+        r.register(
+            "rate_limited_requests",
+            "Requests refused with 429 because their client IP is over the failed-auth limit",
+            rate_limited.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        r.register(
+            "reloads",
+            "Data file loads by file and outcome (applied, error)",
+            reloads.clone(),
+        );
+        let file_generation = Family::<FileLabel, Gauge>::default();
+        r.register(
+            "file_generation",
+            "Versions of each data file loaded so far",
+            file_generation.clone(),
+        );
+        let last_reload = Family::<FileLabel, Gauge<f64, AtomicU64>>::default();
+        r.register(
+            "file_last_reload_timestamp_seconds",
+            "Unix time each data file was last loaded",
+            last_reload.clone(),
+        );
+        let kb_chunks = Gauge::default();
+        r.register(
+            "kb_chunks",
+            "Chunks in the live knowledge base",
+            kb_chunks.clone(),
+        );
+        let kb_generation = Gauge::default();
+        r.register(
+            "kb_generation",
+            "Generation of the live knowledge base",
+            kb_generation.clone(),
+        );
+        let draining = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        r.register("draining", "1 while shutting down", draining.clone());
+        let build = Family::<BuildLabels, Gauge>::default();
+        r.register("build_info", "Version of this server", build.clone());
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                instance: instance.to_string(),
+            })
+            .set(1);
+        Metrics {
+            registry: r,
+            requests,
+            latency,
+            in_flight,
+            auth_failures,
+            rate_limited,
+            reloads,
+            file_generation,
+            kb_chunks,
+            kb_generation,
+            draining,
+            last_reload,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn request(&self, method: &str, tool: &str, outcome: &str, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                tool: tool.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabel {
+                method: method.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn reload(&self, file: &str, outcome: &str) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                file: file.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+}
