@@ -12,17 +12,23 @@ step "system packages"
 need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+# PostgreSQL 15 for the Postgres tools' tests (initdb/pg_ctl refuse root; the
+# tests run them as the postgres user).
+if ! command -v initdb >/dev/null && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+  need_apt+=(postgresql-15)
+fi
 if ((${#need_apt[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi
 
+[ -d /usr/lib/postgresql/15/bin ] && export PATH="$PATH:/usr/lib/postgresql/15/bin"
+
 step "python test environment (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-if ! .venv/bin/python -m pip freeze 2>/dev/null | grep -qxF -f tests/requirements.txt \
-   || [ "$(.venv/bin/python -m pip freeze | grep -cxF -f tests/requirements.txt)" -ne "$(grep -c . tests/requirements.txt)" ]; then
-  .venv/bin/python -m pip install -q -r tests/requirements.txt
-fi
+# Pinned versions: a no-op (no download) when they are already installed.
+.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -32,6 +38,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build binaries"
 cargo build --workspace --bins --locked
+
+step "deployment artifacts (offline: hadolint, kustomize, helm, kubernetes-validate, compose, nginx)"
+MCP_BIN_DIR="$ROOT/target/debug" scripts/validate-deploy.sh
 
 step "cargo test"
 cargo test --workspace --locked

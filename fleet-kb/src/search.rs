@@ -164,49 +164,92 @@ impl Kb {
     }
 
     /// Rank chunks for `q`. Blocking: call from a blocking thread.
+    ///
+    /// Chunks holding every term come first (an AND match is small and
+    /// precise); only when they are fewer than `top_n` is the rest filled
+    /// from chunks holding any term. Ranking reads the FTS index alone; the
+    /// chunks' rows are read for the winners only, unless a product or
+    /// version filter needs them.
     pub fn search(&self, q: &SearchQuery) -> anyhow::Result<Vec<Hit>> {
         let top_n = q.top_n.unwrap_or(DEFAULT_TOP_N).clamp(1, MAX_TOP_N);
-        let Some(match_expr) = fts_query(&q.query) else {
+        let Some(terms) = fts_terms(&q.query) else {
             return Ok(Vec::new());
         };
-        let mut sql = format!(
-            "SELECT c.id, coalesce(c.title,''), coalesce(c.section,''), c.project_name, \
-             c.project_version, coalesce(c.file_path,''), c.text, bm25(f.chunks_fts, {BM25_WEIGHTS}) AS score \
-             FROM {} AS f JOIN main.chunks AS c ON c.id = f.rowid \
-             WHERE f.chunks_fts MATCH ?",
-            self.fts_table()
-        );
-        let mut args: Vec<String> = vec![match_expr];
-        for (column, values) in [
+        let filters: Vec<(&str, Vec<&String>)> = [
             ("project_name", &q.project_names),
             ("project_version", &q.project_versions),
-        ] {
-            let values: Vec<&String> = values.iter().filter(|v| !v.is_empty()).collect();
-            if !values.is_empty() {
-                sql.push_str(&format!(
-                    " AND c.{column} IN ({})",
-                    vec!["?"; values.len()].join(",")
-                ));
-                args.extend(values.into_iter().cloned());
+        ]
+        .into_iter()
+        .map(|(c, v)| (c, v.iter().filter(|s| !s.is_empty()).collect::<Vec<_>>()))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+        self.with_conn(|conn| {
+            let mut ranked = self.rank(conn, &terms.join(" AND "), &filters, top_n)?;
+            if ranked.len() < top_n && terms.len() > 1 {
+                let seen: HashSet<i64> = ranked.iter().map(|(id, _)| *id).collect();
+                let more = self.rank(conn, &terms.join(" OR "), &filters, top_n)?;
+                ranked.extend(more.into_iter().filter(|(id, _)| !seen.contains(id)));
+                ranked.truncate(top_n);
             }
+            let mut stmt = conn.prepare_cached(
+                "SELECT coalesce(title,''), coalesce(section,''), project_name, project_version, \
+                 coalesce(file_path,''), text FROM main.chunks WHERE id = ?1",
+            )?;
+            let mut hits = Vec::with_capacity(ranked.len());
+            for (id, score) in ranked {
+                let hit = stmt.query_row([id], |r| {
+                    Ok(Hit {
+                        id,
+                        title: r.get(0)?,
+                        section: r.get(1)?,
+                        project_name: r.get(2)?,
+                        project_version: r.get(3)?,
+                        file_path: r.get(4)?,
+                        text: r.get(5)?,
+                        score,
+                    })
+                })?;
+                hits.push(hit);
+            }
+            Ok(hits)
+        })
+    }
+
+    /// The best `top_n` (id, score) for an FTS5 expression, best first.
+    fn rank(
+        &self,
+        conn: &Connection,
+        expr: &str,
+        filters: &[(&str, Vec<&String>)],
+        top_n: usize,
+    ) -> anyhow::Result<Vec<(i64, f64)>> {
+        let fts = self.fts_table();
+        let mut sql = if filters.is_empty() {
+            format!(
+                "SELECT f.rowid, bm25(f.chunks_fts, {BM25_WEIGHTS}) AS score \
+                 FROM {fts} AS f WHERE f.chunks_fts MATCH ?"
+            )
+        } else {
+            format!(
+                "SELECT f.rowid, bm25(f.chunks_fts, {BM25_WEIGHTS}) AS score \
+                 FROM {fts} AS f JOIN main.chunks AS c ON c.id = f.rowid \
+                 WHERE f.chunks_fts MATCH ?"
+            )
+        };
+        let mut args: Vec<&str> = vec![expr];
+        for (column, values) in filters {
+            sql.push_str(&format!(
+                " AND c.{column} IN ({})",
+                vec!["?"; values.len()].join(",")
+            ));
+            args.extend(values.iter().map(|v| v.as_str()));
         }
         sql.push_str(&format!(" ORDER BY score LIMIT {top_n}"));
-        self.with_conn(|conn| {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-                Ok(Hit {
-                    id: r.get(0)?,
-                    title: r.get(1)?,
-                    section: r.get(2)?,
-                    project_name: r.get(3)?,
-                    project_version: r.get(4)?,
-                    file_path: r.get(5)?,
-                    text: r.get(6)?,
-                    score: -r.get::<_, f64>(7)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+            Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// Every product and version in the knowledge base, with chunk counts.
@@ -267,11 +310,10 @@ fn build_side_index(kb: &Path) -> anyhow::Result<tempfile::TempPath> {
     Ok(tmp)
 }
 
-/// Turn free text into a safe FTS5 expression: every word becomes a quoted
-/// term (so no FTS5 syntax in the query can take effect), stop words are
-/// dropped unless nothing else remains, and terms are OR-ed so BM25 ranks
-/// chunks by how many and how rare of them they contain.
-pub fn fts_query(text: &str) -> Option<String> {
+/// Turn free text into safe FTS5 terms: every word becomes a quoted term (so
+/// no FTS5 syntax in the query can take effect), and stop words are dropped
+/// unless nothing else remains.
+pub fn fts_terms(text: &str) -> Option<Vec<String>> {
     let words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric() && c != '_')
         .filter(|w| !w.is_empty())
@@ -290,7 +332,12 @@ pub fn fts_query(text: &str) -> Option<String> {
         .take(MAX_TERMS)
         .map(|w| format!("\"{w}\""))
         .collect();
-    (!terms.is_empty()).then(|| terms.join(" OR "))
+    (!terms.is_empty()).then_some(terms)
+}
+
+/// [`fts_terms`] joined with OR: the widest match.
+pub fn fts_query(text: &str) -> Option<String> {
+    fts_terms(text).map(|t| t.join(" OR "))
 }
 
 fn is_stop_word(w: &str) -> bool {
@@ -455,6 +502,34 @@ mod tests {
             1,
             "nothing written beside it"
         );
+    }
+
+    #[test]
+    fn chunks_with_every_term_come_first_and_or_fills_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kb.db");
+        make_kb(&p, true);
+        let kb = Kb::open(&p).unwrap();
+        // Only the Spock chunk has both words; Maintenance has "vacuum" only,
+        // repeated in its title, which would win a pure OR ranking.
+        let q = SearchQuery {
+            query: "vacuum spock".into(),
+            top_n: Some(3),
+            ..Default::default()
+        };
+        let hits = kb.search(&q).unwrap();
+        assert_eq!(hits[0].title, "Spock");
+        assert_eq!(hits.len(), 2, "OR fills in the other vacuum chunk");
+        assert_eq!(hits[1].title, "Maintenance");
+        let one = kb
+            .search(&SearchQuery {
+                query: "vacuum spock".into(),
+                top_n: Some(1),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].title, "Spock");
     }
 
     #[test]

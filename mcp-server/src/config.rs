@@ -71,6 +71,8 @@ pub struct Config {
     pub auth: AuthOptions,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Databases for the Postgres tools (none: the tools are not offered).
+    pub databases: Vec<crate::pg::DatabaseConfig>,
 }
 
 /// Authentication settings.
@@ -119,6 +121,8 @@ struct FileConfig {
     request_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     idle_timeout: Option<Duration>,
+    /// Postgres databases; without them the `PG*` variables name one.
+    databases: Option<Vec<crate::pg::DatabaseConfig>>,
     #[serde(default, with = "humantime_serde_opt")]
     poll_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -252,6 +256,10 @@ impl Config {
                 .idle_timeout
                 .or(file.idle_timeout)
                 .unwrap_or(DEFAULT_IDLE_TIMEOUT),
+            databases: match file.databases {
+                Some(list) if !list.is_empty() => list,
+                _ => crate::pg::configs_from_env().into_iter().collect(),
+            },
             reload: ReloadOptions {
                 watch: args.watch.or(file.watch).unwrap_or(true),
                 poll_interval: args

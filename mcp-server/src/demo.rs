@@ -27,6 +27,7 @@ pub const BUNDLED_DOCS: &[(&str, &str)] = &[
         "docs/operations.md",
         include_str!("../../docs/operations.md"),
     ),
+    ("docs/sync.md", include_str!("../../docs/sync.md")),
 ];
 
 /// What the demo set up, for the caller to print and serve.
@@ -79,6 +80,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<Demo> {
         auth: crate::config::AuthOptions::default(),
         request_timeout: crate::config::DEFAULT_REQUEST_TIMEOUT,
         idle_timeout: crate::config::DEFAULT_IDLE_TIMEOUT,
+        databases: Vec::new(),
         reload: crate::reloader::ReloadOptions {
             watch: true,
             poll_interval: crate::config::DEFAULT_POLL_INTERVAL,

@@ -51,6 +51,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
             "watching": state.watching(),
             "poll_interval_ms": state.config.reload.poll_interval.as_millis() as u64,
         },
+        "databases": state.databases.health().await,
         "files": files.iter().map(|(f, s)| (f.name().to_string(), json!(s))).collect::<serde_json::Map<_, _>>(),
         "last_reload_error": last_reload_error,
     });

@@ -33,7 +33,7 @@ use crate::tools::McpHandler;
 
 /// The whole application router.
 pub fn app(state: Arc<AppState>) -> Router {
-    let tools = McpHandler::router();
+    let tools = McpHandler::router(&state);
     let handler_state = state.clone();
     let mut rmcp_config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)

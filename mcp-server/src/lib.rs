@@ -4,7 +4,8 @@
 //! ([`reloader`]) and keeps each as an immutable generation in [`state`]. It
 //! authenticates API tokens ([`auth`]), users ([`users`]) and stateless
 //! sessions ([`sessions`]) behind a failed-auth limit per client
-//! ([`rate_limit`], [`client_ip`]), serves MCP over Streamable HTTP through
+//! ([`rate_limit`], [`client_ip`]), offers read-only Postgres tools ([`pg`]),
+//! serves MCP over Streamable HTTP through
 //! rmcp ([`http`], [`tools`]) under a hyper accept loop with an explicit
 //! shutdown path ([`server`]), and reports its readiness on `/health`
 //! ([`health`]) and its workings on `/metrics` ([`metrics`]).
@@ -20,6 +21,7 @@ pub mod fingerprint;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod pg;
 pub mod rate_limit;
 pub mod reloader;
 pub mod server;
@@ -40,7 +42,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let shutdown = fleet_common::signals::termination_signal()?;
     let listener = server::bind(config.listen).await?;
-    let state = AppState::new(config);
+    let state = AppState::new(config)?;
     tracing::info!(listen = %state.config.listen, "listening");
     let timings = state.config.shutdown;
     let serving = tokio::spawn(server::serve(listener, state.clone(), timings, shutdown));

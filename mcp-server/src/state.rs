@@ -40,17 +40,22 @@ pub struct AppState {
     pub limiter: FailureLimiter,
     pub client_ip: ClientIpResolver,
     pub metrics: Metrics,
+    /// The Postgres tools' databases (possibly none).
+    pub databases: crate::pg::Databases,
     phase: AtomicU8,
     watching: AtomicBool,
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Arc<AppState> {
+    /// Build the state; fails only on a database configuration error (it
+    /// never connects, so a database that is down does not stop start-up).
+    pub fn new(config: Config) -> anyhow::Result<Arc<AppState>> {
         let files = FileTable::new(&config.files);
         let limiter = FailureLimiter::new(config.auth.failure_limit, config.auth.failure_window);
         let client_ip = ClientIpResolver::new(config.auth.trusted_proxies.clone());
         let metrics = Metrics::new(&config.instance_id);
-        Arc::new(AppState {
+        let databases = crate::pg::Databases::new(config.databases.clone())?;
+        Ok(Arc::new(AppState {
             config,
             started_at: Instant::now(),
             tokens: ArcSwap::from_pointee(TokenStore::default()),
@@ -61,9 +66,10 @@ impl AppState {
             limiter,
             client_ip,
             metrics,
+            databases,
             phase: AtomicU8::new(Phase::Starting as u8),
             watching: AtomicBool::new(false),
-        })
+        }))
     }
 
     pub fn phase(&self) -> Phase {

@@ -6,17 +6,25 @@
 
 use std::sync::Arc;
 
+use rmcp::RoleServer;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, ListResourcesResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
 use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use fleet_kb::search::{MAX_TOP_N, SearchQuery};
 
+use crate::auth::Principal;
 use crate::client_ip::ClientIp;
+use crate::pg::tools as pgt;
 use crate::sessions;
 use crate::state::AppState;
 
@@ -28,9 +36,47 @@ pub struct McpHandler {
 }
 
 impl McpHandler {
-    /// The tool router every handler shares; build it once.
-    pub fn router() -> Arc<ToolRouter<McpHandler>> {
-        Arc::new(Self::tool_router())
+    /// The tool router every handler shares; build it once. The Postgres
+    /// tools are offered only when a database is configured.
+    pub fn router(state: &AppState) -> Arc<ToolRouter<McpHandler>> {
+        let mut router = Self::tool_router();
+        if state.databases.is_empty() {
+            for name in [
+                pgt::QUERY_DATABASE,
+                pgt::GET_SCHEMA_INFO,
+                pgt::EXECUTE_EXPLAIN,
+                pgt::COUNT_ROWS,
+            ] {
+                router.remove_route(name);
+            }
+        }
+        Arc::new(router)
+    }
+
+    /// Pick the database for a call, honouring the credential's binding,
+    /// and turn the outcome of `run` into a tool result.
+    async fn with_database<'a, F, Fut>(
+        &'a self,
+        requested: Option<&str>,
+        parts: &http::request::Parts,
+        run: F,
+    ) -> Result<CallToolResult, ErrorData>
+    where
+        F: FnOnce(&'a crate::pg::Database) -> Fut,
+        Fut: std::future::Future<Output = Result<String, crate::pg::ToolError>>,
+    {
+        let bound = parts
+            .extensions
+            .get::<Principal>()
+            .and_then(|p| p.database.as_deref());
+        let db = match self.state.databases.pick(requested, bound) {
+            Ok(db) => db,
+            Err(e) => return Ok(tool_error(e.to_string())),
+        };
+        Ok(match run(db).await {
+            Ok(text) => text_result(text),
+            Err(e) => tool_error(e.to_string()),
+        })
     }
 
     pub fn new(state: Arc<AppState>, router: Arc<ToolRouter<McpHandler>>) -> McpHandler {
@@ -73,6 +119,63 @@ pub struct AuthenticateArgs {
 
 #[tool_router]
 impl McpHandler {
+    #[tool(name = "query_database", description = pgt::QUERY_DATABASE_DESCRIPTION)]
+    async fn query_database(
+        &self,
+        Parameters(args): Parameters<pgt::QueryDatabaseArgs>,
+        Extension(parts): Extension<http::request::Parts>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.with_database(args.database.as_deref(), &parts, |db| {
+            db.query(&args.query, args.limit, args.offset)
+        })
+        .await
+    }
+
+    #[tool(name = "get_schema_info", description = pgt::GET_SCHEMA_INFO_DESCRIPTION)]
+    async fn get_schema_info(
+        &self,
+        Parameters(args): Parameters<pgt::GetSchemaInfoArgs>,
+        Extension(parts): Extension<http::request::Parts>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.with_database(args.database.as_deref(), &parts, |db| {
+            db.schema_info(
+                args.schema_name.as_deref(),
+                args.table_name.as_deref(),
+                args.vector_tables_only.unwrap_or(false),
+                args.compact.unwrap_or(false),
+            )
+        })
+        .await
+    }
+
+    #[tool(name = "execute_explain", description = pgt::EXECUTE_EXPLAIN_DESCRIPTION)]
+    async fn execute_explain(
+        &self,
+        Parameters(args): Parameters<pgt::ExecuteExplainArgs>,
+        Extension(parts): Extension<http::request::Parts>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.with_database(args.database.as_deref(), &parts, |db| {
+            db.explain(
+                &args.query,
+                args.analyze.unwrap_or(true),
+                args.buffers.unwrap_or(false),
+            )
+        })
+        .await
+    }
+
+    #[tool(name = "count_rows", description = pgt::COUNT_ROWS_DESCRIPTION)]
+    async fn count_rows(
+        &self,
+        Parameters(args): Parameters<pgt::CountRowsArgs>,
+        Extension(parts): Extension<http::request::Parts>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.with_database(args.database.as_deref(), &parts, |db| {
+            db.count_rows(args.schema.as_deref(), &args.table, args.where_.as_deref())
+        })
+        .await
+    }
+
     #[tool(
         name = "authenticate_user",
         description = "Log in with a username and password from users.yaml; returns a session \
@@ -206,7 +309,15 @@ impl McpHandler {
 #[tool_handler(router = self.router)]
 impl ServerHandler for McpHandler {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = if self.state.databases.is_empty() {
+            ServerCapabilities::builder().enable_tools().build()
+        } else {
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build()
+        };
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(
                 "pg-mcp-fleet",
                 env!("CARGO_PKG_VERSION"),
@@ -215,5 +326,51 @@ impl ServerHandler for McpHandler {
                 "Postgres MCP server. search_knowledgebase answers questions from the \
                  documentation knowledge base.",
             )
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let resources = if self.state.databases.is_empty() {
+            Vec::new()
+        } else {
+            vec![
+                Resource::new(pgt::SYSTEM_INFO_URI, "system_info")
+                    .with_description(pgt::SYSTEM_INFO_DESCRIPTION),
+            ]
+        };
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        if request.uri != pgt::SYSTEM_INFO_URI || self.state.databases.is_empty() {
+            return Err(ErrorData::resource_not_found(
+                format!("no resource {}", request.uri),
+                None,
+            ));
+        }
+        let parts = context.extensions.get::<http::request::Parts>();
+        let bound = parts
+            .and_then(|p| p.extensions.get::<Principal>())
+            .and_then(|p| p.database.as_deref());
+        let db = self
+            .state
+            .databases
+            .pick(None, bound)
+            .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+        let text = db
+            .system_info()
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(
+            ReadResourceResult::new(vec![ResourceContents::text(text, pgt::SYSTEM_INFO_URI)])
+                .into(),
+        )
     }
 }

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -118,10 +119,10 @@ class McpServer:
     """A running `mcp-server serve` on 127.0.0.1."""
 
     def __init__(self, data_dir: Path, name: str = "server", extra: list[str] | None = None, env: dict | None = None, wait: bool = True, wrap: list[str] | None = None, auth_limit: int = 1_000_000,
-                 drain: str = "0s", shutdown_timeout: str = "5s"):
+                 drain: str = "0s", shutdown_timeout: str = "5s", port: int | None = None):
         """`auth_limit` is high by default: many tests probe with tokens that
         are not valid yet, which the server rightly counts as failures."""
-        self.port = free_port()
+        self.port = port or free_port()
         self.name = name
         self.base = f"http://127.0.0.1:{self.port}"
         self.url = f"{self.base}/mcp"
@@ -141,7 +142,11 @@ class McpServer:
         ]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "debug", **(env or {})})
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.stop(signal.SIGKILL)  # never leak a server from a failed start
+                raise
 
     def health(self) -> tuple[int, dict]:
         status, _, body = http("GET", f"{self.base}/health")
@@ -296,3 +301,41 @@ http {{
     def stop(self):
         self.proc.terminate()
         self.proc.wait(10)
+
+
+class Load:
+    """Continuous authenticated tools/call traffic, counted per named phase."""
+
+    def __init__(self, port: int, token: str, threads: int = 4, query: str = "replication slot"):
+        self.port, self.token, self.query = port, token, query
+        self.phase = "warmup"
+        self.counts: dict[str, dict] = {}
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _record(self, ok: bool, detail=None):
+        with self.lock:
+            c = self.counts.setdefault(self.phase, {"ok": 0, "failed": 0, "details": []})
+            if ok:
+                c["ok"] += 1
+            else:
+                c["failed"] += 1
+                c["details"].append(detail)
+
+    def _run(self):
+        c = KeepAlive(self.port)
+        while not self.stop_event.is_set():
+            try:
+                status, body = c.call(self.token, "tools/call", {"name": "search_knowledgebase", "arguments": {"query": self.query}})
+                self._record(status == 200 and bool(body) and "result" in body and not body["result"].get("isError"), status)
+            except Exception as e:  # noqa: BLE001 - any failure counts
+                self._record(False, repr(e))
+                c = KeepAlive(self.port)
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join()

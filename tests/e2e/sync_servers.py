@@ -16,7 +16,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from harness import LOG_DIR, ROOT, free_port, http
+import signal
+
+from harness import BIN, LOG_DIR, ROOT, free_port, http, wait_until
 
 
 def moto_binary() -> str:
@@ -29,8 +31,8 @@ def moto_binary() -> str:
 class Moto:
     """moto_server on 127.0.0.1, with a boto3 client and the env the binaries need."""
 
-    def __init__(self):
-        self.port = free_port()
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = LOG_DIR / f"moto-{self.port}.log"
         self.log = open(self.log_path, "w")
@@ -146,3 +148,46 @@ class FileServer:
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def kb_init(*args, env=None, timeout=120):
+    proc = subprocess.run([str(BIN / "kb-init"), "--log-format", "json", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+    with open(LOG_DIR / "kb-init.log", "a") as f:
+        f.write(f"$ kb-init {' '.join(args)}\n{proc.stderr}\n")
+    return proc
+
+
+class Sidecar:
+    def __init__(self, *args, env=None):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = LOG_DIR / f"sidecar-{self.port}.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([str(BIN / "kb-sync-sidecar"), "--listen", f"127.0.0.1:{self.port}", "--log-format", "json", *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        wait_until(lambda: self._up(), 20, 0.05)
+
+    def _up(self):
+        try:
+            return http("GET", self.base + "/healthz")[0] in (200, 503)
+        except OSError:
+            return False
+
+    def get(self, path):
+        status, _, body = http("GET", self.base + path)
+        return status, body.decode()
+
+    def metric(self, name, **labels):
+        _, text = self.get("/metrics")
+        for line in text.splitlines():
+            if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(20)
+        self.log.close()
+        return code

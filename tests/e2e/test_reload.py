@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness import (
-    BIN, FIXTURES, KeepAlive, McpServer, add_token, http, publish, rpc, run, search_text, tokens_yaml, wait_until,
+    FIXTURES, KeepAlive, McpServer, add_token, publish, run, search_text, tokens_yaml, wait_until,
 )
 
 # Generous bounds: the watcher path reloads in milliseconds (see bench/), but a

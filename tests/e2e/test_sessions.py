@@ -1,9 +1,7 @@
 """Step 4: users, sessions valid on every instance, failed-auth rate limiting."""
 
 import json
-import os
 import secrets
-import time
 
 import pytest
 

@@ -3,15 +3,14 @@
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from harness import BIN, FIXTURES, LOG_DIR, McpServer, free_port, http, run, search_text, tokens_yaml, wait_until
-from sync_servers import FileServer, Moto
+from harness import BIN, FIXTURES, McpServer, free_port, run, search_text, tokens_yaml, wait_until
+from sync_servers import FileServer, Moto, Sidecar, kb_init
 
 TOKEN = "sync-test-token-000000000000000000"
 
@@ -46,14 +45,6 @@ def moto():
     m = Moto()
     yield m
     m.stop()
-
-
-def kb_init(*args, env=None, timeout=120):
-    proc = subprocess.run([str(BIN / "kb-init"), "--log-format", "json", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
-    with open(LOG_DIR / "kb-init.log", "a") as f:
-        f.write(f"$ kb-init {' '.join(args)}\n{proc.stderr}\n")
-    return proc
 
 
 def leftovers(d: Path) -> list[str]:
@@ -187,41 +178,6 @@ def test_stale_temporary_files_are_cleaned_and_current_file_not_downloaded(tmp_p
     args = ["--dest", str(d), "--file", f"kb.db={files.base}/kb.db"]
     assert kb_init(*args).returncode == 0
     assert leftovers(d) == []
-
-
-class Sidecar:
-    def __init__(self, *args, env=None):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = LOG_DIR / f"sidecar-{self.port}.log"
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([str(BIN / "kb-sync-sidecar"), "--listen", f"127.0.0.1:{self.port}", "--log-format", "json", *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-        wait_until(lambda: self._up(), 20, 0.05)
-
-    def _up(self):
-        try:
-            return http("GET", self.base + "/healthz")[0] in (200, 503)
-        except OSError:
-            return False
-
-    def get(self, path):
-        status, _, body = http("GET", self.base + path)
-        return status, body.decode()
-
-    def metric(self, name, **labels):
-        _, text = self.get("/metrics")
-        for line in text.splitlines():
-            if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(20)
-        self.log.close()
-        return code
 
 
 def test_sidecar_survives_a_down_source_and_publishes_when_it_is_back(tmp_path, files, kbs):

@@ -1,0 +1,382 @@
+//! Database configuration: the YAML entries, the `PG*` environment variables,
+//! and their translation into a `tokio_postgres::Config` plus limits.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Deserializer};
+use tokio_postgres::config::SslMode;
+
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const DEFAULT_MAX_ROWS: usize = 1000;
+pub const DEFAULT_LIMIT: usize = 100;
+pub const DEFAULT_POOL_SIZE: usize = 4;
+const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const APPLICATION_NAME: &str = "pg-mcp-fleet";
+
+/// One configured database, as written in the YAML config file:
+///
+/// ```yaml
+/// databases:
+///   - name: prod                      # what tools and token bindings call it
+///     host: db.internal               # or: url: postgres://mcp_reader@db.internal:5432/app
+///     port: 5432
+///     database: app                   # alias: dbname
+///     user: mcp_reader                # alias: username
+///     password_file: /run/secrets/pg  # or password_env: PROD_PGPASSWORD, or password: ...
+///     sslmode: disable                # disable | allow | prefer (TLS is not built in)
+///     statement_timeout: 30s          # default 30s
+///     connect_timeout: 3s             # default 3s
+///     max_rows: 1000                  # cap on `limit`; default 1000
+///     pool_size: 4                    # alias: pool_max_conns; default 4
+/// ```
+///
+/// `url` (aliases `conninfo`, `dsn`, `connection_string`) takes a libpq URL or
+/// `key=value` string; the other fields override it (except `host`/`port`,
+/// which must not be given twice). Unknown fields are ignored, so a pgEdge
+/// entry loads unchanged.
+#[derive(Clone, Default, Deserialize)]
+pub struct DatabaseConfig {
+    pub name: String,
+    #[serde(
+        default,
+        alias = "conninfo",
+        alias = "dsn",
+        alias = "connection_string"
+    )]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default, alias = "dbname")]
+    pub database: Option<String>,
+    #[serde(default, alias = "username")]
+    pub user: Option<String>,
+    /// Inline password; prefer `password_file` or `password_env`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A file holding the password (trailing newline ignored), e.g. a
+    /// mounted Kubernetes Secret.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The name of an environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub sslmode: Option<String>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub statement_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default)]
+    pub max_rows: Option<usize>,
+    #[serde(default, alias = "pool_max_conns")]
+    pub pool_size: Option<usize>,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |v: bool| if v { Some("<redacted>") } else { None };
+        f.debug_struct("DatabaseConfig")
+            .field("name", &self.name)
+            .field("url", &set(self.url.is_some()))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &set(self.password.is_some()))
+            .field("password_file", &self.password_file)
+            .field("password_env", &self.password_env)
+            .field("sslmode", &self.sslmode)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_rows", &self.max_rows)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// Durations as `30s` / `1m30s` / `500ms`, or a bare number of seconds.
+fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Secs(s)) => Ok(Some(Duration::from_secs(s))),
+        Some(Raw::Text(t)) => humantime::parse_duration(t.trim())
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+/// One database from the libpq environment variables (`PGHOST`, `PGPORT`,
+/// `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGCONNECT_TIMEOUT`),
+/// named `default`; `None` unless `PGHOST` or `PGDATABASE` is set.
+pub fn configs_from_env() -> Option<DatabaseConfig> {
+    config_from_vars(|k| std::env::var(k).ok())
+}
+
+/// [`configs_from_env`] over any variable lookup (for tests).
+pub fn config_from_vars(get: impl Fn(&str) -> Option<String>) -> Option<DatabaseConfig> {
+    let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+    let host = get("PGHOST");
+    let database = get("PGDATABASE");
+    if host.is_none() && database.is_none() {
+        return None;
+    }
+    Some(DatabaseConfig {
+        name: "default".to_string(),
+        host,
+        port: get("PGPORT").and_then(|p| p.trim().parse().ok()),
+        database,
+        user: get("PGUSER"),
+        password: get("PGPASSWORD"),
+        sslmode: get("PGSSLMODE"),
+        connect_timeout: get("PGCONNECT_TIMEOUT")
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Duration::from_secs),
+        ..Default::default()
+    })
+}
+
+/// Limits that apply to every call on one database.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_rows: usize,
+    pub default_limit: usize,
+    pub pool_size: usize,
+}
+
+/// What a [`DatabaseConfig`] resolves to.
+pub(crate) struct Resolved {
+    pub pg: tokio_postgres::Config,
+    pub limits: Limits,
+    /// `host:port/dbname` for operators (no user, no password).
+    pub target: String,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+impl DatabaseConfig {
+    /// Validate and build the connection settings. Reads `password_file` and
+    /// `password_env`; never connects. Errors never contain the password or
+    /// the connection string.
+    pub(crate) fn resolve(&self) -> anyhow::Result<Resolved> {
+        let name = &self.name;
+        if !valid_name(name) {
+            bail!("database name {name:?} is invalid: use 1-64 letters, digits, `_`, `-` or `.`");
+        }
+        let mut pg = match &self.url {
+            Some(url) => url.trim().parse::<tokio_postgres::Config>().map_err(|e| {
+                // The parse error names an option, never a value.
+                anyhow::anyhow!("database {name}: the url/conninfo is invalid: {e}")
+            })?,
+            None => tokio_postgres::Config::new(),
+        };
+        if self.url.is_some() && !pg.get_hosts().is_empty() && self.host.is_some() {
+            bail!("database {name}: give the host either in `url` or in `host`, not both");
+        }
+        if self.url.is_some() && !pg.get_ports().is_empty() && self.port.is_some() {
+            bail!("database {name}: give the port either in `url` or in `port`, not both");
+        }
+        if let Some(host) = &self.host {
+            for h in host.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+                pg.host(h);
+            }
+        }
+        if pg.get_hosts().is_empty() {
+            pg.host("localhost");
+        }
+        if let Some(port) = self.port {
+            pg.port(port);
+        }
+        if let Some(db) = &self.database {
+            pg.dbname(db);
+        }
+        if let Some(user) = &self.user {
+            pg.user(user);
+        }
+        if pg.get_user().is_none() {
+            bail!("database {name}: `user` is required");
+        }
+        if let Some(pw) = self.password_from_sources()? {
+            pg.password(pw);
+        }
+        if let Some(mode) = &self.sslmode {
+            pg.ssl_mode(match mode.trim().to_ascii_lowercase().as_str() {
+                "disable" | "allow" => SslMode::Disable,
+                "prefer" => SslMode::Prefer,
+                "require" | "verify-ca" | "verify-full" => SslMode::Require,
+                other => bail!(
+                    "database {name}: sslmode {other:?} is not one of disable, allow, prefer, \
+                     require, verify-ca, verify-full"
+                ),
+            });
+        }
+        if pg.get_ssl_mode() == SslMode::Require {
+            bail!(
+                "database {name}: sslmode require/verify-* needs TLS, which this build does not \
+                 include; use sslmode=disable or prefer on a trusted network, or a TLS-terminating \
+                 proxy"
+            );
+        }
+        let statement_timeout = self.statement_timeout.unwrap_or(DEFAULT_STATEMENT_TIMEOUT);
+        if statement_timeout < Duration::from_millis(100)
+            || statement_timeout > Duration::from_secs(3600)
+        {
+            bail!("database {name}: statement_timeout must be between 100ms and 1h");
+        }
+        let connect_timeout = self
+            .connect_timeout
+            .or(pg.get_connect_timeout().copied())
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+            .clamp(Duration::from_millis(100), Duration::from_secs(60));
+        pg.connect_timeout(connect_timeout);
+        let max_rows = self.max_rows.unwrap_or(DEFAULT_MAX_ROWS);
+        if !(1..=100_000).contains(&max_rows) {
+            bail!("database {name}: max_rows must be between 1 and 100000");
+        }
+        let pool_size = self.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+        if !(1..=100).contains(&pool_size) {
+            bail!("database {name}: pool_size must be between 1 and 100");
+        }
+        let lock_timeout = statement_timeout.min(MAX_LOCK_TIMEOUT);
+        // Session defaults: a second layer under the per-transaction settings.
+        let ms = statement_timeout.as_millis();
+        let pinned = format!(
+            "-c default_transaction_read_only=on -c standard_conforming_strings=on \
+             -c statement_timeout={ms} -c idle_in_transaction_session_timeout={} \
+             -c lock_timeout={}",
+            ms + 10_000,
+            lock_timeout.as_millis()
+        );
+        let options = match pg.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {pinned}"),
+            _ => pinned,
+        };
+        pg.options(options);
+        if pg.get_application_name().is_none() {
+            pg.application_name(APPLICATION_NAME);
+        }
+        pg.keepalives(true);
+        let target = describe_target(&pg);
+        Ok(Resolved {
+            pg,
+            limits: Limits {
+                statement_timeout,
+                lock_timeout,
+                connect_timeout,
+                max_rows,
+                default_limit: DEFAULT_LIMIT.min(max_rows),
+                pool_size,
+            },
+            target,
+        })
+    }
+
+    fn password_from_sources(&self) -> anyhow::Result<Option<String>> {
+        let name = &self.name;
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("database {name}: reading password_file {}", path.display())
+            })?;
+            return Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()));
+        }
+        if let Some(var) = &self.password_env {
+            let value = std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("database {name}: password_env names {var}, which is not set")
+            })?;
+            return Ok(Some(value));
+        }
+        Ok(self.password.clone())
+    }
+}
+
+fn describe_target(pg: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(s) => s.clone(),
+            #[cfg(unix)]
+            Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    let db = pg.get_dbname().or(pg.get_user()).unwrap_or_default();
+    format!("{}:{port}/{db}", hosts.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_with_aliases_and_durations() {
+        let c: Vec<DatabaseConfig> = serde_norway::from_str(
+            "- name: prod\n  host: db\n  dbname: app\n  username: r\n  password: s3cret\n  \
+             statement_timeout: 5s\n  pool_max_conns: 2\n  unknown_pgedge_field: 1\n\
+             - name: b\n  url: postgres://u:pw@h:6000/x\n  statement_timeout: 7\n",
+        )
+        .unwrap();
+        assert_eq!(c[0].database.as_deref(), Some("app"));
+        assert_eq!(c[0].pool_size, Some(2));
+        assert_eq!(c[0].statement_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(c[1].statement_timeout, Some(Duration::from_secs(7)));
+        let dbg = format!("{:?}", c);
+        assert!(!dbg.contains("s3cret") && !dbg.contains("pw@"), "{dbg}");
+        let r = c[1].resolve().unwrap();
+        assert_eq!(r.target, "h:6000/x");
+        assert!(!format!("{:?}", r.pg).contains("pw"));
+    }
+
+    #[test]
+    fn env_vars() {
+        let vars = |k: &str| match k {
+            "PGHOST" => Some("10.0.0.1".to_string()),
+            "PGPORT" => Some("6543".to_string()),
+            "PGUSER" => Some("u".to_string()),
+            "PGPASSWORD" => Some("pw".to_string()),
+            _ => None,
+        };
+        let c = config_from_vars(vars).unwrap();
+        assert_eq!(c.name, "default");
+        assert_eq!(c.port, Some(6543));
+        assert!(config_from_vars(|_| None).is_none());
+    }
+
+    #[test]
+    fn bad_configs_are_refused_without_secrets() {
+        let mut c = DatabaseConfig {
+            name: "x".into(),
+            url: Some("postgres://u:topsecret@h/db?sslmode=require".into()),
+            ..Default::default()
+        };
+        let e = format!("{:#}", c.resolve().err().unwrap());
+        assert!(e.contains("TLS") && !e.contains("topsecret"), "{e}");
+        c.url = Some("postgres://u:topsecret@h/db?bogus=1".into());
+        let e = format!("{:#}", c.resolve().err().unwrap());
+        assert!(!e.contains("topsecret"), "{e}");
+        c.url = None;
+        c.name = "bad name".into();
+        assert!(c.resolve().is_err());
+    }
+}

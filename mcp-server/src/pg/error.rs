@@ -1,0 +1,146 @@
+//! Errors the Postgres tools return to the caller (and so to the LLM).
+//!
+//! Every message is meant to be read by a person or a model: what was
+//! refused and why, or what the server said. None carries a password or a
+//! connection string: connection failures are reduced to their cause
+//! (`connection refused`, `password authentication failed ...`), and server
+//! errors to PostgreSQL's own message, detail, hint and SQLSTATE.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+/// A failed Postgres tool call.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("no database is configured on this server")]
+    NoDatabase,
+    #[error("unknown database {requested:?}; configured databases: {known}")]
+    UnknownDatabase { requested: String, known: String },
+    #[error("this credential is bound to database {bound:?} and cannot use {requested:?}")]
+    Forbidden { bound: String, requested: String },
+    /// The guard refused the SQL before anything was sent.
+    #[error("this credential is bound to database {bound:?}, which is not configured here")]
+    BoundDatabaseMissing { bound: String },
+    #[error("query rejected: {0}")]
+    Rejected(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("database {database} is unavailable: {reason}")]
+    Unavailable { database: String, reason: String },
+    #[error(
+        "database {database}: the query was cancelled after {timeout} (statement timeout); \
+         narrow it or add a LIMIT"
+    )]
+    Timeout { database: String, timeout: String },
+    /// PostgreSQL refused or failed the statement.
+    #[error("database {database}: {message}")]
+    Postgres {
+        database: String,
+        message: String,
+        sqlstate: Option<String>,
+    },
+}
+
+impl ToolError {
+    /// A short stable label, e.g. for metrics: `rejected`, `unavailable`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ToolError::NoDatabase => "no_database",
+            ToolError::UnknownDatabase { .. } => "unknown_database",
+            ToolError::Forbidden { .. } | ToolError::BoundDatabaseMissing { .. } => "forbidden",
+            ToolError::Rejected(_) => "rejected",
+            ToolError::InvalidArgument(_) => "invalid_argument",
+            ToolError::Unavailable { .. } => "unavailable",
+            ToolError::Timeout { .. } => "timeout",
+            ToolError::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// The SQLSTATE of a server error (e.g. `25006` read-only violation).
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            ToolError::Postgres { sqlstate, .. } => sqlstate.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn human_duration(d: Duration) -> String {
+    if d.as_millis().is_multiple_of(1000) {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// A connection-level failure reduced to its cause.
+pub(crate) fn connect_reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut last_msg = None;
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                std::io::ErrorKind::TimedOut => "connection timed out".to_string(),
+                std::io::ErrorKind::ConnectionReset => "connection reset".to_string(),
+                std::io::ErrorKind::NotFound => "socket not found".to_string(),
+                _ => io.to_string(),
+            };
+        }
+        if let Some(pg) = err.downcast_ref::<tokio_postgres::Error>() {
+            if let Some(db) = pg.as_db_error() {
+                return db.message().to_string();
+            }
+            if pg.is_closed() {
+                return "the connection was closed".to_string();
+            }
+        }
+        last_msg = Some(err.to_string());
+        cur = err.source();
+    }
+    last_msg.unwrap_or_else(|| "unknown error".to_string())
+}
+
+/// Turn a driver error during a call into a [`ToolError`].
+pub(crate) fn from_pg(database: &str, timeout: Duration, e: tokio_postgres::Error) -> ToolError {
+    let Some(db) = e.as_db_error() else {
+        let reason = if e.is_closed() {
+            "the connection was closed".to_string()
+        } else {
+            e.source()
+                .map(connect_reason)
+                .unwrap_or_else(|| e.to_string())
+        };
+        return ToolError::Unavailable {
+            database: database.to_string(),
+            reason,
+        };
+    };
+    let code = db.code().code().to_string();
+    if code == "57014" && db.message().contains("statement timeout") {
+        return ToolError::Timeout {
+            database: database.to_string(),
+            timeout: human_duration(timeout),
+        };
+    }
+    // Admin shutdown / crash recovery: the database went away mid-call.
+    if matches!(code.as_str(), "57P01" | "57P02" | "57P03") {
+        return ToolError::Unavailable {
+            database: database.to_string(),
+            reason: db.message().to_string(),
+        };
+    }
+    let mut message = format!("{}: {}", db.severity(), db.message());
+    if let Some(d) = db.detail() {
+        message.push_str(&format!("\nDETAIL: {d}"));
+    }
+    if let Some(h) = db.hint() {
+        message.push_str(&format!("\nHINT: {h}"));
+    }
+    message.push_str(&format!(" (SQLSTATE {code})"));
+    ToolError::Postgres {
+        database: database.to_string(),
+        message,
+        sqlstate: Some(code),
+    }
+}

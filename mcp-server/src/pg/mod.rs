@@ -1,0 +1,458 @@
+//! The Postgres tools: configured databases, their connection pools and the
+//! read-only operations behind `query_database`, `get_schema_info`,
+//! `execute_explain`, `count_rows` and the `pg://system_info` resource.
+//!
+//! This module owns database configuration ([`DatabaseConfig`], the `PG*`
+//! environment variables through [`configs_from_env`]), one lazily connecting
+//! pool per database ([`Databases`], [`Database`]), the per-database health
+//! report for `/health`, the statement guard ([`guard`]) and the errors the
+//! tools return ([`ToolError`]).
+//!
+//! # Nothing a caller sends can write
+//!
+//! Users point an LLM at the database, so every argument must be treated as
+//! hostile (prompt injection). Writes are refused by independent layers, each
+//! of which would stop the published bypasses on its own:
+//!
+//! 1. **The guard** ([`guard`]) refuses before sending: more than one
+//!    statement, transaction control, `SET`/`RESET`/`SET ROLE`, `DO`, `CALL`,
+//!    `COPY`, DDL/DML heads, writable CTEs, `SELECT INTO`, row locks,
+//!    parameters, and calls of side-effecting or server-file functions
+//!    (`nextval`, `setval`, `set_config`, `pg_advisory_*`, `lo_*`,
+//!    `pg_read_file`, `dblink*`, `query_to_xml`, ...). It lexes the SQL the
+//!    way PostgreSQL does, so keywords inside literals, quoted identifiers,
+//!    dollar quotes and nested comments neither hide code nor cause false
+//!    refusals.
+//! 2. **One statement through the extended protocol.** User SQL is sent as a
+//!    single Parse message (tokio-postgres `prepare`/`query`); PostgreSQL
+//!    itself refuses a Parse holding several commands ("cannot insert
+//!    multiple commands into a prepared statement"). The simple-query
+//!    protocol, which runs stacked statements, is used only for fixed text.
+//! 3. **A read-only transaction that is always rolled back.** Each call runs
+//!    in `START TRANSACTION READ ONLY`, with `SET LOCAL statement_timeout`,
+//!    `lock_timeout`, `idle_in_transaction_session_timeout` and
+//!    `transaction_read_only`, followed by a `SELECT 1` so that a snapshot
+//!    exists: from then on PostgreSQL refuses to switch the transaction to
+//!    read-write even from inside a function (`SET transaction_read_only =
+//!    off` fails with "transaction read-write mode must be set before any
+//!    query"). The transaction ends in `ROLLBACK`, never `COMMIT`; if a call
+//!    is cancelled the driver still queues the rollback. What a rollback does
+//!    not undo is reset too: session advisory locks are released at the end
+//!    of every call, and a pooled connection is reset (`RESET ALL`,
+//!    `UNLISTEN *`, `DISCARD TEMP`, ...) each time it is checked out.
+//! 4. **A read-only session.** Every connection starts with
+//!    `default_transaction_read_only=on`, `standard_conforming_strings=on`
+//!    (so the guard's lexing of `\` matches the server's) and a session
+//!    `statement_timeout`.
+//!
+//! # Recommended: a read-only database role (the strongest layer)
+//!
+//! The layers above hold even for a superuser, and the tests prove it, but a
+//! function that a superuser created can still do anything its language
+//! allows (an untrusted PL, `dblink`, `COPY ... PROGRAM`), and a superuser
+//! can read every table. Connect as a role that can only read what the LLM
+//! should see:
+//!
+//! ```sql
+//! CREATE ROLE mcp_reader LOGIN PASSWORD '...';
+//! GRANT CONNECT ON DATABASE app TO mcp_reader;
+//! GRANT USAGE ON SCHEMA public TO mcp_reader;
+//! GRANT SELECT ON ALL TABLES IN SCHEMA public TO mcp_reader;
+//! ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO mcp_reader;
+//! ALTER ROLE mcp_reader SET default_transaction_read_only = on;
+//! ALTER ROLE mcp_reader SET statement_timeout = '30s';
+//! -- or, on PostgreSQL 14+: GRANT pg_read_all_data TO mcp_reader;
+//! ```
+//!
+//! Never use a superuser, a table owner or a role with `pg_write_server_files`,
+//! `pg_execute_server_program` or `CREATEROLE`.
+//!
+//! # Availability
+//!
+//! [`Databases::new`] never connects and never fails because a database is
+//! down. Pools connect on first use with a short connect timeout; a call on a
+//! down database fails fast with [`ToolError::Unavailable`], and works again
+//! as soon as the database is back (dead connections are dropped at checkout).
+//! [`Databases::health`] pings each database on a separate one-connection
+//! pool, bounded by one second and cached briefly, so `/health` neither hangs
+//! nor floods the database.
+//!
+//! No error, log line or `Debug` output carries a password or a connection
+//! string.
+
+mod config;
+mod error;
+pub mod guard;
+mod lexer;
+mod ops;
+mod schema;
+pub mod tools;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
+use serde_json::{Value, json};
+use tokio_postgres::NoTls;
+
+pub use config::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_LIMIT, DEFAULT_MAX_ROWS, DEFAULT_POOL_SIZE,
+    DEFAULT_STATEMENT_TIMEOUT, DatabaseConfig, Limits, config_from_vars, configs_from_env,
+};
+pub use error::ToolError;
+
+/// How long a health ping may take.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a health result is reused (bounds the load `/health` puts on a
+/// database).
+pub const HEALTH_CACHE: Duration = Duration::from_millis(500);
+/// How long a call waits for a free pooled connection.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+/// How long checking a pooled connection may take before it is replaced.
+const RECYCLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Every configured database. Cheap to clone and share.
+#[derive(Clone, Default)]
+pub struct Databases {
+    dbs: Arc<Vec<Arc<Database>>>,
+}
+
+impl fmt::Debug for Databases {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.dbs.iter()).finish()
+    }
+}
+
+impl Databases {
+    /// Build a pool per database. Never connects, so a database that is down
+    /// does not stop the server; fails only on a configuration error
+    /// (duplicate names, bad values, unreadable password file).
+    pub fn new(configs: Vec<DatabaseConfig>) -> anyhow::Result<Databases> {
+        let mut dbs: Vec<Arc<Database>> = Vec::with_capacity(configs.len());
+        for cfg in configs {
+            if dbs.iter().any(|d| d.name == cfg.name) {
+                anyhow::bail!("database {:?} is configured twice", cfg.name);
+            }
+            dbs.push(Arc::new(Database::new(&cfg)?));
+        }
+        Ok(Databases { dbs: Arc::new(dbs) })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dbs.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.dbs.len()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.dbs.iter().map(|d| d.name.clone()).collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Database> {
+        self.dbs.iter().find(|d| d.name == name).map(|d| &**d)
+    }
+
+    /// Which database a call uses: the `requested` one (a tool's optional
+    /// `database` argument), else the credential's binding (`bound`, the
+    /// pgEdge `database` field of a token), else the first configured. A
+    /// credential bound to a database may use only that database.
+    pub fn pick(
+        &self,
+        requested: Option<&str>,
+        bound: Option<&str>,
+    ) -> Result<&Database, ToolError> {
+        if self.dbs.is_empty() {
+            return Err(ToolError::NoDatabase);
+        }
+        let requested = requested.map(str::trim).filter(|s| !s.is_empty());
+        let bound = bound.map(str::trim).filter(|s| !s.is_empty());
+        let name = match (requested, bound) {
+            (Some(r), Some(b)) if r != b => {
+                return Err(ToolError::Forbidden {
+                    bound: b.to_string(),
+                    requested: r.to_string(),
+                });
+            }
+            (Some(r), _) => r,
+            (None, Some(b)) => b,
+            (None, None) => return Ok(&self.dbs[0]),
+        };
+        match (self.get(name), bound) {
+            (Some(db), _) => Ok(db),
+            // Do not list the other databases to a bound credential.
+            (None, Some(b)) => Err(ToolError::BoundDatabaseMissing {
+                bound: b.to_string(),
+            }),
+            (None, None) => Err(ToolError::UnknownDatabase {
+                requested: name.to_string(),
+                known: self.names().join(", "),
+            }),
+        }
+    }
+
+    /// One entry per database, in configuration order:
+    /// `{"name", "up", "error", "latency_ms", "pool": {...}}` (no host names:
+    /// `/health` is unauthenticated).
+    /// Pings run concurrently, each bounded by [`HEALTH_TIMEOUT`].
+    pub async fn health(&self) -> Value {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, db) in self.dbs.iter().enumerate() {
+            let db = db.clone();
+            set.spawn(async move { (i, db.health().await) });
+        }
+        let mut out: Vec<(usize, Value)> = Vec::with_capacity(self.dbs.len());
+        while let Some(joined) = set.join_next().await {
+            if let Ok(pair) = joined {
+                out.push(pair);
+            }
+        }
+        out.sort_by_key(|(i, _)| *i);
+        Value::Array(out.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Whether every database answered its last health ping (`true` when none
+    /// is configured).
+    pub async fn all_up(&self) -> bool {
+        match self.health().await {
+            Value::Array(items) => items.iter().all(|v| v["up"] == Value::Bool(true)),
+            _ => false,
+        }
+    }
+}
+
+/// One configured database and its pools.
+pub struct Database {
+    name: String,
+    target: String,
+    limits: Limits,
+    pool: Pool,
+    health_pool: Pool,
+    health_cache: tokio::sync::Mutex<Option<(Instant, Value)>>,
+    /// The fixed statements that open every transaction.
+    pin_sql: String,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("name", &self.name)
+            .field("target", &self.target)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn build_pool(
+    pg: tokio_postgres::Config,
+    size: usize,
+    limits: &Limits,
+    recycling_method: RecyclingMethod,
+) -> anyhow::Result<Pool> {
+    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method });
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(limits.connect_timeout + Duration::from_secs(2)))
+        .recycle_timeout(Some(RECYCLE_TIMEOUT))
+        .build()
+        .context("building the connection pool")
+}
+
+impl Database {
+    fn new(cfg: &DatabaseConfig) -> anyhow::Result<Database> {
+        let resolved = cfg.resolve()?;
+        let limits = resolved.limits;
+        // Checkout resets the session (CLOSE ALL, SET SESSION AUTHORIZATION
+        // DEFAULT, RESET ALL, UNLISTEN *, pg_advisory_unlock_all(), DISCARD
+        // TEMP, DISCARD SEQUENCES): whatever a cancelled call left behind is
+        // gone, and a connection that died while idle (database restarted)
+        // is replaced instead of failing the call.
+        let pool = build_pool(
+            resolved.pg.clone(),
+            limits.pool_size,
+            &limits,
+            RecyclingMethod::Clean,
+        )
+        .with_context(|| format!("database {}", cfg.name))?;
+        let health_pool = build_pool(resolved.pg, 1, &limits, RecyclingMethod::Fast)
+            .with_context(|| format!("database {}", cfg.name))?;
+        let st = limits.statement_timeout.as_millis();
+        let pin_sql = format!(
+            "SET LOCAL statement_timeout = {st}; \
+             SET LOCAL lock_timeout = {}; \
+             SET LOCAL idle_in_transaction_session_timeout = {}; \
+             SET LOCAL standard_conforming_strings = on; \
+             SET LOCAL transaction_read_only = on; \
+             SELECT 1",
+            limits.lock_timeout.as_millis(),
+            st + 10_000,
+        );
+        Ok(Database {
+            name: cfg.name.clone(),
+            target: resolved.target,
+            limits,
+            pool,
+            health_pool,
+            health_cache: tokio::sync::Mutex::new(None),
+            pin_sql,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `host:port/dbname`: no user, no password.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn unavailable(&self, reason: impl Into<String>) -> ToolError {
+        ToolError::Unavailable {
+            database: self.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn pool_error(&self, e: PoolError) -> ToolError {
+        match e {
+            PoolError::Timeout(TimeoutType::Wait) => self.unavailable(format!(
+                "all {} connections are busy; try again shortly",
+                self.limits.pool_size
+            )),
+            PoolError::Timeout(_) => self.unavailable("connection timed out"),
+            PoolError::Backend(e) => self.unavailable(error::connect_reason(&e)),
+            other => self.unavailable(other.to_string()),
+        }
+    }
+
+    fn pg_error(&self, e: tokio_postgres::Error) -> ToolError {
+        error::from_pg(&self.name, self.limits.statement_timeout, e)
+    }
+
+    async fn checkout(&self) -> Result<Object, ToolError> {
+        self.pool.get().await.map_err(|e| self.pool_error(e))
+    }
+
+    /// Open the read-only transaction every call runs in. The returned
+    /// transaction rolls back when dropped.
+    async fn begin<'a>(
+        &self,
+        client: &'a mut Object,
+    ) -> Result<deadpool_postgres::Transaction<'a>, ToolError> {
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(|e| self.pg_error(e))?;
+        tx.batch_execute(&self.pin_sql)
+            .await
+            .map_err(|e| self.pg_error(e))?;
+        Ok(tx)
+    }
+
+    /// End a call: release any session-level advisory lock the statement
+    /// took (a function the guard could not see may take one; releasing is
+    /// not undone by the rollback), then roll back. Never commits.
+    async fn end(&self, tx: deadpool_postgres::Transaction<'_>) -> Result<(), ToolError> {
+        tx.batch_execute("SELECT pg_catalog.pg_advisory_unlock_all()")
+            .await
+            .map_err(|e| self.pg_error(e))?;
+        tx.rollback().await.map_err(|e| self.pg_error(e))
+    }
+
+    /// The whole-call deadline: the statement timeout plus slack for the
+    /// fixed statements, in case the server stops answering.
+    fn deadline(&self) -> Duration {
+        self.limits.statement_timeout + Duration::from_secs(5)
+    }
+
+    /// Return the connection to the pool, or discard it when the call timed
+    /// out or the connection failed.
+    fn settle<T>(
+        &self,
+        client: Object,
+        outcome: Result<Result<T, ToolError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, ToolError> {
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if matches!(e, ToolError::Unavailable { .. }) || client.is_closed() {
+                    drop(Object::take(client));
+                }
+                Err(e)
+            }
+            Err(_) => {
+                drop(Object::take(client));
+                Err(ToolError::Timeout {
+                    database: self.name.clone(),
+                    timeout: error::human_duration(self.limits.statement_timeout),
+                })
+            }
+        }
+    }
+
+    /// This database's health entry (cached for [`HEALTH_CACHE`], bounded by
+    /// [`HEALTH_TIMEOUT`]).
+    pub async fn health(&self) -> Value {
+        let mut cache = self.health_cache.lock().await;
+        if let Some((at, v)) = &*cache
+            && at.elapsed() < HEALTH_CACHE
+        {
+            return v.clone();
+        }
+        let started = Instant::now();
+        let result = tokio::time::timeout(HEALTH_TIMEOUT, async {
+            let client = self
+                .health_pool
+                .get()
+                .await
+                .map_err(|e| self.pool_error(e))?;
+            match client.simple_query("SELECT 1").await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    drop(Object::take(client));
+                    Err(self.pg_error(e))
+                }
+            }
+        })
+        .await;
+        let error = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(ToolError::Unavailable { reason, .. })) => Some(reason),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "no answer within {}",
+                error::human_duration(HEALTH_TIMEOUT)
+            )),
+        };
+        let latency_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+        let status = self.pool.status();
+        let v = json!({
+            "name": self.name,
+            "up": error.is_none(),
+            "error": error,
+            "latency_ms": latency_ms,
+            "pool": {
+                "max_size": status.max_size,
+                "size": status.size,
+                "available": status.available,
+                "waiting": status.waiting,
+            },
+        });
+        *cache = Some((Instant::now(), v.clone()));
+        v
+    }
+}
