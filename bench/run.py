@@ -57,7 +57,11 @@ QUERIES: list[dict] = [
 ]
 
 # Targets per row id; a missing entry prints as "—" (none agreed yet).
-TARGETS: dict[str, str] = {}
+TARGETS: dict[str, str] = {
+    "reload_watch_p99": "≤ 10 ms",
+    "kb_init_s": "≤ 1.5×",
+    "sidecar_bytes_per_cycle": "0 B",
+}
 
 
 # --------------------------------------------------------------------------- processes
@@ -143,8 +147,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def build() -> None:
-    print("bench: cargo build --release -p mcp-server -p bench", file=sys.stderr)
-    subprocess.run(["cargo", "build", "--release", "-p", "mcp-server", "-p", "bench"], cwd=ROOT, check=True)
+    packages = ["mcp-server", "kb-init", "kb-sync-sidecar", "bench"]
+    print(f"bench: cargo build --release -p {' -p '.join(packages)}", file=sys.stderr)
+    subprocess.run(["cargo", "build", "--release", *[a for p in packages for a in ("-p", p)]], cwd=ROOT, check=True)
 
 
 def ensure_kb(chunks: int) -> Path:
@@ -206,6 +211,7 @@ class Scenario:
     target: str  # "baseline" or "mcp"
     describe: str
     bodies: Callable[["Context"], list[dict]]
+    auth: str = "api"  # api (API token), session (session token) or none
 
 
 def rpc(method: str, params: dict | None = None) -> dict:
@@ -223,6 +229,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("baseline", "baseline", "baseline-server, same search request bodies, fixed 1059-byte reply", search_bodies),
     Scenario("tools_list", "mcp", "mcp-server tools/list (HTTP + auth + rmcp, no SQLite)", lambda _: [rpc("tools/list")]),
     Scenario("search", "mcp", f"mcp-server tools/call search_knowledgebase, rotating {len(QUERIES)} queries", search_bodies),
+    Scenario("ping_api", "mcp", "mcp-server ping with an API token", lambda _: [rpc("ping")], "api"),
+    Scenario("ping_session", "mcp", "mcp-server ping with a session token", lambda _: [rpc("ping")], "session"),
+    Scenario("ping_none", "mcp", "mcp-server ping with no credential", lambda _: [rpc("ping")], "none"),
 ]
 
 
@@ -233,11 +242,18 @@ class Context:
     token: str
     ports: dict[str, int]
     pids: dict[str, int]
+    session_token: str = ""
     results: dict[str, dict] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
 
 
-def headers(ctx: Context) -> dict:
-    return {"Content-Type": "application/json", "Accept": ACCEPT, "Authorization": f"Bearer {ctx.token}"}
+def headers(ctx: Context, auth: str = "api") -> dict:
+    h = {"Content-Type": "application/json", "Accept": ACCEPT}
+    if auth == "api":
+        h["Authorization"] = f"Bearer {ctx.token}"
+    elif auth == "session":
+        h["Authorization"] = f"Bearer {ctx.session_token}"
+    return h
 
 
 def write_bodies(ctx: Context, scenario: Scenario) -> list[Path]:
@@ -252,7 +268,7 @@ def write_bodies(ctx: Context, scenario: Scenario) -> list[Path]:
 def smoke_check(ctx: Context, scenario: Scenario, bodies: list[Path]) -> None:
     """Send each body once; refuse to benchmark replies that are errors."""
     for p in bodies:
-        status, body = http_request(ctx.ports[scenario.target], "POST", "/mcp", p.read_bytes(), headers(ctx))
+        status, body = http_request(ctx.ports[scenario.target], "POST", "/mcp", p.read_bytes(), headers(ctx, scenario.auth))
         text = body.decode(errors="replace")
         ok = 200 <= status < 300
         if ok and scenario.target == "mcp":
@@ -271,7 +287,7 @@ def run_scenario(ctx: Context, scenario: Scenario) -> dict:
     cmd = [str(RELEASE / "loadgen"), "--url", f"http://127.0.0.1:{ctx.ports[scenario.target]}/mcp",
            "--concurrency", str(ctx.args.concurrency), "--duration", f"{ctx.args.duration}s",
            "--warmup", f"{ctx.args.warmup}s"]
-    for k, v in headers(ctx).items():
+    for k, v in headers(ctx, scenario.auth).items():
         cmd += ["--header", f"{k}: {v}"]
     for b in bodies:
         cmd += ["--body-file", str(b)]
@@ -298,6 +314,136 @@ def run_scenario(ctx: Context, scenario: Scenario) -> dict:
     print(f"bench: {scenario.name}: {json.dumps(result)}", file=sys.stderr)
     return result
 
+
+
+# --------------------------------------------------------------------------- measurements outside loadgen
+
+VENV_BIN = ROOT / ".venv" / "bin"
+RELOAD_TRIALS = 100
+POLL_INTERVAL_MS = 200
+
+
+def percentile(values: list[float], p: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, round(p / 100 * len(v)) - 1))] if v else float("nan")
+
+
+def tokens_yaml(*tokens: str) -> str:
+    import hashlib
+    lines = ["tokens:"]
+    for i, t in enumerate(tokens):
+        lines += [f"  t{i}:", f"    hash: {hashlib.sha256(t.encode()).hexdigest()}", "    expires_at: null"]
+    return "\n".join(lines) + "\n"
+
+
+def measure_reload(procs: "Procs", kb: Path, tmp: Path, watch: bool) -> list[float]:
+    """Seconds from tokens.yaml renamed into place until a request with the
+    new token is accepted, over RELOAD_TRIALS trials."""
+    mode = "watch" if watch else "poll"
+    d = tmp / f"reload-{mode}"
+    d.mkdir()
+    (d / "tokens.yaml").write_text(tokens_yaml("bench-stable-token-0000000000"))
+    port = free_port()
+    log = LOGS / f"mcp-server-reload-{mode}.log"
+    extra = [] if watch else ["--watch", "false", "--poll-interval", f"{POLL_INTERVAL_MS}ms"]
+    proc = procs.start(f"mcp-server (reload, {mode})", [
+        str(RELEASE / "mcp-server"), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(d),
+        "--kb-file", str(kb), "--log-format", "json", "--drain-delay", "0s",
+        "--auth-failure-limit", "100000000", *extra], log, env={"RUST_LOG": "warn"})
+    wait_http_ok(f"mcp-server (reload, {mode})", proc, port, log)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    body = json.dumps(rpc("tools/list"))
+    latencies = []
+    for i in range(RELOAD_TRIALS):
+        token = f"bench-reload-{mode}-{i:04d}-xxxxxxxxxxxx"
+        staged = d / f".staged-{i}"
+        staged.write_text(tokens_yaml("bench-stable-token-0000000000", token))
+        h = {"Content-Type": "application/json", "Accept": ACCEPT, "Authorization": f"Bearer {token}"}
+        os.replace(staged, d / "tokens.yaml")
+        t0 = time.perf_counter()
+        while True:
+            conn.request("POST", "/mcp", body, h)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                break
+            if time.perf_counter() - t0 > 10:
+                raise SystemExit(f"bench: reload ({mode}) not seen within 10 s")
+        latencies.append(time.perf_counter() - t0)
+        time.sleep(0.02)
+    conn.close()
+    return latencies
+
+
+def measure_sync(procs: "Procs", tmp: Path, chunks: int) -> dict[str, float]:
+    """kb-init fetch + verify + publish of a ~100 MB KB from S3 (moto) beside
+    `aws s3 cp` of the same object, and the sidecar's cost per cycle when the
+    source is unchanged."""
+    moto = VENV_BIN / "moto_server"
+    aws = subprocess.run(["bash", "-c", "command -v aws"], capture_output=True, text=True).stdout.strip()
+    if not moto.exists() or not aws:
+        print("bench: sync rows skipped: needs .venv/bin/moto_server (scripts/test.sh installs it) and the aws CLI", file=sys.stderr)
+        return {}
+    kb = ensure_kb(chunks)
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": endpoint,
+           "KB_S3_PATH_STYLE": "true"}
+    m = procs.start("moto_server", [str(moto), "-H", "127.0.0.1", "-p", str(port)], LOGS / "moto.log")
+    deadline = time.time() + 30
+    while True:
+        try:
+            http_request(port, "GET", "/moto-api/")
+            break
+        except OSError:
+            if time.time() > deadline or m.poll() is not None:
+                raise SystemExit("bench: moto_server did not start")
+            time.sleep(0.1)
+    aws_cmd = [aws, "--endpoint-url", endpoint, "s3"]
+    subprocess.run(aws_cmd + ["mb", "s3://bench"], env=env, check=True, capture_output=True)
+    subprocess.run(aws_cmd + ["cp", str(kb), "s3://bench/kb.db"], env=env, check=True, capture_output=True)
+    kb_init, aws_cp = [], []
+    for i in range(3):
+        dest = tmp / f"sync-{i}"
+        t0 = time.perf_counter()
+        subprocess.run([str(RELEASE / "kb-init"), "--dest", str(dest), "--file", "kb.db=s3://bench/kb.db",
+                        "--log-format", "json"], env=env, check=True, capture_output=True)
+        kb_init.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        subprocess.run(aws_cmd + ["cp", "s3://bench/kb.db", str(tmp / f"aws-{i}.db")], env=env, check=True, capture_output=True)
+        aws_cp.append(time.perf_counter() - t0)
+        (tmp / f"aws-{i}.db").unlink()
+    # The sidecar over an up-to-date destination: every cycle is a HEAD.
+    sport = free_port()
+    side = procs.start("kb-sync-sidecar", [str(RELEASE / "kb-sync-sidecar"), "--dest", str(tmp / "sync-0"),
+                                           "--file", "kb.db=s3://bench/kb.db", "--interval", "500ms", "--jitter", "0%",
+                                           "--listen", f"127.0.0.1:{sport}", "--log-format", "json"],
+                       LOGS / "kb-sync-sidecar.log", env=env)
+    time.sleep(2.0)
+
+    def metrics() -> tuple[float, float]:
+        _, text = http_request(sport, "GET", "/metrics")
+        cycles = fetched = 0.0
+        for line in text.decode().splitlines():
+            if line.startswith("kb_sync_syncs_total{") and 'outcome="unchanged"' in line:
+                cycles = float(line.rsplit(" ", 1)[1])
+            if line.startswith("kb_sync_fetched_bytes_total{"):
+                fetched = float(line.rsplit(" ", 1)[1])
+        return cycles, fetched
+
+    c0, b0, cpu0 = *metrics(), cpu_seconds(side.pid)
+    time.sleep(10.0)
+    c1, b1, cpu1 = *metrics(), cpu_seconds(side.pid)
+    cycles = max(c1 - c0, 1.0)
+    return {
+        "kb_bytes": float(kb.stat().st_size),
+        "kb_init_s": sorted(kb_init)[1],
+        "aws_cp_s": sorted(aws_cp)[1],
+        "sidecar_cycles": c1 - c0,
+        "sidecar_bytes_per_cycle": (b1 - b0) / cycles,
+        "sidecar_cpu_ms_per_cycle": (cpu1 - cpu0) / cycles * 1000,
+    }
 
 # --------------------------------------------------------------------------- rows
 
@@ -341,6 +487,18 @@ def metric_row(scenario: str, key: str, label: str, unit: str) -> Callable[[Cont
     return row
 
 
+def extra_row(key: str, label: str, unit: str, base_key: str | None = None, scale: float = 1.0) -> Callable[[Context], Row | None]:
+    def row(ctx: Context) -> Row | None:
+        if key not in ctx.extra:
+            return None
+        m = ctx.extra[key] * scale
+        if base_key is None:
+            return Row(key, label, fmt(m, unit), "—", "—")
+        b = ctx.extra[base_key] * scale
+        return Row(key, label, fmt(m, unit), fmt(b, unit), ratio(m, b))
+    return row
+
+
 ROWS: list[Callable[[Context], Row | None]] = [
     metric_row("search", "rps", "search: requests/s", "req/s"),
     metric_row("search", "p50_ms", "search: p50 latency", "ms"),
@@ -350,6 +508,16 @@ ROWS: list[Callable[[Context], Row | None]] = [
     metric_row("tools_list", "p50_ms", "tools/list: p50 latency", "ms"),
     metric_row("tools_list", "p99_ms", "tools/list: p99 latency", "ms"),
     metric_row("tools_list", "server_cpu_us_per_req", "tools/list: server CPU per request", "µs"),
+    metric_row("ping_api", "rps", "ping, API token: requests/s", "req/s"),
+    metric_row("ping_session", "rps", "ping, session token: requests/s", "req/s"),
+    metric_row("ping_none", "rps", "ping, no auth: requests/s", "req/s"),
+    extra_row("reload_watch_p50", "reload latency, watcher: p50", "ms", scale=1000),
+    extra_row("reload_watch_p99", "reload latency, watcher: p99", "ms", scale=1000),
+    extra_row("reload_poll_p50", f"reload latency, polling only ({POLL_INTERVAL_MS} ms): p50", "ms", scale=1000),
+    extra_row("reload_poll_p99", f"reload latency, polling only ({POLL_INTERVAL_MS} ms): p99", "ms", scale=1000),
+    extra_row("kb_init_s", "kb-init fetch + verify + publish (S3, ~100 MB) vs aws s3 cp", "s", "aws_cp_s"),
+    extra_row("sidecar_bytes_per_cycle", "sidecar cycle, source unchanged: body bytes", "B"),
+    extra_row("sidecar_cpu_ms_per_cycle", "sidecar cycle, source unchanged: CPU", "ms"),
 ]
 
 
@@ -396,6 +564,10 @@ def main() -> int:
             tmp = Path(tmp_name)
             token = subprocess.run([str(RELEASE / "mcp-server"), "token", "add", "--file", str(tmp / "tokens.yaml"),
                                     "--annotation", "bench"], capture_output=True, text=True, check=True).stdout.strip()
+            subprocess.run([str(RELEASE / "mcp-server"), "user", "add", "--file", str(tmp / "users.yaml"),
+                            "--username", "bench"], env={**os.environ, "MCP_PASSWORD": "bench-password"},
+                           capture_output=True, check=True)
+            (tmp / "session.key").write_text(os.urandom(32).hex() + "\n")
             ports = {"mcp": free_port(), "baseline": free_port()}
             mcp_log, base_log = LOGS / "mcp-server.log", LOGS / "baseline-server.log"
             mcp = procs.start("mcp-server", [
@@ -409,10 +581,21 @@ def main() -> int:
             wait_http_ok("mcp-server", mcp, ports["mcp"], mcp_log)
             print(f"bench: mcp-server ready in {time.time() - t0:.1f}s", file=sys.stderr)
             ctx = Context(args, tmp, token, ports, {"mcp": mcp.pid, "baseline": base.pid})
+            login = rpc("tools/call", {"name": "authenticate_user", "arguments": {"username": "bench", "password": "bench-password"}})
+            _, reply = http_request(ports["mcp"], "POST", "/mcp", json.dumps(login).encode(), headers(ctx, "none"))
+            ctx.session_token = json.loads(json.loads(reply)["result"]["content"][0]["text"])["session_token"]
             for s in SCENARIOS:
                 if args.only and s.name != "baseline" and s.name not in args.only:
                     continue
                 ctx.results[s.name] = run_scenario(ctx, s)
+            if not args.only or "reload" in args.only:
+                for watch in (True, False):
+                    lat = measure_reload(procs, kb, tmp, watch)
+                    mode = "watch" if watch else "poll"
+                    ctx.extra[f"reload_{mode}_p50"] = percentile(lat, 50)
+                    ctx.extra[f"reload_{mode}_p99"] = percentile(lat, 99)
+            if not args.only or "sync" in args.only:
+                ctx.extra.update(measure_sync(procs, tmp, 4_700 if args.quick else 47_000))
     finally:
         procs.stop_all()
 

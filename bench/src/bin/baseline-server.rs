@@ -9,7 +9,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -22,7 +21,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// The real server's `tools/list` reply (1059 bytes), byte for byte.
+/// A snapshot of the real server's `tools/list` reply (1,059 bytes), taken
+/// when it had one tool.
 const BODY: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search_knowledgebase","description":"Search the documentation knowledge base (full-text, BM25-ranked). Filter with project_names / project_versions; set list_products=true to see which products and versions are available.","inputSchema":{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"list_products":{"default":null,"description":"List the products and versions in the knowledge base instead of searching.","type":["boolean","null"]},"project_names":{"default":null,"description":"Only these products (see list_products).","items":{"type":"string"},"type":["array","null"]},"project_versions":{"default":null,"description":"Only these product versions.","items":{"type":"string"},"type":["array","null"]},"query":{"default":null,"description":"What to look for, in natural language or keywords.","type":["string","null"]},"top_n":{"default":null,"description":"How many results (default 5, at most 20).","format":"uint32","minimum":0,"type":["integer","null"]}},"type":"object"}}]}}"#;
 
 #[derive(Debug, Parser)]

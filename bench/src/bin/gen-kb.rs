@@ -7,9 +7,8 @@
 //! `rebuild` (as `mcp-server kb build` does), checked, and renamed into place.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
-
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use bench::corpus::{GENERATOR_VERSION, Generator};
@@ -133,11 +132,11 @@ fn write(path: &Path, args: &Args, generator: &str) -> Result<()> {
               source_file_checksum, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
-        let mut generator_ = Generator::new(args.seed);
+        let mut corpus = Generator::new(args.seed);
         let mut id: i64 = 0;
         let mut left = args.chunks;
         while left > 0 {
-            let file = generator_.file(left);
+            let file = corpus.file(left);
             left -= file.chunks.len();
             insert_file
                 .execute(params![

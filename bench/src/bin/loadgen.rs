@@ -14,10 +14,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail, ensure};
 use bench::reply::{Outcome, classify};
