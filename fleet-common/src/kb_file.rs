@@ -68,6 +68,23 @@ pub fn create_fts_sql(schema: &str, content: &str) -> String {
     )
 }
 
+/// Lay out a new, empty knowledge base on a fresh connection: 4 KiB pages,
+/// `journal_mode=DELETE` (so readers of a shared volume need no -wal or -shm
+/// file), pgEdge's tables, `kb_meta`, and the FTS5 index over `chunks`.
+pub fn create_new(conn: &Connection) -> Result<()> {
+    conn.execute_batch("PRAGMA page_size = 4096;")?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("delete") {
+        return Err(Error::invalid(
+            "kb.db",
+            format!("journal_mode is {mode}, not delete"),
+        ));
+    }
+    conn.execute_batch(CREATE_SCHEMA)?;
+    conn.execute_batch(&create_fts_sql("main", "chunks"))?;
+    Ok(())
+}
+
 /// What a knowledge base holds, read from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KbInfo {

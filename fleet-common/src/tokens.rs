@@ -155,14 +155,6 @@ pub fn add_entry(
     now: OffsetDateTime,
 ) -> Result<String> {
     use serde_norway::{Mapping, Value};
-    let mut doc: Value = if existing.trim().is_empty() {
-        Value::Mapping(Mapping::new())
-    } else {
-        serde_norway::from_str(existing).map_err(|e| Error::parse(FILE, e))?
-    };
-    let root = doc
-        .as_mapping_mut()
-        .ok_or_else(|| Error::invalid(FILE, "top level is not a mapping"))?;
     let fmt = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
     let mut entry = Mapping::new();
     entry.insert("hash".into(), new.hash_hex.clone().into());
@@ -175,29 +167,25 @@ pub fn add_entry(
     if let Some(db) = database {
         entry.insert("database".into(), db.into());
     }
-    let tokens = root
-        .entry("tokens".into())
-        .or_insert(Value::Mapping(Mapping::new()));
-    if tokens.is_null() {
-        *tokens = Value::Mapping(Mapping::new());
-    }
-    match tokens {
-        Value::Mapping(map) => {
-            let mut id = new.id.clone();
-            let mut n = 1;
-            while map.contains_key(id.as_str()) {
-                n += 1;
-                id = format!("{}-{n}", new.id);
+    let text = crate::yaml::edit(FILE, existing, "tokens", |tokens| {
+        match tokens {
+            Value::Mapping(map) => {
+                let mut id = new.id.clone();
+                let mut n = 1;
+                while map.contains_key(id.as_str()) {
+                    n += 1;
+                    id = format!("{}-{n}", new.id);
+                }
+                map.insert(id.into(), Value::Mapping(entry));
             }
-            map.insert(id.into(), Value::Mapping(entry));
+            Value::Sequence(list) => {
+                entry.insert("name".into(), new.id.clone().into());
+                list.push(Value::Mapping(entry));
+            }
+            _ => return Err(Error::invalid(FILE, "`tokens` is neither a map nor a list")),
         }
-        Value::Sequence(list) => {
-            entry.insert("name".into(), new.id.clone().into());
-            list.push(Value::Mapping(entry));
-        }
-        _ => return Err(Error::invalid(FILE, "`tokens` is neither a map nor a list")),
-    }
-    let text = serde_norway::to_string(&doc).map_err(|e| Error::parse(FILE, e))?;
+        Ok(())
+    })?;
     parse(text.as_bytes())?;
     Ok(text)
 }

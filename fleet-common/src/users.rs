@@ -114,20 +114,6 @@ pub fn upsert(
             "new password_hash is neither bcrypt nor argon2id",
         ));
     }
-    let mut doc: Value = if existing.trim().is_empty() {
-        Value::Mapping(Mapping::new())
-    } else {
-        serde_norway::from_str(existing).map_err(|e| Error::parse(FILE, e))?
-    };
-    let root = doc
-        .as_mapping_mut()
-        .ok_or_else(|| Error::invalid(FILE, "top level is not a mapping"))?;
-    let users = root
-        .entry("users".into())
-        .or_insert(Value::Mapping(Mapping::new()));
-    if users.is_null() {
-        *users = Value::Mapping(Mapping::new());
-    }
     let apply = |entry: &mut Mapping| {
         entry.insert("username".into(), username.into());
         entry.insert("password_hash".into(), password_hash.into());
@@ -136,38 +122,40 @@ pub fn upsert(
             entry.insert("annotation".into(), annotation.into());
         }
     };
-    match users {
-        Value::Mapping(map) => {
-            let entry = map
-                .entry(username.into())
-                .or_insert(Value::Mapping(Mapping::new()));
-            match entry.as_mapping_mut() {
-                Some(m) => apply(m),
-                None => {
-                    return Err(Error::invalid(
-                        FILE,
-                        format!("user {username:?} is not a mapping"),
-                    ));
+    let text = crate::yaml::edit(FILE, existing, "users", |users| {
+        match users {
+            Value::Mapping(map) => {
+                let entry = map
+                    .entry(username.into())
+                    .or_insert(Value::Mapping(Mapping::new()));
+                match entry.as_mapping_mut() {
+                    Some(m) => apply(m),
+                    None => {
+                        return Err(Error::invalid(
+                            FILE,
+                            format!("user {username:?} is not a mapping"),
+                        ));
+                    }
                 }
             }
-        }
-        Value::Sequence(list) => {
-            let found = list
-                .iter_mut()
-                .filter_map(Value::as_mapping_mut)
-                .find(|m| m.get("username").and_then(Value::as_str) == Some(username));
-            match found {
-                Some(m) => apply(m),
-                None => {
-                    let mut m = Mapping::new();
-                    apply(&mut m);
-                    list.push(Value::Mapping(m));
+            Value::Sequence(list) => {
+                let found = list
+                    .iter_mut()
+                    .filter_map(Value::as_mapping_mut)
+                    .find(|m| m.get("username").and_then(Value::as_str) == Some(username));
+                match found {
+                    Some(m) => apply(m),
+                    None => {
+                        let mut m = Mapping::new();
+                        apply(&mut m);
+                        list.push(Value::Mapping(m));
+                    }
                 }
             }
+            _ => return Err(Error::invalid(FILE, "`users` is neither a map nor a list")),
         }
-        _ => return Err(Error::invalid(FILE, "`users` is neither a map nor a list")),
-    }
-    let text = serde_norway::to_string(&doc).map_err(|e| Error::parse(FILE, e))?;
+        Ok(())
+    })?;
     parse(text.as_bytes())?;
     Ok(text)
 }

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail, ensure};
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 
-use fleet_common::kb_file::{self, CREATE_SCHEMA, SCHEMA_VERSION, create_fts_sql};
+use fleet_common::kb_file::{self, SCHEMA_VERSION};
 use fleet_common::publish::{publish, temp_file_in};
 
 use crate::chunk::{Chunk, DocType, chunk_document};
@@ -263,19 +263,7 @@ fn write_db(
     build_id: &str,
 ) -> Result<()> {
     let mut conn = Connection::open(path).context("opening SQLite database")?;
-    conn.execute_batch("PRAGMA page_size = 4096;")
-        .context("setting page_size")?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
-        .context("setting journal_mode")?;
-    ensure!(
-        mode.eq_ignore_ascii_case("delete"),
-        "journal_mode is {mode}, not delete"
-    );
-    conn.execute_batch(CREATE_SCHEMA)
-        .context("creating the schema")?;
-    conn.execute_batch(&create_fts_sql("main", "chunks"))
-        .context("creating the full-text index")?;
+    fleet_common::kb_file::create_new(&conn).context("laying out the knowledge base")?;
 
     let tx = conn.transaction().context("starting the transaction")?;
     {

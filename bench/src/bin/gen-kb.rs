@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use bench::corpus::{GENERATOR_VERSION, Generator};
 use clap::Parser;
-use fleet_common::kb_file::{self, CREATE_SCHEMA, SCHEMA_VERSION, create_fts_sql};
+use fleet_common::kb_file::{self, SCHEMA_VERSION};
 use rusqlite::{Connection, params};
 
 #[derive(Debug, Parser)]
@@ -101,21 +101,9 @@ fn tmp_path(out: &Path) -> PathBuf {
 fn write(path: &Path, args: &Args, generator: &str) -> Result<()> {
     let mut conn = Connection::open(path)
         .with_context(|| format!("creating SQLite database {}", path.display()))?;
-    conn.execute_batch(
-        "PRAGMA page_size = 4096; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;",
-    )
-    .context("setting pragmas")?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
-        .context("setting journal_mode")?;
-    ensure!(
-        mode.eq_ignore_ascii_case("delete"),
-        "journal_mode is {mode}, not delete"
-    );
-    conn.execute_batch(CREATE_SCHEMA)
-        .context("creating the schema")?;
-    conn.execute_batch(&create_fts_sql("main", "chunks"))
-        .context("creating the full-text index")?;
+    conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")
+        .context("setting pragmas")?;
+    fleet_common::kb_file::create_new(&conn).context("laying out the knowledge base")?;
 
     let t0 = Instant::now();
     let tx = conn.transaction().context("starting the transaction")?;
