@@ -52,6 +52,9 @@ async fn run(state: Arc<AppState>, opts: ReloadOptions) {
             Some(()) = hints.recv() => {
                 // Let a burst of events (an editor's truncate + writes) settle.
                 while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, hints.recv()).await {}
+                // A watched directory that was replaced or removed shows up
+                // as an event too: re-arm at once, not at the next poll.
+                watches.sync(&dirs, &state);
                 check(&state, false).await;
             }
             _ = tick.tick() => {

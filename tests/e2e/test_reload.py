@@ -258,3 +258,35 @@ def test_load_100_token_and_10_kb_replacements_zero_failures(tmp_path):
           f"new token accepted after p50={latencies[49]*1000:.1f} ms p99={latencies[98]*1000:.1f} ms max={latencies[-1]*1000:.1f} ms")
     assert results["failed"] == []
     assert results["ok"] > 500
+
+
+def test_replaced_data_directory_is_rewatched_without_waiting_for_a_poll(tmp_path):
+    """The whole directory is swapped by rename (as a volume remount might):
+    the old watch dies, and the reloader re-arms on the new directory at once,
+    long before its 60 s poll."""
+    base = tmp_path / "mnt"
+    base.mkdir()
+    d = base / "data"
+    d.mkdir()
+    run("mcp-server", "kb", "build", "--docs", str(FIXTURES / "docs"), "--out", str(d / "kb.db"))
+    old, new = "dir-swap-old-token-000000000000", "dir-swap-new-token-111111111111"
+    (d / "tokens.yaml").write_text(tokens_yaml(old))
+    s = McpServer(d, name="dirswap", extra=["--poll-interval", "60s"])
+    c = KeepAlive(s.port)
+    try:
+        assert s.health()[1]["reload"]["watching"] is True
+        staged = base / "data.new"
+        shutil.copytree(d, staged)
+        (staged / "tokens.yaml").write_text(tokens_yaml(old, new))
+        os.rename(d, base / "data.old")
+        os.rename(staged, d)
+        _, took = wait_until(lambda: c.accepted(new), QUICK)
+        assert took < 2.0, took
+        # And the new directory is watched: a later change is seen quickly too.
+        newer = "dir-swap-newer-token-22222222222"
+        publish(d / "tokens.yaml", tokens_yaml(newer))
+        _, took = wait_until(lambda: c.accepted(newer), QUICK)
+        assert took < 2.0, took
+    finally:
+        c.close()
+        s.stop()
