@@ -45,13 +45,7 @@ fn generator_id(args: &Args) -> String {
 }
 
 fn main() -> ExitCode {
-    match real_main() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(2)
-        }
-    }
+    bench::exit_with(real_main())
 }
 
 fn real_main() -> Result<()> {
