@@ -30,9 +30,7 @@ pub mod state;
 pub mod tools;
 pub mod users;
 
-use std::sync::Arc;
-
-use state::{AppState, Phase};
+use state::AppState;
 
 /// Serve with `config` until SIGTERM or SIGINT, then shut down in order.
 /// `on_listening` runs once the socket is bound and files are loaded.
@@ -48,14 +46,11 @@ pub async fn run(
     let serving = tokio::spawn(server::serve(listener, state.clone(), timings, shutdown));
     server::load_all(&state).await;
     reloader::spawn(state.clone(), state.config.reload);
-    state.set_phase(Phase::Serving);
+    // A SIGTERM during start-up has already made it Draining: keep that.
+    state.start_serving();
     tracing::info!(ready = state.is_ready(), "serving");
     on_listening(&state);
     serving.await??;
     tracing::info!("stopped");
     Ok(())
 }
-
-/// Re-exported for tests and tools that embed the server.
-pub use state::AppState as State;
-pub type SharedState = Arc<AppState>;

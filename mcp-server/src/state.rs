@@ -87,6 +87,16 @@ impl AppState {
             .set(i64::from(phase == Phase::Draining));
     }
 
+    /// Starting → Serving; a server already draining stays draining.
+    pub fn start_serving(&self) {
+        let _ = self.phase.compare_exchange(
+            Phase::Starting as u8,
+            Phase::Serving as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
     /// Whether every data directory has a live inotify watch (otherwise the
     /// reloader relies on polling alone).
     pub fn watching(&self) -> bool {
