@@ -122,13 +122,39 @@ impl Peek {
     }
 }
 
-/// Whether a JSON-RPC body (one message or a batch) may pass without a token.
-fn body_is_public(body: &[u8]) -> bool {
+/// What the guard needs to know of a JSON-RPC body, read in one parse:
+/// whether it may pass without a token, and its method and tool as bounded
+/// metric labels.
+struct Inspected {
+    public: bool,
+    method: &'static str,
+    tool: &'static str,
+}
+
+fn inspect(body: &[u8]) -> Inspected {
     if let Ok(one) = serde_json::from_slice::<Peek>(body) {
-        return one.is_public();
+        return Inspected {
+            public: one.is_public(),
+            method: label_of(one.method.as_deref(), KNOWN_METHODS, "none"),
+            tool: label_of(
+                one.params.as_ref().and_then(|p| p.name.as_deref()),
+                KNOWN_TOOLS,
+                "",
+            ),
+        };
     }
-    serde_json::from_slice::<Vec<Peek>>(body)
-        .is_ok_and(|batch| !batch.is_empty() && batch.iter().all(Peek::is_public))
+    let is_array = body.trim_ascii_start().first() == Some(&b'[');
+    let batch = is_array
+        .then(|| serde_json::from_slice::<Vec<Peek>>(body).ok())
+        .flatten();
+    Inspected {
+        // A batch passes without a token only if every message in it may.
+        public: batch
+            .as_ref()
+            .is_some_and(|b| !b.is_empty() && b.iter().all(Peek::is_public)),
+        method: if is_array { "batch" } else { "invalid" },
+        tool: "",
+    }
 }
 
 /// The bearer token in `Authorization`, if any.
@@ -199,22 +225,6 @@ fn label_of(
         None => none,
         Some(v) if v.starts_with("notifications/") => "notification",
         Some(v) => known.iter().find(|k| **k == v).copied().unwrap_or("other"),
-    }
-}
-
-/// Method and tool of a body, as bounded metric labels.
-fn method_and_tool(body: &[u8]) -> (&'static str, &'static str) {
-    match serde_json::from_slice::<Peek>(body) {
-        Ok(p) => (
-            label_of(p.method.as_deref(), KNOWN_METHODS, "none"),
-            label_of(
-                p.params.as_ref().and_then(|p| p.name.as_deref()),
-                KNOWN_TOOLS,
-                "",
-            ),
-        ),
-        Err(_) if body.first() == Some(&b'[') => ("batch", ""),
-        Err(_) => ("invalid", ""),
     }
 }
 
@@ -309,7 +319,8 @@ async fn guarded(state: &AppState, peer: SocketAddr, req: Request, next: Next) -
             );
         }
     };
-    (seen.method, seen.tool) = method_and_tool(&bytes);
+    let body = inspect(&bytes);
+    (seen.method, seen.tool) = (body.method, body.tool);
     match bearer(&parts.headers) {
         Some(token) => match authenticate(state, token) {
             Ok(principal) => {
@@ -322,7 +333,7 @@ async fn guarded(state: &AppState, peer: SocketAddr, req: Request, next: Next) -
                 return (unauthorized(failure), seen);
             }
         },
-        None if body_is_public(&bytes) => {}
+        None if body.public => {}
         None => {
             state.metrics.auth_failure(AuthFailure::Missing.label());
             seen.outcome = "unauthorized";
@@ -434,29 +445,21 @@ mod tests {
 
     #[test]
     fn only_the_handshake_and_login_are_public() {
-        assert!(body_is_public(
-            br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#
-        ));
-        assert!(body_is_public(
-            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
-        ));
-        assert!(body_is_public(
-            br#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#
-        ));
-        assert!(body_is_public(
+        assert!(inspect(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#).public);
+        assert!(inspect(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).public);
+        assert!(inspect(br#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#).public);
+        assert!(inspect(
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"authenticate_user","arguments":{}}}"#
-        ));
-        assert!(!body_is_public(
+        ).public);
+        assert!(!inspect(
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_knowledgebase"}}"#
-        ));
-        assert!(!body_is_public(
-            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#
-        ));
-        assert!(!body_is_public(
+        ).public);
+        assert!(!inspect(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).public);
+        assert!(!inspect(
             br#"[{"jsonrpc":"2.0","id":1,"method":"initialize"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#
-        ));
-        assert!(!body_is_public(b"[]"));
-        assert!(!body_is_public(b"not json"));
+        ).public);
+        assert!(!inspect(b"[]").public);
+        assert!(!inspect(b"not json").public);
     }
 
     #[test]
