@@ -162,17 +162,16 @@ impl Syncer {
             };
         };
         let target = spec.target(&self.dest_dir);
-        let have = self
+        let published = self
             .state
             .current(&spec.name, &spec.source, &target)
-            .map(|r| r.validators.clone())
-            .unwrap_or_default();
+            .cloned();
         let mut bytes = 0u64;
         let result = fetch_verify_publish(
             spec,
             source,
             &target,
-            &have,
+            published.as_ref(),
             self.max_bytes,
             progress,
             &mut bytes,
@@ -208,12 +207,13 @@ async fn fetch_verify_publish(
     spec: &FileSpec,
     source: &Source,
     target: &Path,
-    have: &Validators,
+    published: Option<&Record>,
     max_bytes: u64,
     progress: &dyn Progress,
     bytes: &mut u64,
 ) -> Result<(Outcome, Option<Version>), SyncError> {
-    let mut dl = match source.fetch(have).await? {
+    let have = published.map(|r| r.validators.clone()).unwrap_or_default();
+    let mut dl = match source.fetch(&have).await? {
         Fetch::NotModified => return Ok((Outcome::Unchanged, None)),
         Fetch::Changed(dl) => dl,
     };
@@ -275,10 +275,16 @@ async fn fetch_verify_publish(
     };
     let kind = spec.kind;
     let target_owned = target.to_path_buf();
+    // The record that vouches for the published file knows its sha256; only
+    // without one is the published file read again to compare.
     let same_as_published = {
         let sha = sha.clone();
         let t = target_owned.clone();
-        move || fleet_common::sha256_file(&t).is_ok_and(|s| s == sha)
+        let known = published.map(|r| r.sha256.clone());
+        move || match known {
+            Some(k) => k == sha,
+            None => fleet_common::sha256_file(&t).is_ok_and(|s| s == sha),
+        }
     };
     let total = *bytes;
     let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, SyncError> {
