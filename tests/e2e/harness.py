@@ -45,6 +45,13 @@ def run(*args: str, input: str | None = None, env: dict | None = None, check: bo
     return proc
 
 
+def build_fixture_kb(d: Path) -> Path:
+    """Create `d` (if needed) with a kb.db built from tests/fixtures/docs."""
+    d.mkdir(parents=True, exist_ok=True)
+    run("mcp-server", "kb", "build", "--docs", str(FIXTURES / "docs"), "--out", str(d / "kb.db"))
+    return d
+
+
 def make_data_dir(path: Path, docs: Path = FIXTURES / "docs") -> str:
     """Build a KB from `docs` and one token into `path`; returns the token."""
     path.mkdir(parents=True, exist_ok=True)

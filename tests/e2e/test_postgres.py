@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import McpServer, free_port, make_data_dir, rpc, run, sha256_hex, tokens_yaml, wait_until
+from harness import McpServer, free_port, make_data_dir, rpc, sha256_hex, tokens_yaml, wait_until
 
 
 def pg_bin(name: str) -> str:

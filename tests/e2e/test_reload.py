@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness import (
-    FIXTURES, KeepAlive, McpServer, add_token, publish, run, search_text, tokens_yaml, wait_until,
+    FIXTURES, KeepAlive, McpServer, add_token, build_fixture_kb, publish, run, search_text, tokens_yaml, wait_until,
 )
 
 # Generous bounds: the watcher path reloads in milliseconds (see bench/), but a
@@ -22,8 +22,7 @@ QUICK = 5.0
 def live(tmp_path):
     """A server over a data dir whose tokens.yaml holds one stable token."""
     d = tmp_path / "data"
-    d.mkdir()
-    run("mcp-server", "kb", "build", "--docs", str(FIXTURES / "docs"), "--out", str(d / "kb.db"))
+    build_fixture_kb(d)
     stable = "stable-token-0000000000000000000"
     (d / "tokens.yaml").write_text(tokens_yaml(stable))
     s = McpServer(d, name="reload")
@@ -75,8 +74,7 @@ def test_kubernetes_data_symlink_swap(tmp_path):
     d = tmp_path / "secret"
     d.mkdir()
     v1 = d / "..2026_11_01_00_00_00.000000001"
-    v1.mkdir()
-    run("mcp-server", "kb", "build", "--docs", str(FIXTURES / "docs"), "--out", str(v1 / "kb.db"))
+    build_fixture_kb(v1)
     old, new = "k8s-old-token-44444444444444444", "k8s-new-token-55555555555555555"
     (v1 / "tokens.yaml").write_text(tokens_yaml(old))
     os.symlink(v1.name, d / "..data")
@@ -150,8 +148,7 @@ def test_invalid_files_are_never_loaded(live):
 def test_polling_only_picks_up_changes(tmp_path):
     """No inotify (as on NFS written by another host): the poll pass finds it."""
     d = tmp_path / "data"
-    d.mkdir()
-    run("mcp-server", "kb", "build", "--docs", str(FIXTURES / "docs"), "--out", str(d / "kb.db"))
+    build_fixture_kb(d)
     (d / "tokens.yaml").write_text(tokens_yaml("poll-old-token-777777777777777"))
     s = McpServer(d, name="poll", extra=["--watch", "false", "--poll-interval", "200ms"])
     c = KeepAlive(s.port)
@@ -171,8 +168,7 @@ def test_read_only_directory():
     base = Path(tempfile.mkdtemp(prefix="mcp-ro-"))
     base.chmod(0o755)  # traversable by the unprivileged user
     d = base / "ro"
-    d.mkdir()
-    run("mcp-server", "kb", "build", "--docs", str(FIXTURES / "docs"), "--out", str(d / "kb.db"))
+    build_fixture_kb(d)
     token = "read-only-token-9999999999999999"
     (d / "tokens.yaml").write_text(tokens_yaml(token))
     for p in [d / "kb.db", d / "tokens.yaml"]:
@@ -267,8 +263,7 @@ def test_replaced_data_directory_is_rewatched_without_waiting_for_a_poll(tmp_pat
     base = tmp_path / "mnt"
     base.mkdir()
     d = base / "data"
-    d.mkdir()
-    run("mcp-server", "kb", "build", "--docs", str(FIXTURES / "docs"), "--out", str(d / "kb.db"))
+    build_fixture_kb(d)
     old, new = "dir-swap-old-token-000000000000", "dir-swap-new-token-111111111111"
     (d / "tokens.yaml").write_text(tokens_yaml(old))
     s = McpServer(d, name="dirswap", extra=["--poll-interval", "60s"])

@@ -6,7 +6,7 @@ import secrets
 import pytest
 
 from harness import (
-    FIXTURES, KeepAlive, McpServer, publish, remember_secret, rpc, run, search_text, tokens_yaml, wait_until,
+    KeepAlive, McpServer, build_fixture_kb, publish, remember_secret, rpc, run, search_text, tokens_yaml, wait_until,
 )
 
 QUICK = 5.0
@@ -40,8 +40,7 @@ def new_key() -> str:
 def fleet(tmp_path):
     """Two instances over one data dir with users alice (bcrypt) and bob (argon2id)."""
     d = tmp_path / "data"
-    d.mkdir()
-    run("mcp-server", "kb", "build", "--docs", str(FIXTURES / "docs"), "--out", str(d / "kb.db"))
+    build_fixture_kb(d)
     (d / "tokens.yaml").write_text(tokens_yaml("api-token-for-sessions-0000000000"))
     add_user(d / "users.yaml", "alice", "alice-password-1")
     add_user(d / "users.yaml", "bob", "bob-password-1", "--hash", "argon2id")
@@ -107,8 +106,7 @@ def test_wrong_and_unknown_logins_fail_the_same_way(fleet):
 
 def test_bad_tokens_reach_429_and_forged_forwarded_for_does_not_help(tmp_path):
     d = tmp_path / "data"
-    d.mkdir()
-    run("mcp-server", "kb", "build", "--docs", str(FIXTURES / "docs"), "--out", str(d / "kb.db"))
+    build_fixture_kb(d)
     good = "rate-limit-good-token-000000000000"
     (d / "tokens.yaml").write_text(tokens_yaml(good))
     s = McpServer(d, name="limits", auth_limit=5, extra=["--auth-failure-window", "60s"])
@@ -134,8 +132,7 @@ def test_bad_tokens_reach_429_and_forged_forwarded_for_does_not_help(tmp_path):
 
 def test_behind_a_trusted_proxy_each_client_is_limited_separately(tmp_path):
     d = tmp_path / "data"
-    d.mkdir()
-    run("mcp-server", "kb", "build", "--docs", str(FIXTURES / "docs"), "--out", str(d / "kb.db"))
+    build_fixture_kb(d)
     good = "trusted-proxy-good-token-0000000000"
     (d / "tokens.yaml").write_text(tokens_yaml(good))
     s = McpServer(d, name="proxied", auth_limit=3, extra=["--trusted-proxies", "127.0.0.0/8"])
