@@ -126,7 +126,8 @@ class McpServer:
     """A running `mcp-server serve` on 127.0.0.1."""
 
     def __init__(self, data_dir: Path, name: str = "server", extra: list[str] | None = None, env: dict | None = None, wait: bool = True, wrap: list[str] | None = None, auth_limit: int = 1_000_000,
-                 drain: str = "0s", shutdown_timeout: str = "5s", port: int | None = None):
+                 drain: str = "0s", shutdown_timeout: str = "5s", port: int | None = None,
+                 binary: Path | None = None):
         """`auth_limit` is high by default: many tests probe with tokens that
         are not valid yet, which the server rightly counts as failures."""
         self.port = port or free_port()
@@ -137,7 +138,7 @@ class McpServer:
         self.log = open(self.log_path, "w")
         args = [
             *(wrap or []),
-            str(BIN / "mcp-server"), "serve",
+            str(binary or BIN / "mcp-server"), "serve",
             "--listen", f"127.0.0.1:{self.port}",
             "--data-dir", str(data_dir),
             "--instance-id", name,

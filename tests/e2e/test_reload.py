@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness import (
-    FIXTURES, KeepAlive, McpServer, add_token, build_fixture_kb, publish, run, search_text, tokens_yaml, wait_until,
+    BIN, FIXTURES, KeepAlive, McpServer, add_token, build_fixture_kb, publish, run, search_text, tokens_yaml, wait_until,
 )
 
 # Generous bounds: the watcher path reloads in milliseconds (see bench/), but a
@@ -174,8 +174,12 @@ def test_read_only_directory():
     for p in [d / "kb.db", d / "tokens.yaml"]:
         p.chmod(0o444)
     d.chmod(0o555)
-    # Root ignores permissions, so run the server as an unprivileged user.
-    s = McpServer(d, name="readonly", wrap=["runuser", "-u", "nobody", "--"])
+    # Root ignores permissions, so run the server as an unprivileged user,
+    # from a copy of the binary that user can reach wherever the checkout is.
+    binary = base / "mcp-server"
+    shutil.copy(BIN / "mcp-server", binary)
+    binary.chmod(0o755)
+    s = McpServer(d, name="readonly", wrap=["runuser", "-u", "nobody", "--"], binary=binary)
     try:
         assert "VACUUM" in search_text(s.url, token, "vacuum")
         new = "read-only-new-token-000000000000"
