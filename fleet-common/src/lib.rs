@@ -4,7 +4,8 @@
 //! how each one is parsed and validated ([`tokens`], [`users`],
 //! [`session_key`], [`kb_file`]), how a kind of file is recognised and checked
 //! before anyone trusts it ([`kind`]), and how a file is published atomically
-//! into a shared directory ([`publish`]). The binaries also share their log
+//! into a shared directory ([`publish`]) and recognised later as the version
+//! that was verified ([`published`]). The binaries also share their log
 //! format ([`logging`]) and their shutdown signal ([`signals`]).
 //!
 //! The server loads files with exactly the same parsers that `kb-init` and
@@ -16,6 +17,7 @@ pub mod kb_file;
 pub mod kind;
 pub mod logging;
 pub mod publish;
+pub mod published;
 pub mod session_key;
 pub mod signals;
 pub mod tokens;

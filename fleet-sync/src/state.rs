@@ -6,18 +6,18 @@
 //! the published file still has that identity, and then asks its source
 //! conditionally, so an unchanged source costs no download even across
 //! restarts. The state file is written atomically and is only an
-//! optimisation: losing it costs one download.
+//! optimisation: losing it costs one download. The server reads the same
+//! records (`fleet_common::published`) to skip re-verifying a KB it finds
+//! exactly as it was published.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::source::Validators;
 
-/// Name of the state file inside the destination directory.
-pub const STATE_FILE: &str = ".fleet-sync-state.json";
+pub use fleet_common::published::{STATE_FILE, identity};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -33,17 +33,6 @@ pub struct Record {
 pub struct State {
     path: PathBuf,
     records: BTreeMap<String, Record>,
-}
-
-/// The identity of a published file: it changes when anything replaces it.
-pub fn identity(path: &Path) -> Option<(u64, u64, i128, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((
-        m.dev(),
-        m.ino(),
-        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        m.size(),
-    ))
 }
 
 impl State {

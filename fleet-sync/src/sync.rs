@@ -179,7 +179,7 @@ impl Syncer {
         .await;
         let result = result.map(|(outcome, version)| {
             if let Some(v) = version
-                && let Some((dev, ino, mtime, size)) = identity(&target)
+                && let Some((dev, ino, mtime, size)) = v.identity
             {
                 let record = Record {
                     source: spec.source.clone(),
@@ -201,6 +201,10 @@ impl Syncer {
 struct Version {
     validators: Validators,
     sha256: String,
+    /// The published file's identity when it was known to hold `sha256`
+    /// (taken before the rename, which keeps it), or `None` if that is not
+    /// certain; only then is no record written.
+    identity: Option<(u64, u64, i128, u64)>,
 }
 
 async fn fetch_verify_publish(
@@ -269,36 +273,48 @@ async fn fetch_verify_publish(
             "sha256 {sha} does not match the {meta} the publisher recorded"
         )));
     }
-    let version = Version {
-        validators: dl.validators.clone(),
-        sha256: sha.clone(),
-    };
     let kind = spec.kind;
     let target_owned = target.to_path_buf();
     // The record that vouches for the published file knows its sha256; only
-    // without one is the published file read again to compare.
+    // without one is the published file read again to compare. Returns the
+    // identity the file had while known to be the same, if it is.
     let same_as_published = {
         let sha = sha.clone();
         let t = target_owned.clone();
         let known = published.map(|r| r.sha256.clone());
-        move || match known {
-            Some(k) => k == sha,
-            None => fleet_common::sha256_file(&t).is_ok_and(|s| s == sha),
+        move || {
+            let before = identity(&t)?;
+            let same = match known {
+                Some(k) => k == sha,
+                None => fleet_common::sha256_file(&t).is_ok_and(|s| s == sha),
+            };
+            (same && identity(&t) == Some(before)).then_some(before)
         }
     };
     let total = *bytes;
-    let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, SyncError> {
+    let validators = dl.validators.clone();
+    let published_sha = sha.clone();
+    let (outcome, identity) = tokio::task::spawn_blocking(move || -> Result<_, SyncError> {
         tmp.as_file().sync_all().map_err(|e| SyncError::Local(e.to_string()))?;
         let summary = fleet_common::kind::verify(kind, tmp.path()).map_err(|e| SyncError::Verify(e.to_string()))?;
-        if same_as_published() {
-            return Ok(Outcome::SameContent { bytes: total });
+        if let Some(id) = same_as_published() {
+            return Ok((Outcome::SameContent { bytes: total }, Some(id)));
         }
+        // What was verified, as it will be after the rename.
+        let id = identity(tmp.path());
         fleet_common::publish::publish(tmp, &target_owned, kind.is_secret())
             .map_err(|e| SyncError::Local(e.to_string()))?;
-        tracing::info!(file = %target_owned.display(), %summary, sha256 = %&sha[..12], bytes = total, "published");
-        Ok(Outcome::Published { bytes: total, sha256: sha })
+        tracing::info!(file = %target_owned.display(), %summary, sha256 = %&published_sha[..12], bytes = total, "published");
+        Ok((Outcome::Published { bytes: total, sha256: published_sha }, id))
     })
     .await
     .map_err(|e| SyncError::Local(e.to_string()))??;
-    Ok((outcome, Some(version)))
+    Ok((
+        outcome,
+        Some(Version {
+            validators,
+            sha256: sha,
+            identity,
+        }),
+    ))
 }

@@ -82,29 +82,32 @@ pub struct FileStatus {
     pub fingerprint: Option<Fingerprint>,
 }
 
-/// Status of every file, behind one lock that is never held across I/O.
+impl FileStatus {
+    /// Nothing loaded yet.
+    fn new(path: &Path) -> FileStatus {
+        FileStatus {
+            path: path.to_path_buf(),
+            generation: 0,
+            sha256: None,
+            summary: None,
+            loaded_at: None,
+            last_error: None,
+            last_error_at: None,
+            full_sha256: None,
+            fingerprint: None,
+        }
+    }
+}
+
+/// Status of every file, behind one lock that is never held across I/O. A
+/// store is swapped under it too, so status and store change together.
 pub struct FileTable(Mutex<BTreeMap<DataFile, FileStatus>>);
 
 impl FileTable {
     pub fn new(files: &DataFiles) -> FileTable {
         let map = DataFile::ALL
             .iter()
-            .map(|&f| {
-                (
-                    f,
-                    FileStatus {
-                        path: f.path(files).to_path_buf(),
-                        generation: 0,
-                        sha256: None,
-                        summary: None,
-                        loaded_at: None,
-                        last_error: None,
-                        last_error_at: None,
-                        full_sha256: None,
-                        fingerprint: None,
-                    },
-                )
-            })
+            .map(|&f| (f, FileStatus::new(f.path(files))))
             .collect();
         FileTable(Mutex::new(map))
     }
@@ -146,7 +149,7 @@ pub enum Loaded {
 
 /// Read, validate and apply one file. Blocking (a KB load may take a while):
 /// call it from a blocking thread.
-pub fn load(state: &AppState, which: DataFile) -> Result<Loaded, String> {
+pub fn load(state: &Arc<AppState>, which: DataFile) -> Result<Loaded, String> {
     let path = which.path(&state.config.files).to_path_buf();
     let result = read_and_apply(state, which, &path);
     let now = now_rfc3339();
@@ -189,7 +192,7 @@ pub fn load(state: &AppState, which: DataFile) -> Result<Loaded, String> {
     result
 }
 
-fn read_and_apply(state: &AppState, which: DataFile, path: &Path) -> Result<Loaded, String> {
+fn read_and_apply(state: &Arc<AppState>, which: DataFile, path: &Path) -> Result<Loaded, String> {
     let before = Fingerprint::of(path);
     state
         .files
@@ -197,26 +200,45 @@ fn read_and_apply(state: &AppState, which: DataFile, path: &Path) -> Result<Load
     if before.is_none() && !which.required() {
         return Ok(Loaded::Absent);
     }
-    let (sha, apply): (String, Box<dyn FnOnce() -> String>) = match which {
+    let (sha, apply, audit): (String, Box<dyn FnOnce() -> String>, Option<Undo>) = match which {
         DataFile::Kb => {
-            let sha =
-                fleet_common::sha256_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            // A file exactly as kb-init or the sidecar verified and published
+            // it needs neither hashing nor a page check again.
+            let vouched = fleet_common::published::vouched_sha256(path);
+            let sha = match &vouched {
+                Some(sha) => sha.clone(),
+                None => fleet_common::sha256_file(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+            };
             if is_current(state, which, &sha) {
                 return Ok(Loaded::Unchanged);
             }
-            let kb = Kb::open(path).map_err(|e| format!("{e:#}"))?;
+            let (kb, checked) = match vouched {
+                Some(_) => (Kb::open_vouched(path), "verified at publish"),
+                None => (Kb::open(path), "verified at load"),
+            };
+            let kb = kb.map_err(|e| format!("{e:#}"))?;
             if Fingerprint::of(path) != before {
                 // Replaced while loading: what was hashed and what was opened
                 // may differ. The reloader sees the new fingerprint and retries.
                 return Err("replaced while loading; loading the newer file".to_string());
             }
-            let summary = format!("{} chunks", kb.info().chunk_count);
+            let summary = format!("{} chunks, {checked}", kb.info().chunk_count);
+            let audit = vouched.is_some().then(|| Undo {
+                vouched_sha: sha.clone(),
+                previous_kb: state.kb.load_full(),
+                previous_status: state
+                    .files
+                    .get(which)
+                    .unwrap_or_else(|| FileStatus::new(path)),
+            });
             (
                 sha,
                 Box::new(move || {
                     state.kb.store(Some(Arc::new(kb)));
                     summary
                 }),
+                audit,
             )
         }
         _ => {
@@ -236,6 +258,7 @@ fn read_and_apply(state: &AppState, which: DataFile, path: &Path) -> Result<Load
                             state.tokens.store(Arc::new(store));
                             summary
                         }),
+                        None,
                     )
                 }
                 DataFile::Users => {
@@ -248,6 +271,7 @@ fn read_and_apply(state: &AppState, which: DataFile, path: &Path) -> Result<Load
                             state.users.store(Arc::new(store));
                             summary
                         }),
+                        None,
                     )
                 }
                 DataFile::SessionKey => {
@@ -260,16 +284,20 @@ fn read_and_apply(state: &AppState, which: DataFile, path: &Path) -> Result<Load
                             state.session_keys.store(Arc::new(keys));
                             summary
                         }),
+                        None,
                     )
                 }
                 DataFile::Kb => unreachable!("handled above"),
             }
         }
     };
-    let summary = apply();
+    // Swap and record under the table's lock, so an audit that undoes a
+    // generation (below) can never undo a newer one by mistake.
     let mut generation = 0;
+    let mut summary = String::new();
     let now = now_rfc3339();
     state.files.update(which, |s| {
+        summary = apply();
         s.generation += 1;
         generation = s.generation;
         s.sha256 = Some(sha[..12].to_string());
@@ -279,10 +307,70 @@ fn read_and_apply(state: &AppState, which: DataFile, path: &Path) -> Result<Load
         s.last_error = None;
         s.last_error_at = None;
     });
+    if let Some(undo) = audit {
+        audit_vouched(state.clone(), path.to_path_buf(), generation, undo);
+    }
     Ok(Loaded::Applied {
         generation,
         summary,
     })
+}
+
+/// Trust, then verify: hash a KB that was loaded on its sync record's word,
+/// in the background. Only a file altered in place with its modification
+/// time put back, or a disk gone bad, can differ; if it does, that
+/// generation is unloaded (the one before it serves again, or none, and the
+/// instance reports not ready) and `/health` and the metrics say why.
+fn audit_vouched(state: Arc<AppState>, path: PathBuf, generation: u64, undo: Undo) {
+    let spawned = std::thread::Builder::new()
+        .name("kb-audit".into())
+        .spawn(move || {
+            let Ok(sha) = fleet_common::sha256_file(&path) else {
+                return; // Gone or replaced: the reloader handles what comes next.
+            };
+            let vouched = undo.vouched_sha.clone();
+            if sha == vouched {
+                tracing::debug!(path = %path.display(), "kb content matches its sync record");
+                return;
+            }
+            let err = format!(
+                "content (sha256 {}) is not what its sync record vouched for ({}); unloaded",
+                &sha[..12],
+                &vouched[..12]
+            );
+            let mut undone = false;
+            state.files.update(DataFile::Kb, |s| {
+                if s.generation != generation {
+                    return; // A newer generation is live already.
+                }
+                state.kb.store(undo.previous_kb);
+                let fingerprint = s.fingerprint.take();
+                *s = undo.previous_status;
+                s.fingerprint = fingerprint;
+                s.last_error = Some(err.clone());
+                s.last_error_at = Some(now_rfc3339());
+                undone = true;
+            });
+            if undone {
+                let m = &state.metrics;
+                let live = state.files.get(DataFile::Kb).map_or(0, |s| s.generation);
+                m.kb_generation.set(live as i64);
+                m.kb_chunks
+                    .set(state.kb.load().as_ref().map_or(0, |k| k.info().chunk_count as i64));
+                tracing::error!(file = "kb", path = %path.display(), error = %err, "not loaded; the previous version keeps serving");
+                state.metrics.reload(DataFile::Kb.name(), "error");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the kb audit thread");
+    }
+}
+
+/// What to put back if an audited generation turns out bad.
+struct Undo {
+    vouched_sha: String,
+    previous_kb: Option<Arc<Kb>>,
+    previous_status: FileStatus,
 }
 
 fn unix_now() -> f64 {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import BIN, FIXTURES, McpServer, free_port, run, search_text, tokens_yaml, wait_until
+from harness import BIN, FIXTURES, McpServer, http, free_port, run, search_text, tokens_yaml, wait_until
 from sync_servers import FileServer, Moto, Sidecar, kb_init
 
 TOKEN = "sync-test-token-000000000000000000"
@@ -251,3 +251,75 @@ def test_end_to_end_s3_to_kb_init_sidecar_and_server(tmp_path, moto, kbs):
     finally:
         server.stop()
         assert side.stop() == 0
+
+
+def vouch(d: Path, staged: Path, sha: str) -> None:
+    """Write the sync state record for `staged` as it will be once renamed to
+    d/kb.db (a rename keeps device, inode, mtime and size)."""
+    st = os.stat(staged)
+    record = {"source": "file:///elsewhere/kb.db", "validators": {"etag": None, "last_modified": None},
+              "sha256": sha, "size": st.st_size, "identity": [st.st_dev, st.st_ino, st.st_mtime_ns]}
+    tmp = d / ".state-staged"
+    tmp.write_text(json.dumps({"kb.db": record}))
+    os.replace(tmp, d / ".fleet-sync-state.json")
+
+
+def test_server_trusts_a_kb_as_published_and_audits_it(tmp_path, files, kbs):
+    """A KB exactly as kb-init published it loads on the sync record's word
+    (no second hash or page check); a record that lies is caught by the
+    background audit, the previous generation serves again, and a server
+    started on that file never becomes ready."""
+    import hashlib
+    files.files["/kb.db"] = kbs["a"]
+    d = tmp_path / "data"
+    assert kb_init("--dest", str(d), "--file", f"kb.db={files.base}/kb.db").returncode == 0
+    (d / "tokens.yaml").write_text(tokens_yaml(TOKEN))
+    server = McpServer(d, name="vouched")
+    try:
+        kb = server.health()[1]["files"]["kb"]
+        assert kb["summary"].endswith("verified at publish") and kb["generation"] == 1, kb
+        assert "aardvark" in search_text(server.url, TOKEN, "marker")
+
+        # kb "b" under a record that claims another content's sha256.
+        lie = hashlib.sha256(b"what was really verified").hexdigest()
+        staged = d / ".staged-kb"
+        staged.write_bytes(kbs["b"])
+        vouch(d, staged, lie)
+        os.replace(staged, d / "kb.db")
+        kb, _ = wait_until(lambda: (k := server.health()[1]["files"]["kb"]).get("last_error") and k, 10, 0.02)
+        assert "not what its sync record vouched for" in kb["last_error"], kb
+        assert kb["generation"] == 1, kb
+        assert "aardvark" in search_text(server.url, TOKEN, "marker")
+        assert server.health()[0] == 200
+        metrics = http("GET", f"{server.base}/metrics")[2].decode()
+        assert 'mcp_reloads_total{file="kb",outcome="error"} 1' in metrics, metrics
+
+        # The same file with an honest record is loaded, again without a full check.
+        staged.write_bytes(kbs["b"])
+        vouch(d, staged, hashlib.sha256(kbs["b"]).hexdigest())
+        os.replace(staged, d / "kb.db")
+        wait_until(lambda: "bumblebee" in search_text(server.url, TOKEN, "marker"), 10, 0.02)
+        kb = server.health()[1]["files"]["kb"]
+        assert kb["summary"].endswith("verified at publish") and kb["last_error"] is None, kb
+    finally:
+        server.stop()
+
+    # A lying record at start: nothing to fall back to, so never ready.
+    staged = d / ".staged-kb"
+    staged.write_bytes(kbs["b"])
+    vouch(d, staged, lie)
+    os.replace(staged, d / "kb.db")
+    server = McpServer(d, name="vouched-lie", wait=False)
+    try:
+        (status, body), _ = wait_until(lambda: (h := server.status()) and h["files"]["kb"].get("last_error")
+                                       and server.health(), 10, 0.02)
+        assert status == 503 and not body["kb"]["loaded"], body
+        assert "not what its sync record vouched for" in body["files"]["kb"]["last_error"]
+
+        # Without a record the file is checked in full at load, and served.
+        (d / ".fleet-sync-state.json").unlink()
+        os.utime(d / "kb.db")  # a new mtime: the reloader looks again
+        kb = server.wait_ready()["files"]["kb"]
+        assert kb["summary"].endswith("verified at load"), kb
+    finally:
+        server.stop()
