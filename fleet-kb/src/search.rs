@@ -174,10 +174,10 @@ impl Kb {
     /// Rank chunks for `q`. Blocking: call from a blocking thread.
     ///
     /// Chunks holding every term come first (an AND match is small and
-    /// precise); only when they are fewer than `top_n` is the rest filled
-    /// from chunks holding any term. Ranking reads the FTS index alone; the
-    /// chunks' rows are read for the winners only, unless a product or
-    /// version filter needs them.
+    /// precise); when they are fewer than `top_n`, chunks holding every term
+    /// that occurs at all, and only then chunks holding any term. Ranking
+    /// reads the FTS index alone; the chunks' rows are read for the winners
+    /// only, unless a product or version filter needs them.
     pub fn search(&self, q: &SearchQuery) -> anyhow::Result<Vec<Hit>> {
         let top_n = q.top_n.unwrap_or(DEFAULT_TOP_N).clamp(1, MAX_TOP_N);
         let Some(terms) = fts_terms(&q.query) else {
@@ -193,11 +193,24 @@ impl Kb {
         .collect();
         self.with_conn(|conn| {
             let mut ranked = self.rank(conn, &terms.join(" AND "), &filters, top_n)?;
-            if ranked.len() < top_n && terms.len() > 1 {
+            let fill = |expr: String, ranked: &mut Vec<(i64, f64)>| -> anyhow::Result<()> {
                 let seen: HashSet<i64> = ranked.iter().map(|(id, _)| *id).collect();
-                let more = self.rank(conn, &terms.join(" OR "), &filters, top_n)?;
+                let more = self.rank(conn, &expr, &filters, top_n)?;
                 ranked.extend(more.into_iter().filter(|(id, _)| !seen.contains(id)));
                 ranked.truncate(top_n);
+                Ok(())
+            };
+            if ranked.len() < top_n && terms.len() > 1 {
+                // A word no chunk has empties the AND match; the words that
+                // are there, all together, come next. Only then any of them,
+                // which on a large KB means ranking most of it.
+                let present = self.present_terms(conn, &terms)?;
+                if present.len() < terms.len() && !present.is_empty() {
+                    fill(present.join(" AND "), &mut ranked)?;
+                }
+                if ranked.len() < top_n && present.len() > 1 {
+                    fill(present.join(" OR "), &mut ranked)?;
+                }
             }
             let mut stmt = conn.prepare_cached(
                 "SELECT coalesce(title,''), coalesce(section,''), project_name, project_version, \
@@ -221,6 +234,26 @@ impl Kb {
             }
             Ok(hits)
         })
+    }
+
+    /// The terms found in at least one chunk (one index probe each).
+    fn present_terms<'t>(
+        &self,
+        conn: &Connection,
+        terms: &'t [String],
+    ) -> anyhow::Result<Vec<&'t str>> {
+        let sql = format!(
+            "SELECT 1 FROM {} AS f WHERE f.chunks_fts MATCH ?1 LIMIT 1",
+            self.fts_table()
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut present = Vec::with_capacity(terms.len());
+        for t in terms {
+            if stmt.exists([t])? {
+                present.push(t.as_str());
+            }
+        }
+        Ok(present)
     }
 
     /// The best `top_n` (id, score) for an FTS5 expression, best first.
@@ -534,6 +567,16 @@ mod tests {
             .unwrap();
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].title, "Spock");
+        // A word no chunk has does not demote the chunk holding all the others.
+        let absent = kb
+            .search(&SearchQuery {
+                query: "vacuum spock zyzzyva".into(),
+                top_n: Some(3),
+                ..Default::default()
+            })
+            .unwrap();
+        let titles: Vec<&str> = absent.iter().map(|h| h.title.as_str()).collect();
+        assert_eq!(titles, ["Spock", "Maintenance"]);
     }
 
     #[test]

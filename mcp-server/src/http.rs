@@ -50,19 +50,22 @@ pub fn app(state: Arc<AppState>) -> Router {
         Arc::new(NeverSessionManager::default()),
         rmcp_config,
     );
+    // axum clones a route's service for every request: share rmcp's (its
+    // configuration holds several vectors) instead of copying it each time.
+    let mcp = Arc::new(mcp);
+    let rmcp = tower::service_fn(move |req: Request| {
+        let mcp = mcp.clone();
+        async move { Ok::<_, std::convert::Infallible>(mcp.handle(req).await.map(Body::new)) }
+    });
     let guarded = Router::new()
-        .route_service("/mcp", mcp.clone())
-        .route_service("/mcp/v1", mcp)
+        .route_service("/mcp", rmcp.clone())
+        .route_service("/mcp/v1", rmcp)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .route("/health", get(crate::health::health))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(guarded)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            close_while_draining,
-        ))
         .with_state(state)
 }
 
@@ -79,13 +82,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 /// While draining, every answer closes its connection, so that when the
 /// listener stops no load balancer holds an idle keep-alive connection it
-/// might send a request on as it closes.
-async fn close_while_draining(
-    State(state): State<Arc<AppState>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(req).await;
+/// might send a request on as it closes. Applied to every answer by the
+/// accept loop.
+pub fn close_while_draining<B>(
+    state: &AppState,
+    mut response: axum::http::Response<B>,
+) -> axum::http::Response<B> {
     if state.phase() == crate::state::Phase::Draining {
         response
             .headers_mut()
@@ -340,6 +342,12 @@ async fn guarded(state: &AppState, peer: SocketAddr, req: Request, next: Next) -
             return (unauthorized(AuthFailure::Missing), seen);
         }
     }
+    let replayable = crate::replay::Replayable::of(body.method, &parts.headers, &bytes);
+    if let Some(answer) = replayable.as_ref().and_then(|r| state.replies.answer(r)) {
+        state.metrics.replayed.inc();
+        seen.outcome = "ok";
+        return (answer, seen);
+    }
     parts.extensions.insert(ClientIp(ip));
     let request = Request::from_parts(parts, Body::from(bytes));
     let response = match tokio::time::timeout(state.config.request_timeout, next.run(request)).await
@@ -353,34 +361,39 @@ async fn guarded(state: &AppState, peer: SocketAddr, req: Request, next: Next) -
             );
         }
     };
-    let (response, outcome) = classify(response).await;
-    seen.outcome = outcome;
-    (response, seen)
-}
-
-/// Read the answer to tell a tool error or a JSON-RPC error from success.
-/// Inside JSON strings quotes are escaped, so these byte patterns only match
-/// keys of the message itself.
-async fn classify(response: Response) -> (Response, &'static str) {
     if !response.status().is_success() {
-        return (response, "rejected");
+        seen.outcome = "rejected";
+        return (response, seen);
     }
     let (parts, body) = response.into_parts();
     let bytes = match body.collect().await {
         Ok(c) => c.to_bytes(),
-        Err(_) => return (Response::from_parts(parts, Body::empty()), "error"),
+        Err(_) => {
+            seen.outcome = "error";
+            return (Response::from_parts(parts, Body::empty()), seen);
+        }
     };
+    seen.outcome = classify(&bytes);
+    if let Some(r) = replayable
+        && seen.outcome == "ok"
+    {
+        state.replies.learn(r, parts.status, &parts.headers, &bytes);
+    }
+    (Response::from_parts(parts, Body::from(bytes)), seen)
+}
+
+/// Tell a tool error or a JSON-RPC error from success in a 2xx answer.
+/// Inside JSON strings quotes are escaped, so these byte patterns only match
+/// keys of the message itself.
+fn classify(bytes: &[u8]) -> &'static str {
     let has = |pattern: &[u8]| bytes.windows(pattern.len()).any(|w| w == pattern);
-    let outcome = if bytes.is_empty() {
-        "ok"
-    } else if has(br#""isError":true"#) {
+    if has(br#""isError":true"#) {
         "tool_error"
     } else if has(br#""error":{"#) {
         "rpc_error"
     } else {
         "ok"
-    };
-    (Response::from_parts(parts, Body::from(bytes)), outcome)
+    }
 }
 
 /// 429 for a client over the failed-authentication limit.

@@ -6,7 +6,8 @@
 //! sessions ([`sessions`]) behind a failed-auth limit per client
 //! ([`rate_limit`], [`client_ip`]), offers read-only Postgres tools ([`pg`]),
 //! serves MCP over Streamable HTTP through
-//! rmcp ([`http`], [`tools`]) under a hyper accept loop with an explicit
+//! rmcp ([`http`], [`tools`]; answers that never change are replayed by
+//! [`replay`]) under a hyper accept loop with an explicit
 //! shutdown path ([`server`]), and reports its readiness on `/health`
 //! ([`health`]) and its workings on `/metrics` ([`metrics`]).
 
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod pg;
 pub mod rate_limit;
 pub mod reloader;
+pub mod replay;
 pub mod server;
 pub mod sessions;
 pub mod state;

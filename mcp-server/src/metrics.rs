@@ -55,6 +55,7 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub auth_failures: Family<ReasonLabel, Counter>,
     pub rate_limited: Counter,
+    pub replayed: Counter,
     pub reloads: Family<ReloadLabels, Counter>,
     pub file_generation: Family<FileLabel, Gauge>,
     pub kb_chunks: Gauge,
@@ -97,6 +98,12 @@ impl Metrics {
             "rate_limited_requests",
             "Requests refused with 429 because their client IP is over the failed-auth limit",
             rate_limited.clone(),
+        );
+        let replayed = Counter::default();
+        r.register(
+            "replayed_responses",
+            "tools/list and ping requests answered from rmcp's earlier identical answer",
+            replayed.clone(),
         );
         let reloads = Family::<ReloadLabels, Counter>::default();
         r.register(
@@ -145,6 +152,7 @@ impl Metrics {
             in_flight,
             auth_failures,
             rate_limited,
+            replayed,
             reloads,
             file_generation,
             kb_chunks,

@@ -79,13 +79,15 @@ pub async fn serve(
     let connections = tokio_util::task::TaskTracker::new();
     let serve_one = |stream: tokio::net::TcpStream, peer: SocketAddr| {
         let _ = stream.set_nodelay(true);
+        let state = state.clone();
         let svc = app
             .clone()
             .map_request(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
                 req
-            });
+            })
+            .map_response(move |resp| crate::http::close_while_draining(&state, resp));
         let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         connections.spawn(async move {

@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The Postgres tools' databases (possibly none).
     pub databases: crate::pg::Databases,
+    /// Answers of `tools/list` and `ping`, learned from rmcp.
+    pub replies: crate::replay::Replies,
     phase: AtomicU8,
     watching: AtomicBool,
 }
@@ -67,6 +69,7 @@ impl AppState {
             client_ip,
             metrics,
             databases,
+            replies: Default::default(),
             phase: AtomicU8::new(Phase::Starting as u8),
             watching: AtomicBool::new(false),
         }))

@@ -11,7 +11,7 @@ import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
-from harness import BIN, LOG_DIR, ROOT, McpServer, free_port, http, rpc, search_text, sha256_hex
+from harness import ACCEPT, BIN, LOG_DIR, ROOT, McpServer, free_port, http, rpc, search_text, sha256_hex
 
 
 def client(url: str, token: str, mode: str, http_client=None) -> Client:
@@ -289,3 +289,56 @@ def test_demo_serves_and_its_client_command_works(tmp_path):
         proc.terminate()
         assert proc.wait(30) == 0
         log.close()
+
+
+def test_tools_list_and_ping_replays_are_what_rmcp_answered(server):
+    """The second identical tools/list or ping is answered from the first
+    answer (mcp_replayed_responses_total counts it): same status, headers
+    and bytes as rmcp gave, under the caller's id. What rmcp refuses is
+    never learned, and anything that differs goes to rmcp again."""
+    s, token, _ = server
+
+    def replayed() -> float:
+        text = http("GET", f"{s.base}/metrics")[2].decode()
+        return next(float(l.split()[-1]) for l in text.splitlines() if l.startswith("mcp_replayed_responses_total"))
+
+    def post(body: dict | list, **headers) -> tuple[int, dict, bytes]:
+        h = {"Content-Type": "application/json", "Accept": ACCEPT, "Authorization": f"Bearer {token}", **headers}
+        status, got, raw = http("POST", s.url, json.dumps(body).encode(), {k: v for k, v in h.items() if v is not None})
+        return status, {k.lower(): v for k, v in got.items() if k.lower() not in ("date", "x-request-id")}, raw
+
+    meta = {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}}}
+    cases = [
+        ({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, {}),
+        ({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}, {"MCP-Protocol-Version": "2025-06-18"}),
+        ({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": meta},
+         {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"}),
+        ({"jsonrpc": "2.0", "id": 4, "method": "ping"}, {"Authorization": None}),
+    ]
+    for body, headers in cases:
+        before = replayed()
+        first = post(body, **headers)
+        assert first[0] == 200 and b'"result"' in first[2], first
+        assert replayed() == before, "the first one goes to rmcp"
+        again = post(body, **headers)
+        assert again == first, (body, headers)
+        assert replayed() == before + 1, "the second one is replayed"
+
+    # Another id under a learned key gets its own id back, written as rmcp
+    # (serde_json) writes it.
+    status, _, plain = post(cases[0][0])
+    for other in [99, -5, 'q"\\ü']:
+        status, _, raw = post({"jsonrpc": "2.0", "id": other, "method": "tools/list"})
+        as_rmcp = json.dumps(other, ensure_ascii=False).encode()
+        assert status == 200 and raw == plain.replace(b'"id":1,', b'"id":' + as_rmcp + b",", 1), raw[:80]
+
+    # Refusals are rmcp's every time: no Accept for SSE (406), a foreign Host (403).
+    before = replayed()
+    for _ in range(2):
+        assert post({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, Accept="application/json")[0] == 406
+        assert post({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, Host="evil.example")[0] == 403
+    # Credentials are still checked before any replay.
+    assert post({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, Authorization="Bearer wrong")[0] == 401
+    assert post({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, Authorization=None)[0] == 401
+    assert replayed() == before
