@@ -1,36 +1,48 @@
 #!/usr/bin/env python3
-"""Benchmark mcp-server against a minimal hyper server, in one command.
+"""Benchmark mcp-server against a baseline for every figure, in one command.
 
     python3 bench/run.py           # full run: 100,000-chunk KB, 10 s per scenario
-    python3 bench/run.py --quick   # smoke run: 10,000 chunks, 2 s per scenario
+    python3 bench/run.py --quick   # smoke run: smaller KBs, shorter windows, fewer trials
 
 Steps: build the release binaries, generate (or reuse from
-target/bench-cache/) a synthetic KB, mint a token, start `mcp-server serve`
+target/bench-cache/) synthetic KBs, mint a token, start `mcp-server serve`
 and `baseline-server` on free 127.0.0.1 ports, wait for them, check every
-request body once, run `loadgen` for each scenario in SCENARIOS (same
-concurrency and duration for all), then print the machine, the KB and a
-table built by the functions in ROWS. Every process started here is stopped
-on the way out, whatever happens.
+request body once, then measure each group (see GROUPS; `--only NAME` runs
+some of them): resident memory idle and under 64 connections, `loadgen`
+for each scenario in SCENARIOS, search latency on a 1,000,000-chunk KB at
+one request in flight, token reload latency, kb-init and the sidecar
+against S3 (moto), start-up time on a 500 MB KB, and propagation of a new
+KB from S3 to three instances. Then print the machine, the KB and ONE
+table: each figure beside its baseline measured in the same run, its
+target, and whether the target is met. Every process started here is
+stopped on the way out, whatever happens.
 
 Extending: add a Scenario to SCENARIOS (what to send, to which server) and a
-row function to ROWS (it receives the Context with every scenario's result
-and returns a Row, or None to skip). Standard library only.
+row function to ROWS (it receives the Context with every result and returns
+a Row, or None to skip); measurements outside loadgen put their figures in
+ctx.extra and use extra_row. Standard library only.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
 import platform
+import random
+import re
 import resource
+import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT / "target" / "release"
 CACHE = ROOT / "target" / "bench-cache"
 LOGS = ROOT / "target" / "bench-logs"
+VENV_BIN = ROOT / ".venv" / "bin"
 ACCEPT = "application/json, text/event-stream"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -56,12 +69,34 @@ QUERIES: list[dict] = [
     {"query": "upgrade with pg_upgrade", "project_names": ["postgres"], "project_versions": ["17"]},
 ]
 
-# Targets per row id; a missing entry prints as "—" (none agreed yet).
+# Targets per row id. "≤ 20 MB" compares the measured figure; a target in
+# "×" compares measured ÷ baseline. A missing entry prints as "—".
 TARGETS: dict[str, str] = {
+    "rss_idle_mb": "≤ 20 MB",
+    "rss_load_mb": "≤ 60 MB",
+    "tools_list.rps": "≥ 0.7×",
+    "search1m.p50_ms": "≤ 5 ms",
     "reload_watch_p99": "≤ 10 ms",
     "kb_init_s": "≤ 1.5×",
     "sidecar_bytes_per_cycle": "0 B",
+    "startup_ms": "≤ 200 ms",
+    "propagation_max_s": "≤ 7 s",
 }
+
+# Measurement groups, for --only; scenario names (search, tools_list, ...)
+# select single loadgen scenarios.
+GROUPS = ["memory", "loadgen", "search1m", "reload", "sync", "startup", "propagation"]
+
+LOAD_CONCURRENCY = 64       # connections for the memory-under-load rows
+RSS_SAMPLE_S = 0.05         # VmRSS sampling period under load
+STARTUP_CHUNKS = 235_000    # ~505 MiB (530 MB); 23,500 with --quick
+STARTUP_POLL_S = 0.002      # GET /health every 2 ms while starting
+PROPAGATION_INSTANCES = 3
+PROPAGATION_INTERVAL = "5s"
+PROPAGATION_POLL_S = 0.02
+SEARCH1M_CHUNKS = 1_000_000  # 100,000 with --quick
+RELOAD_TRIALS = 100
+POLL_INTERVAL_MS = 200
 
 
 # --------------------------------------------------------------------------- processes
@@ -83,17 +118,32 @@ class Procs:
         self.procs.append((name, proc, log))
         return proc
 
+    @staticmethod
+    def _end(name: str, proc: subprocess.Popen) -> None:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            print(f"bench: {name} ignored SIGTERM, killing it", file=sys.stderr)
+            proc.kill()
+            proc.wait()
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        """Stop one process started here (SIGTERM, SIGKILL after 10 s)."""
+        for i, (name, p, log) in enumerate(self.procs):
+            if p is proc:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                self._end(name, p)
+                log.close()
+                del self.procs[i]
+                return
+
     def stop_all(self) -> None:
         for _, proc, _ in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for name, proc, log in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                print(f"bench: {name} ignored SIGTERM, killing it", file=sys.stderr)
-                proc.kill()
-                proc.wait()
+            self._end(name, proc)
             log.close()
         self.procs.clear()
 
@@ -143,6 +193,45 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def vm_bytes(pid: int, key: str = "VmRSS") -> int:
+    """A size line of /proc/PID/status (VmRSS, VmHWM, ...), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit(f"bench: no {key} in /proc/{pid}/status")
+
+
+class RssSampler:
+    """Peak VmRSS of a process, sampled every RSS_SAMPLE_S in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self.samples = pid, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, vm_bytes(self.pid))
+                self.samples += 1
+            except (OSError, SystemExit):
+                return
+            self._stop.wait(RSS_SAMPLE_S)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def ms(seconds: float) -> str:
+    """A duration as loadgen takes it."""
+    return f"{round(seconds * 1000)}ms"
+
+
 # --------------------------------------------------------------------------- setup
 
 
@@ -174,6 +263,11 @@ def ensure_kb(chunks: int) -> Path:
     return path
 
 
+def kb_build_id(path: Path) -> str:
+    with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
+        return db.execute("SELECT value FROM kb_meta WHERE key = 'build_id'").fetchone()[0]
+
+
 def kb_summary(path: Path) -> str:
     with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
         chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
@@ -202,16 +296,29 @@ def machine_summary() -> list[str]:
     ]
 
 
+def tokens_yaml(*tokens: str) -> str:
+    lines = ["tokens:"]
+    for i, t in enumerate(tokens):
+        lines += [f"  t{i}:", f"    hash: {hashlib.sha256(t.encode()).hexdigest()}", "    expires_at: null"]
+    return "\n".join(lines) + "\n"
+
+
+def mcp_serve_args(port: int, data_dir: Path, *extra: str) -> list[str]:
+    return [str(RELEASE / "mcp-server"), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir),
+            "--log-format", "json", "--drain-delay", "0s", *extra]
+
+
 # --------------------------------------------------------------------------- scenarios
 
 
 @dataclass
 class Scenario:
     name: str
-    target: str  # "baseline" or "mcp"
+    target: str  # a key of Context.ports: "baseline", "mcp" or "mcp1m"
     describe: str
     bodies: Callable[["Context"], list[dict]]
     auth: str = "api"  # api (API token), session (session token) or none
+    concurrency: int | None = None  # None: --concurrency
 
 
 def rpc(method: str, params: dict | None = None) -> dict:
@@ -234,6 +341,19 @@ SCENARIOS: list[Scenario] = [
     Scenario("ping_none", "mcp", "mcp-server ping with no credential", lambda _: [rpc("ping")], "none"),
 ]
 
+# Run by their groups, not in the SCENARIOS loop.
+LOAD_SCENARIOS = [
+    Scenario("load_mcp", "mcp", f"mcp-server search under {LOAD_CONCURRENCY} connections, sampling VmRSS",
+             search_bodies, concurrency=LOAD_CONCURRENCY),
+    Scenario("load_baseline", "baseline", f"baseline-server under {LOAD_CONCURRENCY} connections, sampling VmRSS",
+             search_bodies, concurrency=LOAD_CONCURRENCY),
+]
+SEARCH1M_SCENARIOS = [
+    Scenario("search1m", "mcp1m", "mcp-server search on the large KB, one request in flight", search_bodies, concurrency=1),
+    Scenario("search1m_baseline", "baseline", "baseline-server, same bodies, one request in flight", search_bodies,
+             concurrency=1),
+]
+
 
 @dataclass
 class Context:
@@ -245,6 +365,10 @@ class Context:
     session_token: str = ""
     results: dict[str, dict] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # footnotes under the table
+
+    def selected(self, name: str) -> bool:
+        return not self.args.only or name in self.args.only
 
 
 def headers(ctx: Context, auth: str = "api") -> dict:
@@ -271,37 +395,47 @@ def smoke_check(ctx: Context, scenario: Scenario, bodies: list[Path]) -> None:
         status, body = http_request(ctx.ports[scenario.target], "POST", "/mcp", p.read_bytes(), headers(ctx, scenario.auth))
         text = body.decode(errors="replace")
         ok = 200 <= status < 300
-        if ok and scenario.target == "mcp":
+        if ok and scenario.target.startswith("mcp"):
             reply = json.loads(text)
             ok = "error" not in reply and not reply.get("result", {}).get("isError", False)
-            if ok and scenario.name == "search":
+            if ok and scenario.name in ("search", "search1m"):
                 first = reply["result"]["content"][0]["text"].splitlines()[0]
                 print(f"bench: {p.name}: {first}", file=sys.stderr)
         if not ok:
             raise SystemExit(f"bench: {scenario.name}: {p.name} answered {status}: {text[:500]}")
 
 
-def run_scenario(ctx: Context, scenario: Scenario) -> dict:
+def run_scenario(ctx: Context, scenario: Scenario, duration: float | None = None, warmup: float | None = None,
+                 sample_rss: bool = False) -> dict:
+    duration = duration if duration is not None else ctx.args.duration
+    warmup = warmup if warmup is not None else ctx.args.warmup
+    concurrency = scenario.concurrency or ctx.args.concurrency
     bodies = write_bodies(ctx, scenario)
     smoke_check(ctx, scenario, bodies)
     cmd = [str(RELEASE / "loadgen"), "--url", f"http://127.0.0.1:{ctx.ports[scenario.target]}/mcp",
-           "--concurrency", str(ctx.args.concurrency), "--duration", f"{ctx.args.duration}s",
-           "--warmup", f"{ctx.args.warmup}s"]
+           "--concurrency", str(concurrency), "--duration", ms(duration), "--warmup", ms(warmup)]
     for k, v in headers(ctx, scenario.auth).items():
         cmd += ["--header", f"{k}: {v}"]
     for b in bodies:
         cmd += ["--body-file", str(b)]
-    print(f"bench: {scenario.name}: {scenario.describe} ({ctx.args.warmup}s warm-up + {ctx.args.duration}s)", file=sys.stderr)
+    print(f"bench: {scenario.name}: {scenario.describe} ({concurrency} connections, {warmup:g}s warm-up + {duration:g}s)",
+          file=sys.stderr)
     pid = ctx.pids[scenario.target]
+    sampler = RssSampler(pid)
     busy0, cpu0, t0 = machine_busy_seconds(), cpu_seconds(pid), time.time()
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if sample_rss:
+        with sampler:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
     busy1, cpu1, t1 = machine_busy_seconds(), cpu_seconds(pid), time.time()
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     (LOGS / f"loadgen-{scenario.name}.log").write_text(proc.stderr + proc.stdout)
     if proc.returncode != 0:
         raise SystemExit(f"bench: loadgen failed for {scenario.name}: {proc.stderr.strip()}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["concurrency"] = concurrency
     result["server_cpu_s"] = cpu1 - cpu0
     result["loadgen_cpu_s"] = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
     result["wall_s"] = t1 - t0
@@ -309,31 +443,78 @@ def run_scenario(ctx: Context, scenario: Scenario) -> dict:
     result["other_cpu_s"] = max(0.0, (busy1 - busy0) - result["server_cpu_s"] - result["loadgen_cpu_s"])
     served = result["total_requests"]  # every request the server answered, warm-up included
     result["server_cpu_us_per_req"] = result["server_cpu_s"] / served * 1e6 if served else float("nan")
+    if sample_rss:
+        # The sampled peak, or the kernel's high-water mark if it saw more
+        # between samples (VmHWM covers the process's whole life).
+        result["rss_peak_mb"] = max(sampler.peak, vm_bytes(pid, "VmHWM")) / 1e6
+        result["rss_samples"] = sampler.samples
     if result["errors"]:
         print(f"bench: {scenario.name}: {result['errors']} errors {result['error_kinds']}; {proc.stderr.strip()}", file=sys.stderr)
     print(f"bench: {scenario.name}: {json.dumps(result)}", file=sys.stderr)
     return result
 
 
+# --------------------------------------------------------------------------- memory
 
-# --------------------------------------------------------------------------- measurements outside loadgen
 
-VENV_BIN = ROOT / ".venv" / "bin"
-RELOAD_TRIALS = 100
-POLL_INTERVAL_MS = 200
+def measure_memory(ctx: Context) -> None:
+    """VmRSS of both servers idle (after the smoke checks, before any load),
+    then their peak under LOAD_CONCURRENCY connections of search requests."""
+    for s in (SCENARIOS[1], SCENARIOS[2], SCENARIOS[0]):  # tools_list, search, baseline
+        smoke_check(ctx, s, write_bodies(ctx, s))
+    time.sleep(0.5)
+    ctx.extra["rss_idle_mb"] = vm_bytes(ctx.pids["mcp"]) / 1e6
+    ctx.extra["rss_idle_base_mb"] = vm_bytes(ctx.pids["baseline"]) / 1e6
+    print(f"bench: idle VmRSS: mcp-server {ctx.extra['rss_idle_mb']:.1f} MB, "
+          f"baseline-server {ctx.extra['rss_idle_base_mb']:.1f} MB", file=sys.stderr)
+    duration, warmup = (2, 0.5) if ctx.args.quick else (5, 1)
+    for s in LOAD_SCENARIOS:
+        ctx.results[s.name] = run_scenario(ctx, s, duration, warmup, sample_rss=True)
+    ctx.extra["rss_load_mb"] = ctx.results["load_mcp"]["rss_peak_mb"]
+    ctx.extra["rss_load_base_mb"] = ctx.results["load_baseline"]["rss_peak_mb"]
+    ctx.notes.append(
+        f"memory: VmRSS from /proc/PID/status in MB (10^6 bytes), mcp-server on the KB above. Idle = after /health 200 "
+        f"and one of each search and "
+        f"tools/list body, before any load. Under load = the peak of VmRSS sampled every {RSS_SAMPLE_S * 1000:.0f} ms "
+        f"during {warmup:g}s + {duration:g}s of loadgen at {LOAD_CONCURRENCY} connections sending the search bodies, "
+        f"or VmHWM at the end if higher; baseline = baseline-server, same load.")
+
+
+# --------------------------------------------------------------------------- search on the large KB
+
+
+def measure_search1m(procs: Procs, ctx: Context) -> None:
+    """A second mcp-server on the large KB, searched at one request in flight,
+    beside baseline-server at one request in flight."""
+    chunks = 100_000 if ctx.args.quick else SEARCH1M_CHUNKS
+    kb = ensure_kb(chunks)
+    port = free_port()
+    log = LOGS / "mcp-server-search1m.log"
+    proc = procs.start("mcp-server (large KB)", mcp_serve_args(port, ctx.tmp, "--kb-file", str(kb), "--instance-id",
+                                                                "bench-large", "--shutdown-timeout", "5s"),
+                       log, env={"RUST_LOG": "warn"})
+    t0 = time.time()
+    wait_http_ok("mcp-server (large KB)", proc, port, log, timeout=900)
+    print(f"bench: mcp-server on {kb.name} ready in {time.time() - t0:.1f}s", file=sys.stderr)
+    ctx.ports["mcp1m"], ctx.pids["mcp1m"] = port, proc.pid
+    ctx.extra["search1m_chunks"] = chunks
+    try:
+        for s in SEARCH1M_SCENARIOS:
+            ctx.results[s.name] = run_scenario(ctx, s)
+    finally:
+        procs.stop(proc)
+    ctx.notes.append(
+        f"search, {chunks:,}-chunk KB ({kb.stat().st_size / 2**20:,.0f} MiB, {kb.name}): a second mcp-server on that KB, "
+        f"loadgen with ONE connection (one request in flight) rotating the same {len(QUERIES)} search bodies; "
+        f"baseline = baseline-server at one request in flight, same bodies.")
+
+
+# --------------------------------------------------------------------------- reload
 
 
 def percentile(values: list[float], p: float) -> float:
     v = sorted(values)
     return v[min(len(v) - 1, max(0, round(p / 100 * len(v)) - 1))] if v else float("nan")
-
-
-def tokens_yaml(*tokens: str) -> str:
-    import hashlib
-    lines = ["tokens:"]
-    for i, t in enumerate(tokens):
-        lines += [f"  t{i}:", f"    hash: {hashlib.sha256(t.encode()).hexdigest()}", "    expires_at: null"]
-    return "\n".join(lines) + "\n"
 
 
 def measure_reload(procs: "Procs", kb: Path, tmp: Path, watch: bool) -> list[float]:
@@ -346,10 +527,8 @@ def measure_reload(procs: "Procs", kb: Path, tmp: Path, watch: bool) -> list[flo
     port = free_port()
     log = LOGS / f"mcp-server-reload-{mode}.log"
     extra = [] if watch else ["--watch", "false", "--poll-interval", f"{POLL_INTERVAL_MS}ms"]
-    proc = procs.start(f"mcp-server (reload, {mode})", [
-        str(RELEASE / "mcp-server"), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(d),
-        "--kb-file", str(kb), "--log-format", "json", "--drain-delay", "0s",
-        "--auth-failure-limit", "100000000", *extra], log, env={"RUST_LOG": "warn"})
+    proc = procs.start(f"mcp-server (reload, {mode})", mcp_serve_args(
+        port, d, "--kb-file", str(kb), "--auth-failure-limit", "100000000", *extra), log, env={"RUST_LOG": "warn"})
     wait_http_ok(f"mcp-server (reload, {mode})", proc, port, log)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     body = json.dumps(rpc("tools/list"))
@@ -372,19 +551,35 @@ def measure_reload(procs: "Procs", kb: Path, tmp: Path, watch: bool) -> list[flo
         latencies.append(time.perf_counter() - t0)
         time.sleep(0.02)
     conn.close()
+    procs.stop(proc)
     return latencies
 
 
-def measure_sync(procs: "Procs", tmp: Path, chunks: int) -> dict[str, float]:
-    """kb-init fetch + verify + publish of a ~100 MB KB from S3 (moto) beside
-    `aws s3 cp` of the same object, and the sidecar's cost per cycle when the
-    source is unchanged."""
+# --------------------------------------------------------------------------- S3 (moto)
+
+
+@dataclass
+class S3:
+    endpoint: str
+    env: dict
+    aws: list[str]  # `aws --endpoint-url ENDPOINT s3`
+
+    def run(self, *args: str) -> float:
+        """Run `aws s3 ARGS...`; the seconds it took."""
+        t0 = time.perf_counter()
+        subprocess.run(self.aws + list(args), env=self.env, check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+
+def start_moto(procs: Procs) -> S3 | None:
+    """moto_server on a free 127.0.0.1 port, and the environment that points
+    the aws CLI, kb-init and the sidecar at it; None if moto or aws is missing."""
     moto = VENV_BIN / "moto_server"
-    aws = subprocess.run(["bash", "-c", "command -v aws"], capture_output=True, text=True).stdout.strip()
+    aws = shutil.which("aws")
     if not moto.exists() or not aws:
-        print("bench: sync rows skipped: needs .venv/bin/moto_server (scripts/test.sh installs it) and the aws CLI", file=sys.stderr)
-        return {}
-    kb = ensure_kb(chunks)
+        print("bench: S3 rows skipped: needs .venv/bin/moto_server (scripts/test.sh installs it) and the aws CLI",
+              file=sys.stderr)
+        return None
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
@@ -400,26 +595,31 @@ def measure_sync(procs: "Procs", tmp: Path, chunks: int) -> dict[str, float]:
             if time.time() > deadline or m.poll() is not None:
                 raise SystemExit("bench: moto_server did not start")
             time.sleep(0.1)
-    aws_cmd = [aws, "--endpoint-url", endpoint, "s3"]
-    subprocess.run(aws_cmd + ["mb", "s3://bench"], env=env, check=True, capture_output=True)
-    subprocess.run(aws_cmd + ["cp", str(kb), "s3://bench/kb.db"], env=env, check=True, capture_output=True)
+    return S3(endpoint, env, [aws, "--endpoint-url", endpoint, "s3"])
+
+
+def measure_sync(procs: "Procs", tmp: Path, chunks: int, s3: S3) -> dict[str, float]:
+    """kb-init fetch + verify + publish of a ~100 MB KB from S3 (moto) beside
+    `aws s3 cp` of the same object, and the sidecar's cost per cycle when the
+    source is unchanged."""
+    kb = ensure_kb(chunks)
+    s3.run("mb", "s3://bench")
+    s3.run("cp", str(kb), "s3://bench/kb.db")
     kb_init, aws_cp = [], []
     for i in range(3):
         dest = tmp / f"sync-{i}"
         t0 = time.perf_counter()
         subprocess.run([str(RELEASE / "kb-init"), "--dest", str(dest), "--file", "kb.db=s3://bench/kb.db",
-                        "--log-format", "json"], env=env, check=True, capture_output=True)
+                        "--log-format", "json"], env=s3.env, check=True, capture_output=True)
         kb_init.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        subprocess.run(aws_cmd + ["cp", "s3://bench/kb.db", str(tmp / f"aws-{i}.db")], env=env, check=True, capture_output=True)
-        aws_cp.append(time.perf_counter() - t0)
+        aws_cp.append(s3.run("cp", "s3://bench/kb.db", str(tmp / f"aws-{i}.db")))
         (tmp / f"aws-{i}.db").unlink()
     # The sidecar over an up-to-date destination: every cycle is a HEAD.
     sport = free_port()
     side = procs.start("kb-sync-sidecar", [str(RELEASE / "kb-sync-sidecar"), "--dest", str(tmp / "sync-0"),
                                            "--file", "kb.db=s3://bench/kb.db", "--interval", "500ms", "--jitter", "0%",
                                            "--listen", f"127.0.0.1:{sport}", "--log-format", "json"],
-                       LOGS / "kb-sync-sidecar.log", env=env)
+                       LOGS / "kb-sync-sidecar.log", env=s3.env)
     time.sleep(2.0)
 
     def metrics() -> tuple[float, float]:
@@ -435,6 +635,7 @@ def measure_sync(procs: "Procs", tmp: Path, chunks: int) -> dict[str, float]:
     c0, b0, cpu0 = *metrics(), cpu_seconds(side.pid)
     time.sleep(10.0)
     c1, b1, cpu1 = *metrics(), cpu_seconds(side.pid)
+    procs.stop(side)
     cycles = max(c1 - c0, 1.0)
     return {
         "kb_bytes": float(kb.stat().st_size),
@@ -445,6 +646,164 @@ def measure_sync(procs: "Procs", tmp: Path, chunks: int) -> dict[str, float]:
         "sidecar_cpu_ms_per_cycle": (cpu1 - cpu0) / cycles * 1000,
     }
 
+
+# --------------------------------------------------------------------------- start-up
+
+
+def time_to_health(procs: Procs, name: str, args_for_port: Callable[[int], list[str]], log: Path,
+                   build_id: str | None = None) -> float:
+    """Seconds from just before spawning a server to its first GET /health
+    200, polling every STARTUP_POLL_S with a fresh connection; then stop it.
+    With `build_id`, that 200 must report this KB."""
+    port = free_port()
+    args = args_for_port(port)
+    t0 = time.perf_counter()
+    proc = procs.start(name, args, log, env={"RUST_LOG": "warn"})
+    try:
+        while True:
+            try:
+                status, body = http_request(port, "GET", "/health", timeout=1)
+                if status == 200:
+                    dt = time.perf_counter() - t0
+                    if build_id is not None and json.loads(body)["kb"]["build_id"] != build_id:
+                        raise SystemExit(f"bench: {name}: /health 200 without KB {build_id}: {body[:300]!r}")
+                    return dt
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                raise SystemExit(f"bench: {name} exited {proc.returncode}; see {log}:\n{log.read_text()[-2000:]}")
+            if time.perf_counter() - t0 > 300:
+                raise SystemExit(f"bench: {name} not healthy after 300 s; see {log}")
+            time.sleep(STARTUP_POLL_S)
+    finally:
+        procs.stop(proc)
+
+
+def measure_startup(procs: Procs, tmp: Path, chunks: int, trials: int) -> dict[str, float]:
+    """Start-up to /health 200 on a large KB published by kb-init (with its
+    sync state record), on the same file placed without a record, and of
+    baseline-server; median of `trials` after one untimed start each."""
+    kb = ensure_kb(chunks)
+    published, placed = tmp / "startup-published", tmp / "startup-placed"
+    t0 = time.perf_counter()
+    subprocess.run([str(RELEASE / "kb-init"), "--dest", str(published), "--file", f"kb.db=file://{kb}",
+                    "--log-format", "json"], check=True, capture_output=True)
+    print(f"bench: kb-init published {kb.name} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    state = published / ".fleet-sync-state.json"
+    if not state.exists():
+        raise SystemExit(f"bench: kb-init left no {state.name} in {published}")
+    placed.mkdir()
+    shutil.copyfile(published / "kb.db", placed / "kb.db")
+    for d in (published, placed):
+        (d / "tokens.yaml").write_text(tokens_yaml("bench-startup-token-000000000"))
+    cases = {
+        "startup_ms": ("mcp-server (start-up, published)", lambda p: mcp_serve_args(p, published), kb_build_id(kb)),
+        "startup_placed_ms": ("mcp-server (start-up, no record)", lambda p: mcp_serve_args(p, placed), kb_build_id(kb)),
+        "startup_base_ms": ("baseline-server (start-up)",
+                            lambda p: [str(RELEASE / "baseline-server"), "--listen", f"127.0.0.1:{p}"], None),
+    }
+    out: dict[str, float] = {}
+    for key, (name, args, build_id) in cases.items():
+        times = []
+        for i in range(trials + 1):  # the first start is untimed: page cache, binary
+            if (placed / state.name).exists():
+                raise SystemExit(f"bench: something wrote {state.name} into {placed}")
+            dt = time_to_health(procs, name, args, LOGS / f"{key}-{i}.log", build_id)
+            if i:
+                times.append(dt)
+        print(f"bench: {name}: {', '.join(f'{t * 1000:.0f}' for t in times)} ms", file=sys.stderr)
+        out[key] = statistics.median(times) * 1000
+        out[key.replace("_ms", "_max_ms")] = max(times) * 1000
+    out["startup_kb_bytes"] = float(kb.stat().st_size)
+    return out
+
+
+# --------------------------------------------------------------------------- propagation
+
+
+def measure_propagation(procs: Procs, tmp: Path, trials: int, s3: S3) -> dict[str, float]:
+    """Seconds from a new kb.db landing in S3 until every one of
+    PROPAGATION_INSTANCES instances (sidecar + mcp-server each) serves it,
+    beside `aws s3 cp` downloading the same object."""
+    kbs = [ensure_kb(4_700), ensure_kb(4_800)]
+    ids = [kb_build_id(k) for k in kbs]
+    if ids[0] == ids[1]:
+        raise SystemExit("bench: the two propagation KBs have the same build id")
+    s3.run("mb", "s3://bench-propagation")
+    s3.run("cp", str(kbs[0]), "s3://bench-propagation/kb.db")
+    sidecars, servers, ports = [], [], []
+    for i in range(PROPAGATION_INSTANCES):
+        d = tmp / f"instance-{i}"
+        d.mkdir()
+        (d / "tokens.yaml").write_text(tokens_yaml("bench-propagation-token-00000"))
+        sidecars.append(procs.start(f"kb-sync-sidecar (instance {i})", [
+            str(RELEASE / "kb-sync-sidecar"), "--dest", str(d), "--file", "kb.db=s3://bench-propagation/kb.db",
+            "--interval", PROPAGATION_INTERVAL, "--listen", f"127.0.0.1:{free_port()}", "--log-format", "json"],
+            LOGS / f"kb-sync-sidecar-instance-{i}.log", env=s3.env))
+    for i in range(PROPAGATION_INSTANCES):
+        d = tmp / f"instance-{i}"
+        deadline = time.time() + 60
+        while not (d / "kb.db").exists():
+            if time.time() > deadline or sidecars[i].poll() is not None:
+                raise SystemExit(f"bench: the sidecar of instance {i} published nothing; see {LOGS}")
+            time.sleep(0.05)
+        port = free_port()
+        log = LOGS / f"mcp-server-instance-{i}.log"
+        proc = procs.start(f"mcp-server (instance {i})", mcp_serve_args(port, d, "--instance-id", f"instance-{i}"),
+                           log, env={"RUST_LOG": "info"})
+        wait_http_ok(f"mcp-server (instance {i})", proc, port, log)
+        servers.append(proc)
+        ports.append(port)
+
+    def build_id(port: int) -> str | None:
+        try:
+            _, body = http_request(port, "GET", "/health", timeout=2)
+            return json.loads(body)["kb"]["build_id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    deadline = time.time() + 30
+    while any(build_id(p) != ids[0] for p in ports):
+        if time.time() > deadline:
+            raise SystemExit("bench: the instances do not serve the first KB")
+        time.sleep(0.1)
+    rng = random.Random()
+    latencies, uploads, downloads = [], [], []
+    cur = 0
+    for t in range(trials):
+        time.sleep(rng.uniform(0, 5))  # a different phase of the sidecars' cycles each time
+        nxt = 1 - cur
+        uploads.append(s3.run("cp", str(kbs[nxt]), "s3://bench-propagation/kb.db"))
+        t0 = time.perf_counter()  # the object is in S3 from here
+        pending = set(ports)
+        while pending:
+            pending = {p for p in pending if build_id(p) != ids[nxt]}
+            if time.perf_counter() - t0 > 120:
+                raise SystemExit(f"bench: propagation trial {t}: {len(pending)} instances still on the old KB after 120 s")
+            if pending:
+                time.sleep(PROPAGATION_POLL_S)
+        latencies.append(time.perf_counter() - t0)
+        downloads.append(s3.run("cp", "s3://bench-propagation/kb.db", str(tmp / "propagation-download.db")))
+        (tmp / "propagation-download.db").unlink()
+        print(f"bench: propagation trial {t}: {latencies[-1]:.2f}s (upload {uploads[-1]:.2f}s, "
+              f"download {downloads[-1]:.2f}s)", file=sys.stderr)
+        cur = nxt
+    for p in sidecars + servers:
+        procs.stop(p)
+    from_start = [lat + up for lat, up in zip(latencies, uploads)]
+    return {
+        "propagation_p50_s": statistics.median(latencies),
+        "propagation_max_s": max(latencies),
+        "propagation_download_s": statistics.median(downloads),
+        "propagation_download_max_s": max(downloads),
+        "propagation_upload_s": statistics.median(uploads),
+        "propagation_from_start_p50_s": statistics.median(from_start),
+        "propagation_from_start_max_s": max(from_start),
+        "propagation_trials": float(trials),
+        "propagation_kb_bytes": float(kbs[1].stat().st_size),
+    }
+
+
 # --------------------------------------------------------------------------- rows
 
 
@@ -452,15 +811,17 @@ def measure_sync(procs: "Procs", tmp: Path, chunks: int) -> dict[str, float]:
 class Row:
     id: str
     what: str
-    measured: str
-    baseline: str
-    ratio: str
+    value: float
+    unit: str
+    base: float | None = None  # None: no baseline
 
 
 def fmt(x: float, unit: str = "") -> str:
     if x != x:  # NaN
         return "n/a"
-    if x >= 100:
+    if x == 0:
+        s = "0"
+    elif x >= 100:
         s = f"{x:,.0f}"
     elif x >= 10:
         s = f"{x:.1f}"
@@ -478,32 +839,81 @@ def ratio(a: float, b: float) -> str:
     return f"{r:.4f}×" if r < 0.01 else f"{r:.3f}×" if r < 1 else f"{r:.2f}×" if r < 100 else f"{r:,.0f}×"
 
 
-def metric_row(scenario: str, key: str, label: str, unit: str) -> Callable[[Context], Row | None]:
+# Units a target may be written in, in SI base units.
+UNITS = {"µs": 1e-6, "ms": 1e-3, "s": 1.0, "B": 1.0, "MB": 1e6, "req/s": 1.0}
+
+
+def met(r: Row, target: str) -> str:
+    """✓ or ✗ for a target such as "≤ 20 MB", "≥ 0.7×" or "0 B"; "?" when
+    it cannot be compared, "" without a target."""
+    m = re.fullmatch(r"(≤|≥|<|>|=)?\s*([0-9][0-9.,]*)\s*(\S+)", target.strip())
+    if not m:
+        return ""
+    op, y, unit = m.group(1) or "=", float(m.group(2).replace(",", "")), m.group(3)
+    if unit == "×":
+        if not r.base or r.base != r.base:
+            return "?"
+        x = r.value / r.base
+    elif unit in UNITS and r.unit in UNITS:
+        x, y = r.value * UNITS[r.unit], y * UNITS[unit]
+    else:
+        return "?"
+    if x != x:
+        return "?"
+    ok = {"≤": x <= y, "≥": x >= y, "<": x < y, ">": x > y, "=": x == y}[op]
+    return "✓" if ok else "✗"
+
+
+Label = str | Callable[[Context], str]
+
+
+def label_of(label: Label, ctx: Context) -> str:
+    return label if isinstance(label, str) else label(ctx)
+
+
+def metric_row(scenario: str, key: str, label: Label, unit: str, base: str = "baseline") -> Callable[[Context], Row | None]:
     def row(ctx: Context) -> Row | None:
-        m, b = ctx.results.get(scenario), ctx.results.get("baseline")
+        m, b = ctx.results.get(scenario), ctx.results.get(base)
         if m is None or b is None:
             return None
-        return Row(f"{scenario}.{key}", label, fmt(m[key], unit), fmt(b[key], unit), ratio(m[key], b[key]))
+        return Row(f"{scenario}.{key}", label_of(label, ctx), m[key], unit, b[key])
     return row
 
 
-def extra_row(key: str, label: str, unit: str, base_key: str | None = None, scale: float = 1.0) -> Callable[[Context], Row | None]:
+def extra_row(key: str, label: Label, unit: str, base_key: str | None = None, scale: float = 1.0) -> Callable[[Context], Row | None]:
     def row(ctx: Context) -> Row | None:
         if key not in ctx.extra:
             return None
-        m = ctx.extra[key] * scale
-        if base_key is None:
-            return Row(key, label, fmt(m, unit), "—", "—")
-        b = ctx.extra[base_key] * scale
-        return Row(key, label, fmt(m, unit), fmt(b, unit), ratio(m, b))
+        b = ctx.extra[base_key] * scale if base_key is not None else None
+        return Row(key, label_of(label, ctx), ctx.extra[key] * scale, unit, b)
     return row
 
 
+def search1m_label(what: str) -> Label:
+    def label(ctx: Context) -> str:
+        chunks = int(ctx.extra.get("search1m_chunks", SEARCH1M_CHUNKS))
+        quick = " (--quick: not the 1M KB)" if chunks != SEARCH1M_CHUNKS else ""
+        return f"search, {chunks:,}-chunk KB{quick}, 1 in flight: {what}"
+    return label
+
+
+def startup_label(what: str) -> Label:
+    def label(ctx: Context) -> str:
+        return f"start-up to /health 200, {ctx.extra.get('startup_kb_bytes', 0) / 1e6:,.0f} MB KB, {what}"
+    return label
+
+
 ROWS: list[Callable[[Context], Row | None]] = [
-    metric_row("search", "rps", "search: requests/s", "req/s"),
-    metric_row("search", "p50_ms", "search: p50 latency", "ms"),
-    metric_row("search", "p99_ms", "search: p99 latency", "ms"),
-    metric_row("search", "server_cpu_us_per_req", "search: server CPU per request", "µs"),
+    extra_row("rss_idle_mb", "resident memory (VmRSS), idle", "MB", "rss_idle_base_mb"),
+    extra_row("rss_load_mb", f"resident memory, peak under {LOAD_CONCURRENCY} connections (search)", "MB",
+              "rss_load_base_mb"),
+    metric_row("search", "rps", "search, 16 in flight: requests/s", "req/s"),
+    metric_row("search", "p50_ms", "search, 16 in flight: p50 latency", "ms"),
+    metric_row("search", "p99_ms", "search, 16 in flight: p99 latency", "ms"),
+    metric_row("search", "server_cpu_us_per_req", "search, 16 in flight: server CPU per request", "µs"),
+    metric_row("search1m", "p50_ms", search1m_label("p50 latency"), "ms", "search1m_baseline"),
+    metric_row("search1m", "p99_ms", search1m_label("p99 latency"), "ms", "search1m_baseline"),
+    metric_row("search1m", "server_cpu_us_per_req", search1m_label("server CPU per request"), "µs", "search1m_baseline"),
     metric_row("tools_list", "rps", "tools/list: requests/s", "req/s"),
     metric_row("tools_list", "p50_ms", "tools/list: p50 latency", "ms"),
     metric_row("tools_list", "p99_ms", "tools/list: p99 latency", "ms"),
@@ -511,22 +921,34 @@ ROWS: list[Callable[[Context], Row | None]] = [
     metric_row("ping_api", "rps", "ping, API token: requests/s", "req/s"),
     metric_row("ping_session", "rps", "ping, session token: requests/s", "req/s"),
     metric_row("ping_none", "rps", "ping, no auth: requests/s", "req/s"),
+    extra_row("startup_ms", startup_label("published by kb-init (state record)"), "ms", "startup_base_ms"),
+    extra_row("startup_placed_ms", startup_label("placed without a state record"), "ms", "startup_base_ms"),
     extra_row("reload_watch_p50", "reload latency, watcher: p50", "ms", scale=1000),
     extra_row("reload_watch_p99", "reload latency, watcher: p99", "ms", scale=1000),
     extra_row("reload_poll_p50", f"reload latency, polling only ({POLL_INTERVAL_MS} ms): p50", "ms", scale=1000),
     extra_row("reload_poll_p99", f"reload latency, polling only ({POLL_INTERVAL_MS} ms): p99", "ms", scale=1000),
-    extra_row("kb_init_s", "kb-init fetch + verify + publish (S3, ~100 MB) vs aws s3 cp", "s", "aws_cp_s"),
+    extra_row("kb_init_s", lambda ctx: f"kb-init fetch + verify + publish (S3, {ctx.extra['kb_bytes'] / 1e6:.0f} MB) "
+              "vs aws s3 cp", "s", "aws_cp_s"),
     extra_row("sidecar_bytes_per_cycle", "sidecar cycle, source unchanged: body bytes", "B"),
     extra_row("sidecar_cpu_ms_per_cycle", "sidecar cycle, source unchanged: CPU", "ms"),
+    extra_row("propagation_p50_s", f"propagation S3 → all {PROPAGATION_INSTANCES} instances "
+              f"(interval {PROPAGATION_INTERVAL}): p50", "s", "propagation_download_s"),
+    extra_row("propagation_max_s", f"propagation S3 → all {PROPAGATION_INSTANCES} instances "
+              f"(interval {PROPAGATION_INTERVAL}): max", "s", "propagation_download_s"),
 ]
 
 
 def table(ctx: Context) -> str:
-    lines = ["| what | measured | baseline (same run) | ratio | target |", "| --- | ---: | ---: | ---: | --- |"]
+    lines = ["| what | measured | baseline (same run) | ratio | target | met? |",
+             "| --- | ---: | ---: | ---: | --- | :---: |"]
     for f in ROWS:
         r = f(ctx)
-        if r is not None:
-            lines.append(f"| {r.what} | {r.measured} | {r.baseline} | {r.ratio} | {TARGETS.get(r.id, '—')} |")
+        if r is None:
+            continue
+        target = TARGETS.get(r.id)
+        base, rat = ("—", "—") if r.base is None else (fmt(r.base, r.unit), ratio(r.value, r.base))
+        lines.append(f"| {r.what} | {fmt(r.value, r.unit)} | {base} | {rat} | {target or '—'} | "
+                     f"{met(r, target) if target else ''} |")
     return "\n".join(lines)
 
 
@@ -538,18 +960,27 @@ def _interrupt(signum, frame) -> None:
 
 
 def main() -> int:
+    started = time.time()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 10,000 chunks, 2 s per scenario, 1 s warm-up")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 10,000 chunks, 2 s per scenario, 1 s warm-up, smaller KBs and fewer trials")
     ap.add_argument("--chunks", type=int, help="KB size in chunks [100000; 10000 with --quick]")
     ap.add_argument("--duration", type=float, help="measured seconds per scenario [10; 2 with --quick]")
     ap.add_argument("--warmup", type=float, help="warm-up seconds per scenario [2; 1 with --quick]")
     ap.add_argument("--concurrency", type=int, default=16, help="connections, one request in flight each [16]")
     ap.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
-    ap.add_argument("--only", action="append", help="run only this scenario (repeatable; baseline always runs)")
+    ap.add_argument("--only", action="append", metavar="NAME",
+                    help=f"run only this group ({', '.join(GROUPS)}) or loadgen scenario "
+                         f"({', '.join(s.name for s in SCENARIOS[1:])}); repeatable")
     args = ap.parse_args()
+    names = set(GROUPS) | {s.name for s in SCENARIOS[1:]}
+    for n in args.only or []:
+        if n not in names:
+            ap.error(f"--only {n}: not one of {', '.join(sorted(names))}")
     args.chunks = args.chunks or (10_000 if args.quick else 100_000)
     args.duration = args.duration or (2 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    trials = 2 if args.quick else 5
 
     # A SIGTERM (e.g. from CI) must still run the finally below.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -570,11 +1001,9 @@ def main() -> int:
             (tmp / "session.key").write_text(os.urandom(32).hex() + "\n")
             ports = {"mcp": free_port(), "baseline": free_port()}
             mcp_log, base_log = LOGS / "mcp-server.log", LOGS / "baseline-server.log"
-            mcp = procs.start("mcp-server", [
-                str(RELEASE / "mcp-server"), "serve", "--listen", f"127.0.0.1:{ports['mcp']}",
-                "--data-dir", str(tmp), "--kb-file", str(kb), "--instance-id", "bench",
-                "--log-format", "json", "--drain-delay", "0s", "--shutdown-timeout", "5s",
-            ], mcp_log, env={"RUST_LOG": "warn"})
+            mcp = procs.start("mcp-server", mcp_serve_args(
+                ports["mcp"], tmp, "--kb-file", str(kb), "--instance-id", "bench", "--shutdown-timeout", "5s"),
+                mcp_log, env={"RUST_LOG": "warn"})
             base = procs.start("baseline-server", [str(RELEASE / "baseline-server"), "--listen", f"127.0.0.1:{ports['baseline']}"], base_log)
             wait_http_ok("baseline-server", base, ports["baseline"], base_log)
             t0 = time.time()
@@ -584,18 +1013,26 @@ def main() -> int:
             login = rpc("tools/call", {"name": "authenticate_user", "arguments": {"username": "bench", "password": "bench-password"}})
             _, reply = http_request(ports["mcp"], "POST", "/mcp", json.dumps(login).encode(), headers(ctx, "none"))
             ctx.session_token = json.loads(json.loads(reply)["result"]["content"][0]["text"])["session_token"]
-            for s in SCENARIOS:
-                if args.only and s.name != "baseline" and s.name not in args.only:
-                    continue
+            if ctx.selected("memory"):  # first: idle means before any load
+                measure_memory(ctx)
+            chosen = [s for s in SCENARIOS[1:] if ctx.selected("loadgen") or ctx.selected(s.name)]
+            for s in ([SCENARIOS[0]] if chosen else []) + chosen:
                 ctx.results[s.name] = run_scenario(ctx, s)
-            if not args.only or "reload" in args.only:
+            if ctx.selected("search1m"):
+                measure_search1m(procs, ctx)
+            if ctx.selected("reload"):
                 for watch in (True, False):
                     lat = measure_reload(procs, kb, tmp, watch)
                     mode = "watch" if watch else "poll"
                     ctx.extra[f"reload_{mode}_p50"] = percentile(lat, 50)
                     ctx.extra[f"reload_{mode}_p99"] = percentile(lat, 99)
-            if not args.only or "sync" in args.only:
-                ctx.extra.update(measure_sync(procs, tmp, 4_700 if args.quick else 47_000))
+            if ctx.selected("startup"):
+                ctx.extra.update(measure_startup(procs, tmp, STARTUP_CHUNKS // 10 if args.quick else STARTUP_CHUNKS, trials))
+            s3 = start_moto(procs) if ctx.selected("sync") or ctx.selected("propagation") else None
+            if s3 and ctx.selected("sync"):
+                ctx.extra.update(measure_sync(procs, tmp, 4_700 if args.quick else 47_000, s3))
+            if s3 and ctx.selected("propagation"):
+                ctx.extra.update(measure_propagation(procs, tmp, trials, s3))
     finally:
         procs.stop_all()
 
@@ -604,7 +1041,8 @@ def main() -> int:
     print("\n".join(header))
     print(f"KB: {kb_summary(kb)}")
     print(f"load: loadgen, {args.concurrency} connections (one request in flight each), {args.warmup:g}s warm-up + "
-          f"{args.duration:g}s measured per scenario; search rotates {len(QUERIES)} queries (top_n default 5)")
+          f"{args.duration:g}s measured per scenario unless a row says otherwise; search rotates {len(QUERIES)} "
+          f"queries (top_n default 5)")
     print()
     print(table(ctx))
     print()
@@ -612,17 +1050,38 @@ def main() -> int:
           + "; ".join(json.dumps(q, ensure_ascii=False) for q in QUERIES))
     print("tools/list = the same server without SQLite (HTTP, auth, rmcp); baseline = baseline-server "
           "answering the search request bodies with a fixed 1,059-byte tools/list reply")
+    for note in ctx.notes:
+        print(note)
+    x = ctx.extra
+    if "startup_ms" in x:
+        print(f"start-up: wall time from just before spawning the server to its first GET /health 200, polled every "
+              f"{STARTUP_POLL_S * 1000:g} ms with a fresh connection; median of {trials} starts after one untimed start "
+              f"(the KB is in the page cache). 'published' = a directory written by `kb-init --file kb.db=file://...` "
+              f"(kb.db + .fleet-sync-state.json); 'without a state record' = the same kb.db copied into a directory "
+              f"without one (the server verifies it fully). Max of the trials: {x['startup_max_ms']:.0f} ms published, "
+              f"{x['startup_placed_max_ms']:.0f} ms without a record. Baseline = baseline-server, spawn to first 200.")
+    if "propagation_max_s" in x:
+        print(f"propagation: {PROPAGATION_INSTANCES} instances, each its own directory, kb-sync-sidecar (--interval "
+              f"{PROPAGATION_INTERVAL}, default jitter) and mcp-server; {x['propagation_trials']:.0f} trials uploading "
+              f"a {x['propagation_kb_bytes'] / 1e6:.0f} MB KB with a new build id to moto S3 ({x['propagation_upload_s']:.2f} s "
+              f"median `aws s3 cp` upload) after a random 0-5 s pause; measured from the upload's completion to the last "
+              f"instance's /health showing the new kb.build_id (polled every {PROPAGATION_POLL_S * 1000:g} ms); counted from "
+              f"the start of the upload command instead: p50 {x['propagation_from_start_p50_s']:.2f} s, max "
+              f"{x['propagation_from_start_max_s']:.2f} s. "
+              f"Baseline = median `aws s3 cp` download of the same object (max {x['propagation_download_max_s']:.2f} s), "
+              f"the transfer floor; the rest is bounded by the sidecar's interval (+ jitter) and the polling.")
     noisy = []
     for name, r in ctx.results.items():
         cores = {k: r[f"{k}_cpu_s"] / r["wall_s"] for k in ("server", "loadgen", "other")}
-        print(f"{name}: {r['requests']:,} requests, {r['errors']} errors, {r['bytes_per_reply']:,} bytes/reply, "
-              f"p90 {r['p90_ms']} ms, max {r['max_ms']} ms; cores used: server {cores['server']:.2f}, "
-              f"loadgen {cores['loadgen']:.2f}, other processes {cores['other']:.2f}")
+        print(f"{name}: {r['concurrency']} connections, {r['requests']:,} requests, {r['errors']} errors, "
+              f"{r['bytes_per_reply']:,} bytes/reply, p90 {r['p90_ms']} ms, max {r['max_ms']} ms; cores used: server "
+              f"{cores['server']:.2f}, loadgen {cores['loadgen']:.2f}, other processes {cores['other']:.2f}")
         if cores["other"] > 0.15:
             noisy.append(name)
     if noisy:
         print(f"warning: other processes used CPU during {', '.join(noisy)}: those numbers are disturbed; rerun on an idle machine")
     print(f"logs: {LOGS}")
+    print(f"run time: {time.time() - started:.0f} s")
     if errors:
         print(f"bench: {errors} errors during the run: the numbers above are not valid", file=sys.stderr)
         return 1
