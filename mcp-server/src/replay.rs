@@ -178,15 +178,8 @@ impl Replies {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::headers;
     use axum::http::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
 
     const BASE: &[(&str, &str)] = &[
         ("host", "127.0.0.1:8080"),
