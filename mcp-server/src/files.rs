@@ -160,20 +160,12 @@ pub fn load(state: &Arc<AppState>, which: DataFile) -> Result<Loaded, String> {
         }) => {
             tracing::info!(file = which.name(), path = %path.display(), generation, %summary, "loaded");
             let m = &state.metrics;
+            m.reload(which.name(), "applied");
+            set_generation_metrics(state, which, *generation);
             let label = crate::metrics::FileLabel {
                 file: which.name().to_string(),
             };
-            m.reload(which.name(), "applied");
-            m.file_generation
-                .get_or_create(&label)
-                .set(*generation as i64);
             m.last_reload.get_or_create(&label).set(unix_now());
-            if which == DataFile::Kb
-                && let Some(kb) = state.kb.load().as_ref()
-            {
-                m.kb_chunks.set(kb.info().chunk_count as i64);
-                m.kb_generation.set(*generation as i64);
-            }
         }
         Ok(Loaded::Unchanged) => {}
         Ok(Loaded::Absent) => {
@@ -328,8 +320,8 @@ fn audit_vouched(state: Arc<AppState>, path: PathBuf, generation: u64, undo: Und
             let Ok(sha) = fleet_common::sha256_file(&path) else {
                 return; // Gone or replaced: the reloader handles what comes next.
             };
-            let vouched = undo.vouched_sha.clone();
-            if sha == vouched {
+            let vouched = &undo.vouched_sha;
+            if sha == *vouched {
                 tracing::debug!(path = %path.display(), "kb content matches its sync record");
                 return;
             }
@@ -352,17 +344,30 @@ fn audit_vouched(state: Arc<AppState>, path: PathBuf, generation: u64, undo: Und
                 undone = true;
             });
             if undone {
-                let m = &state.metrics;
                 let live = state.files.get(DataFile::Kb).map_or(0, |s| s.generation);
-                m.kb_generation.set(live as i64);
-                m.kb_chunks
-                    .set(state.kb.load().as_ref().map_or(0, |k| k.info().chunk_count as i64));
+                set_generation_metrics(&state, DataFile::Kb, live);
                 tracing::error!(file = "kb", path = %path.display(), error = %err, "not loaded; the previous version keeps serving");
                 state.metrics.reload(DataFile::Kb.name(), "error");
             }
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start the kb audit thread");
+    }
+}
+
+/// Show `generation` of `which` as live in the metrics, with the KB's size.
+fn set_generation_metrics(state: &AppState, which: DataFile, generation: u64) {
+    let m = &state.metrics;
+    let label = crate::metrics::FileLabel {
+        file: which.name().to_string(),
+    };
+    m.file_generation
+        .get_or_create(&label)
+        .set(generation as i64);
+    if which == DataFile::Kb {
+        let chunks = state.kb.load().as_ref().map_or(0, |k| k.info().chunk_count);
+        m.kb_chunks.set(chunks as i64);
+        m.kb_generation.set(generation as i64);
     }
 }
 
