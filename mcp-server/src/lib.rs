@@ -21,6 +21,7 @@ pub mod files;
 pub mod fingerprint;
 pub mod health;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod pg;
 pub mod rate_limit;

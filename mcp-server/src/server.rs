@@ -4,8 +4,9 @@
 //! Start-up binds first and serves `/livez` and a 503 `/health` while the data
 //! files load, so orchestrators can tell "starting" from "dead". Shutdown
 //! marks the instance draining (health turns 503), keeps serving for the drain
-//! delay so load balancers take it out of rotation, stops accepting, and waits
-//! for in-flight requests up to the shutdown timeout.
+//! delay so load balancers take it out of rotation, stops accepting without
+//! resetting a queued connection ([`crate::listener`]), and waits for in-flight
+//! requests up to the shutdown timeout.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -111,17 +112,7 @@ pub async fn serve(
     // Connections the kernel completed but we have not accepted yet would be
     // reset when the listener closes, after their client sent a request.
     // Accept and answer them (with `Connection: close`) first.
-    loop {
-        tokio::select! {
-            biased;
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => serve_one(stream, peer),
-                Err(_) => break,
-            },
-            () = std::future::ready(()) => break,
-        }
-    }
-    drop(listener);
+    crate::listener::close(listener, serve_one).await;
     connections.close();
     tracing::info!(
         open = connections.len(),
