@@ -11,6 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How many distinct client IPs are tracked at most.
@@ -20,6 +21,9 @@ pub struct FailureLimiter {
     max_failures: usize,
     window: Duration,
     failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    /// False while the table is empty, the usual case: every request checks
+    /// the limit, and this spares them all the lock.
+    any: AtomicBool,
 }
 
 impl FailureLimiter {
@@ -28,11 +32,15 @@ impl FailureLimiter {
             max_failures: max_failures.max(1),
             window,
             failures: Mutex::new(HashMap::new()),
+            any: AtomicBool::new(false),
         }
     }
 
     /// `Err(retry_after)` when `ip` is over the limit now.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        if !self.any.load(Ordering::Acquire) {
+            return Ok(());
+        }
         self.check_at(ip, Instant::now())
     }
 
@@ -51,6 +59,7 @@ impl FailureLimiter {
         }
         if times.is_empty() {
             map.remove(&ip);
+            self.any.store(!map.is_empty(), Ordering::Release);
             return Ok(());
         }
         if times.len() >= self.max_failures {
@@ -88,6 +97,7 @@ impl FailureLimiter {
         }
         let times = map.entry(ip).or_default();
         times.push_back(now);
+        self.any.store(true, Ordering::Release);
         while times.len() > self.max_failures {
             times.pop_front();
         }
@@ -121,5 +131,25 @@ mod tests {
         // At t0+61 the failure of t0+1 leaves too.
         assert!(l.check_at(a, t0 + Duration::from_secs(61)).is_ok());
         assert!(l.check_at(a, t0 + Duration::from_secs(200)).is_ok());
+    }
+
+    #[test]
+    fn the_lock_free_check_sees_failures_and_their_expiry() {
+        let l = FailureLimiter::new(2, Duration::from_millis(200));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(l.check(a).is_ok());
+        l.record_failure(a);
+        assert!(l.check(a).is_ok());
+        l.record_failure(a);
+        assert!(l.check(a).is_err());
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(l.check(a).is_ok());
+        assert!(
+            !l.any.load(Ordering::Acquire),
+            "an expired table is empty again"
+        );
+        l.record_failure(a);
+        l.record_failure(a);
+        assert!(l.check(a).is_err(), "and counts again after that");
     }
 }
