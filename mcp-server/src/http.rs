@@ -8,65 +8,99 @@
 //! notifications) and `tools/call authenticate_user`. A token that is present
 //! but wrong is always refused, whatever the method.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use http_body_util::{BodyExt, Limited};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use serde::Deserialize;
 use time::OffsetDateTime;
+use tower::ServiceExt;
 
 use crate::auth::{AuthFailure, Principal};
 use crate::client_ip::ClientIp;
 use crate::config::HostPolicy;
+use crate::envelope::{Body as MessageBody, Envelope};
 use crate::sessions;
 use crate::state::AppState;
 use crate::tools::McpHandler;
 
-/// The whole application router.
-pub fn app(state: Arc<AppState>) -> Router {
-    let tools = McpHandler::router(&state);
-    let handler_state = state.clone();
-    let mut rmcp_config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(false)
-        .with_json_response(true)
-        .with_sse_keep_alive(None)
-        .with_max_request_body_bytes(state.config.max_body_bytes);
-    rmcp_config = match &state.config.allowed_hosts {
-        HostPolicy::Loopback => rmcp_config.with_allowed_hosts(["localhost", "127.0.0.1", "::1"]),
-        HostPolicy::Any => rmcp_config.disable_allowed_hosts(),
-        HostPolicy::List(list) => rmcp_config.with_allowed_hosts(list.clone()),
-    };
-    let mcp = StreamableHttpService::new(
-        move || Ok(McpHandler::new(handler_state.clone(), tools.clone())),
-        Arc::new(NeverSessionManager::default()),
-        rmcp_config,
-    );
-    // axum clones a route's service for every request: share rmcp's (its
-    // configuration holds several vectors) instead of copying it each time.
-    let mcp = Arc::new(mcp);
-    let rmcp = tower::service_fn(move |req: Request| {
-        let mcp = mcp.clone();
-        async move { Ok::<_, std::convert::Infallible>(mcp.handle(req).await.map(Body::new)) }
-    });
-    let guarded = Router::new()
-        .route_service("/mcp", rmcp.clone())
-        .route_service("/mcp/v1", rmcp)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
-    Router::new()
-        .route("/health", get(crate::health::health))
-        .route("/livez", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
-        .merge(guarded)
-        .with_state(state)
+type Rmcp = StreamableHttpService<McpHandler, NeverSessionManager>;
+
+/// The service every connection runs. `/mcp` and `/mcp/v1` go straight to
+/// the guard and rmcp, the hot path with no router or middleware in between;
+/// everything else goes through the axum router. Cheap to clone.
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+struct AppInner {
+    state: Arc<AppState>,
+    rmcp: Rmcp,
+    router: Router,
+}
+
+impl App {
+    pub fn new(state: Arc<AppState>) -> App {
+        let tools = McpHandler::router(&state);
+        let handler_state = state.clone();
+        let mut rmcp_config = StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(true)
+            .with_sse_keep_alive(None)
+            .with_max_request_body_bytes(state.config.max_body_bytes);
+        rmcp_config = match &state.config.allowed_hosts {
+            HostPolicy::Loopback => {
+                rmcp_config.with_allowed_hosts(["localhost", "127.0.0.1", "::1"])
+            }
+            HostPolicy::Any => rmcp_config.disable_allowed_hosts(),
+            HostPolicy::List(list) => rmcp_config.with_allowed_hosts(list.clone()),
+        };
+        let rmcp = StreamableHttpService::new(
+            move || Ok(McpHandler::new(handler_state.clone(), tools.clone())),
+            Arc::new(NeverSessionManager::default()),
+            rmcp_config,
+        );
+        let router = Router::new()
+            .route("/health", get(crate::health::health))
+            .route("/livez", get(|| async { "ok\n" }))
+            .route("/metrics", get(metrics))
+            .with_state(state.clone());
+        App(Arc::new(AppInner {
+            state,
+            rmcp,
+            router,
+        }))
+    }
+
+    /// Answer one request from `peer`.
+    pub async fn call(&self, req: Request, peer: SocketAddr) -> Response {
+        let App(inner) = self;
+        let response = match req.uri().path() {
+            "/mcp" | "/mcp/v1" if req.method() == Method::POST => {
+                // rmcp's future is large and not needed for a replayed
+                // answer: boxed, it stays out of the future every request
+                // builds and hyper moves.
+                guard(&inner.state, peer, req, |req| {
+                    Box::pin(inner.rmcp.handle(req))
+                })
+                .await
+            }
+            // rmcp answers GET and DELETE with 405 in stateless mode.
+            "/mcp" | "/mcp/v1" => inner.rmcp.handle(req).await.map(Body::new),
+            _ => match Box::pin(inner.router.clone().oneshot(req)).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            },
+        };
+        close_while_draining(&inner.state, response)
+    }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -82,12 +116,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 /// While draining, every answer closes its connection, so that when the
 /// listener stops no load balancer holds an idle keep-alive connection it
-/// might send a request on as it closes. Applied to every answer by the
-/// accept loop.
-pub fn close_while_draining<B>(
-    state: &AppState,
-    mut response: axum::http::Response<B>,
-) -> axum::http::Response<B> {
+/// might send a request on as it closes.
+fn close_while_draining(state: &AppState, mut response: Response) -> Response {
     if state.phase() == crate::state::Phase::Draining {
         response
             .headers_mut()
@@ -103,59 +133,40 @@ fn is_public(method: &str, tool: Option<&str>) -> bool {
         || (method == "tools/call" && tool == Some("authenticate_user"))
 }
 
-#[derive(Deserialize)]
-struct Peek {
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    params: Option<PeekParams>,
-}
-
-#[derive(Deserialize)]
-struct PeekParams {
-    #[serde(default)]
-    name: Option<String>,
-}
-
-impl Peek {
+impl Envelope<'_> {
     fn is_public(&self) -> bool {
-        let tool = self.params.as_ref().and_then(|p| p.name.as_deref());
-        self.method.as_deref().is_some_and(|m| is_public(m, tool))
+        self.method
+            .as_deref()
+            .is_some_and(|m| is_public(m, self.tool().as_deref()))
     }
 }
 
-/// What the guard needs to know of a JSON-RPC body, read in one parse:
-/// whether it may pass without a token, and its method and tool as bounded
-/// metric labels.
+/// What the guard needs to know of a JSON-RPC body: whether it may pass
+/// without a token, and its method and tool as bounded metric labels.
 struct Inspected {
     public: bool,
     method: &'static str,
     tool: &'static str,
 }
 
-fn inspect(body: &[u8]) -> Inspected {
-    if let Ok(one) = serde_json::from_slice::<Peek>(body) {
-        return Inspected {
+fn inspect(body: &MessageBody) -> Inspected {
+    match body {
+        MessageBody::One(one) => Inspected {
             public: one.is_public(),
             method: label_of(one.method.as_deref(), KNOWN_METHODS, "none"),
-            tool: label_of(
-                one.params.as_ref().and_then(|p| p.name.as_deref()),
-                KNOWN_TOOLS,
-                "",
-            ),
-        };
-    }
-    let is_array = body.trim_ascii_start().first() == Some(&b'[');
-    let batch = is_array
-        .then(|| serde_json::from_slice::<Vec<Peek>>(body).ok())
-        .flatten();
-    Inspected {
-        // A batch passes without a token only if every message in it may.
-        public: batch
-            .as_ref()
-            .is_some_and(|b| !b.is_empty() && b.iter().all(Peek::is_public)),
-        method: if is_array { "batch" } else { "invalid" },
-        tool: "",
+            tool: label_of(one.tool().as_deref(), KNOWN_TOOLS, ""),
+        },
+        MessageBody::Batch(batch) => Inspected {
+            // A batch passes without a token only if every message in it may.
+            public: !batch.is_empty() && batch.iter().all(Envelope::is_public),
+            method: "batch",
+            tool: "",
+        },
+        MessageBody::Invalid => Inspected {
+            public: false,
+            method: "invalid",
+            tool: "",
+        },
     }
 }
 
@@ -230,30 +241,35 @@ fn label_of(
     }
 }
 
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// The `X-Request-Id` to use: the client's if it is sane, else a new one.
 fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
-        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
+        .unwrap_or_else(|| hex::encode(rand::random::<u64>().to_be_bytes()))
 }
 
-async fn guard(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+/// Check, authenticate, count and log one MCP POST; `rmcp` answers it if it
+/// passes.
+async fn guard<F, B>(
+    state: &AppState,
+    peer: SocketAddr,
     req: Request,
-    next: Next,
-) -> Response {
-    if req.method() != Method::POST {
-        // rmcp answers GET and DELETE with 405 in stateless mode.
-        return next.run(req).await;
-    }
+    rmcp: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: Future<Output = axum::http::Response<B>>,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let start = std::time::Instant::now();
     let id = request_id(req.headers());
     state.metrics.in_flight.inc();
-    let (mut response, seen) = guarded(&state, peer, req, next).await;
+    let (mut response, seen) = guarded(state, peer, req, rmcp).await;
     state.metrics.in_flight.dec();
     let elapsed = start.elapsed();
     state
@@ -270,12 +286,22 @@ async fn guard(
         "request"
     );
     if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", v);
+        response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     response
 }
 
-async fn guarded(state: &AppState, peer: SocketAddr, req: Request, next: Next) -> (Response, Seen) {
+async fn guarded<F, B>(
+    state: &AppState,
+    peer: SocketAddr,
+    req: Request,
+    rmcp: impl FnOnce(Request) -> F,
+) -> (Response, Seen)
+where
+    F: Future<Output = axum::http::Response<B>>,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let ip = state.client_ip.resolve(peer, req.headers());
     let mut seen = Seen {
         method: "unknown",
@@ -321,13 +347,12 @@ async fn guarded(state: &AppState, peer: SocketAddr, req: Request, next: Next) -
             );
         }
     };
-    let body = inspect(&bytes);
+    let message = MessageBody::parse(&bytes);
+    let body = inspect(&message);
     (seen.method, seen.tool) = (body.method, body.tool);
-    match bearer(&parts.headers) {
+    let principal = match bearer(&parts.headers) {
         Some(token) => match authenticate(state, token) {
-            Ok(principal) => {
-                parts.extensions.insert(principal);
-            }
+            Ok(principal) => Some(principal),
             Err(failure) => {
                 state.limiter.record_failure(ip);
                 state.metrics.auth_failure(failure.label());
@@ -335,24 +360,30 @@ async fn guarded(state: &AppState, peer: SocketAddr, req: Request, next: Next) -
                 return (unauthorized(failure), seen);
             }
         },
-        None if body.public => {}
+        None if body.public => None,
         None => {
             state.metrics.auth_failure(AuthFailure::Missing.label());
             seen.outcome = "unauthorized";
             return (unauthorized(AuthFailure::Missing), seen);
         }
-    }
-    let replayable = crate::replay::Replayable::of(body.method, &parts.headers, &bytes);
+    };
+    let replayable = match &message {
+        MessageBody::One(one) => crate::replay::Replayable::of(one, &parts.headers),
+        _ => None,
+    };
+    drop(message);
     if let Some(answer) = replayable.as_ref().and_then(|r| state.replies.answer(r)) {
         state.metrics.replayed.inc();
         seen.outcome = "ok";
         return (answer, seen);
     }
+    if let Some(principal) = principal {
+        parts.extensions.insert(principal);
+    }
     parts.extensions.insert(ClientIp(ip));
     let request = Request::from_parts(parts, Body::from(bytes));
-    let response = match tokio::time::timeout(state.config.request_timeout, next.run(request)).await
-    {
-        Ok(response) => response,
+    let response = match tokio::time::timeout(state.config.request_timeout, rmcp(request)).await {
+        Ok(response) => response.map(Body::new),
         Err(_) => {
             seen.outcome = "timeout";
             return (
@@ -455,6 +486,10 @@ pub fn error_response(status: StatusCode, message: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn inspect(body: &[u8]) -> Inspected {
+        super::inspect(&MessageBody::parse(body))
+    }
 
     #[test]
     fn only_the_handshake_and_login_are_public() {

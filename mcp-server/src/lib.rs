@@ -17,6 +17,7 @@ pub mod client_ip;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod envelope;
 pub mod files;
 pub mod fingerprint;
 pub mod health;

@@ -18,14 +18,13 @@
 //! rejects keeps being rejected by rmcp. The table is small and bounded:
 //! when full, it is emptied and learned again.
 
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::Value;
+
+use crate::envelope::Envelope;
 
 /// Methods whose result is replayed.
 const METHODS: &[&str] = &["tools/list", "ping"];
@@ -42,7 +41,7 @@ const KEY_HEADERS: &[&str] = &[
 const MAX_ENTRIES: usize = 32;
 
 /// What identifies an answer: method, params and rmcp's headers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key(Vec<u8>);
 
 /// A request that may be answered from the table: its key and its id as
@@ -53,59 +52,49 @@ pub struct Replayable {
     id: String,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Plain {
-    jsonrpc: String,
-    id: Value,
-    method: String,
-    #[serde(default, deserialize_with = "present")]
-    params: Option<Value>,
-}
-
-/// `"params": null` is kept apart from no params at all.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
-}
-
 impl Replayable {
-    /// `Some` if this request's answer may come from the table. `method` is
-    /// the already-parsed method label, so most requests cost no second parse.
-    pub fn of(method: &str, headers: &HeaderMap, body: &[u8]) -> Option<Replayable> {
-        if !METHODS.contains(&method) {
+    /// `Some` if the answer to this message may come from the table.
+    pub fn of(msg: &Envelope, headers: &HeaderMap) -> Option<Replayable> {
+        let method = msg.method.as_deref()?;
+        if !METHODS.contains(&method) || msg.jsonrpc.as_deref() != Some("2.0") || msg.other_members
+        {
             return None;
         }
-        let plain: Plain = serde_json::from_slice(body).ok()?;
-        if plain.jsonrpc != "2.0" || plain.method != method {
-            return None;
-        }
-        let id = match &plain.id {
-            Value::Number(n) => n.as_i64()?.to_string(),
-            Value::String(s) => serde_json::to_string(s).ok()?,
-            _ => return None,
+        // The id as rmcp writes it back: an integer, or a string re-escaped.
+        let id = msg.id?.get();
+        let id = if id.starts_with('"') {
+            serde_json::to_string(&serde_json::from_str::<String>(id).ok()?).ok()?
+        } else {
+            id.parse::<i64>().ok()?.to_string()
         };
+        // Each header rmcp reads, at most once; no header that would make
+        // rmcp look further.
+        let mut keyed: [Option<&[u8]>; KEY_HEADERS.len()] = [None; KEY_HEADERS.len()];
+        for (name, value) in headers {
+            let n = name.as_str();
+            match KEY_HEADERS.iter().position(|k| *k == n) {
+                Some(i) if keyed[i].is_some() => return None,
+                Some(i) => keyed[i] = Some(value.as_bytes()),
+                None if n == "origin" || n == "last-event-id" || n.starts_with("mcp-") => {
+                    return None;
+                }
+                None => {}
+            }
+        }
+        // Params as sent: stricter than rmcp's view (whitespace counts),
+        // never looser.
         let mut key = Vec::with_capacity(256);
         key.extend_from_slice(method.as_bytes());
         key.push(0);
-        if let Some(params) = &plain.params {
-            key.extend_from_slice(&serde_json::to_vec(params).ok()?);
+        if let Some(params) = msg.params {
+            key.push(1);
+            key.extend_from_slice(params.get().as_bytes());
         }
-        for (name, _) in headers {
-            let n = name.as_str();
-            let keyed = KEY_HEADERS.contains(&n);
-            if !keyed && (n == "origin" || n == "last-event-id" || n.starts_with("mcp-")) {
-                return None;
-            }
-        }
-        for name in KEY_HEADERS {
-            let mut values = headers.get_all(*name).iter();
+        for value in keyed {
             key.push(0);
-            if let Some(v) = values.next() {
-                if values.next().is_some() {
-                    return None;
-                }
+            if let Some(v) = value {
                 key.push(1);
-                key.extend_from_slice(v.as_bytes());
+                key.extend_from_slice(v);
             }
         }
         Some(Replayable { key: Key(key), id })
@@ -118,16 +107,18 @@ struct Learned {
     result: Bytes,
 }
 
-/// Results learned from rmcp, by key.
+/// Results learned from rmcp, by key. A server sees a handful of distinct
+/// keys, so a short list scanned in order beats hashing a key of a few
+/// hundred bytes.
 #[derive(Default)]
-pub struct Replies(RwLock<HashMap<Key, Learned>>);
+pub struct Replies(RwLock<Vec<(Key, Learned)>>);
 
 impl Replies {
     /// The answer to `r` if it has been learned.
     pub fn answer(&self, r: &Replayable) -> Option<Response> {
         let (headers, result) = {
             let table = self.0.read().ok()?;
-            let learned = table.get(&r.key)?;
+            let (_, learned) = table.iter().find(|(k, _)| *k == r.key)?;
             (learned.headers.clone(), learned.result.clone())
         };
         let mut body = Vec::with_capacity(result.len() + r.id.len() + 40);
@@ -161,16 +152,20 @@ impl Replies {
             return;
         }
         if let Ok(mut table) = self.0.write() {
-            if table.len() >= MAX_ENTRIES && !table.contains_key(&r.key) {
-                table.clear();
-            }
             let mut headers = headers.clone();
             headers.remove(header::CONTENT_LENGTH);
             let learned = Learned {
                 headers,
                 result: Bytes::copy_from_slice(result),
             };
-            table.insert(r.key, learned);
+            if let Some(entry) = table.iter_mut().find(|(k, _)| *k == r.key) {
+                entry.1 = learned;
+                return;
+            }
+            if table.len() >= MAX_ENTRIES {
+                table.clear();
+            }
+            table.push((r.key, learned));
         }
     }
 }
@@ -189,12 +184,19 @@ mod tests {
         ("user-agent", "curl"),
     ];
 
+    fn of(h: &HeaderMap, body: &[u8]) -> Option<Replayable> {
+        match crate::envelope::Body::parse(body) {
+            crate::envelope::Body::One(msg) => Replayable::of(&msg, h),
+            _ => None,
+        }
+    }
+
     #[test]
     fn only_plain_requests_with_known_headers_are_replayable() {
         let h = headers(BASE);
         let list = br#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
-        assert!(Replayable::of("tools/list", &h, list).is_some());
-        assert!(Replayable::of("tools/call", &h, list).is_none());
+        assert!(of(&h, list).is_some());
+        assert!(of(&h, br#"{"jsonrpc":"2.0","id":7,"method":"tools/call"}"#).is_none());
         for body in [
             &br#"{"jsonrpc":"2.0","id":1.5,"method":"tools/list"}"#[..],
             br#"{"jsonrpc":"2.0","id":1e2,"method":"tools/list"}"#,
@@ -204,11 +206,7 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","extra":1}"#,
             br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#,
         ] {
-            assert!(
-                Replayable::of("tools/list", &h, body).is_none(),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
+            assert!(of(&h, body).is_none(), "{}", String::from_utf8_lossy(body));
         }
         for extra in [
             ("origin", "http://x"),
@@ -217,20 +215,17 @@ mod tests {
         ] {
             let mut h = headers(BASE);
             h.append(extra.0, HeaderValue::from_static(extra.1));
-            assert!(
-                Replayable::of("tools/list", &h, list).is_none(),
-                "{extra:?}"
-            );
+            assert!(of(&h, list).is_none(), "{extra:?}");
         }
         let mut twice = headers(BASE);
         twice.append("accept", HeaderValue::from_static("*/*"));
-        assert!(Replayable::of("tools/list", &twice, list).is_none());
+        assert!(of(&twice, list).is_none());
     }
 
     #[tokio::test]
     async fn keys_separate_params_and_headers_and_ids_are_written_back() {
         let h = headers(BASE);
-        let key = |h: &HeaderMap, body: &[u8]| Replayable::of("tools/list", h, body).map(|r| r.key);
+        let key = |h: &HeaderMap, body: &[u8]| of(h, body).map(|r| r.key);
         let plain = key(&h, br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
         assert_eq!(
             plain,
@@ -270,14 +265,8 @@ mod tests {
         );
 
         let replies = Replies::default();
-        let first = Replayable::of(
-            "tools/list",
-            &h,
-            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-        )
-        .unwrap();
-        let again = Replayable::of(
-            "tools/list",
+        let first = of(&h, br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
+        let again = of(
             &h,
             br#"{"jsonrpc":"2.0","id":"q\"1","method":"tools/list"}"#,
         )

@@ -8,18 +8,18 @@
 //! resetting a queued connection ([`crate::listener`]), and waits for in-flight
 //! requests up to the shutdown timeout.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 
 use crate::files::{self, DataFile};
 use crate::state::{AppState, Phase};
@@ -59,7 +59,7 @@ pub async fn serve(
     timings: ShutdownTimings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let app = crate::http::app(state.clone());
+    let app = crate::http::App::new(state.clone());
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -80,16 +80,12 @@ pub async fn serve(
     let connections = tokio_util::task::TaskTracker::new();
     let serve_one = |stream: tokio::net::TcpStream, peer: SocketAddr| {
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let svc = app
-            .clone()
-            .map_request(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                req
-            })
-            .map_response(move |resp| crate::http::close_while_draining(&state, resp));
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let app = app.clone();
+        let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.call(req.map(Body::new), peer).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn);
         connections.spawn(async move {
             if let Err(err) = conn.await {
