@@ -1082,6 +1082,9 @@ def main() -> int:
           + "; ".join(json.dumps(q, ensure_ascii=False) for q in QUERIES))
     print("tools/list = the same server without SQLite (HTTP, auth, rmcp); baseline = baseline-server "
           "answering the search request bodies with a fixed 1,059-byte tools/list reply")
+    if "tools_list_pair_ratios" in ctx.extra:
+        print(f"tools/list pairs: requests/s ratio of each interleaved pair (1 s + {PAIR_SECONDS:g} s a side, "
+              f"alternating order): {', '.join(f'{r:.3f}' for r in ctx.extra['tools_list_pair_ratios'])}")
     for note in ctx.notes:
         print(note)
     x = ctx.extra
