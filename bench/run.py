@@ -478,6 +478,7 @@ def measure_tools_list_pairs(ctx: Context) -> None:
     ctx.results["tools_list_paired"] = median["tools_list"]
     ctx.results["baseline_paired"] = median["baseline"]
     ctx.extra["tools_list_pair_ratios"] = ratios
+    ctx.extra["tools_list_pair_seconds"] = (warmup, seconds)
     print(f"bench: tools/list ÷ baseline over {pairs} interleaved pairs: "
           f"{', '.join(f'{r:.3f}' for r in ratios)}", file=sys.stderr)
 
@@ -1083,7 +1084,8 @@ def main() -> int:
     print("tools/list = the same server without SQLite (HTTP, auth, rmcp); baseline = baseline-server "
           "answering the search request bodies with a fixed 1,059-byte tools/list reply")
     if "tools_list_pair_ratios" in ctx.extra:
-        print(f"tools/list pairs: requests/s ratio of each interleaved pair (1 s + {PAIR_SECONDS:g} s a side, "
+        warmup, seconds = ctx.extra["tools_list_pair_seconds"]
+        print(f"tools/list pairs: requests/s ratio of each interleaved pair ({warmup:g} s + {seconds:g} s a side, "
               f"alternating order): {', '.join(f'{r:.3f}' for r in ctx.extra['tools_list_pair_ratios'])}")
     for note in ctx.notes:
         print(note)
