@@ -250,7 +250,17 @@ fn request_id(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
-        .unwrap_or_else(|| hex::encode(rand::random::<u64>().to_be_bytes()))
+        .unwrap_or_else(new_request_id)
+}
+
+/// 16 random lowercase hex digits.
+fn new_request_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::random::<u64>();
+    (0..16)
+        .rev()
+        .map(|i| char::from(HEX[((n >> (i * 4)) & 0xf) as usize]))
+        .collect()
 }
 
 /// Check, authenticate, count and log one MCP POST; `rmcp` answers it if it
@@ -508,6 +518,17 @@ mod tests {
         ).public);
         assert!(!inspect(b"[]").public);
         assert!(!inspect(b"not json").public);
+    }
+
+    #[test]
+    fn new_request_ids_are_16_hex_digits_and_differ() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_eq!(a.len(), 16);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
     }
 
     #[test]
