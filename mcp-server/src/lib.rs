@@ -5,10 +5,11 @@
 //! authenticates API tokens ([`auth`]), users ([`users`]) and stateless
 //! sessions ([`sessions`]) behind a failed-auth limit per client
 //! ([`rate_limit`], [`client_ip`]), offers read-only Postgres tools ([`pg`]),
-//! serves MCP over Streamable HTTP through
-//! rmcp ([`http`], [`tools`]; answers that never change are replayed by
-//! [`replay`]) under a hyper accept loop with an explicit
-//! shutdown path ([`server`]), and reports its readiness on `/health`
+//! serves MCP over Streamable HTTP through rmcp ([`http`], [`tools`]; each
+//! body is parsed once by [`envelope`], and answers that never change are
+//! replayed by [`replay`]) under a hyper accept loop with an explicit
+//! shutdown path ([`server`], which closes its port without resetting a
+//! queued connection: [`listener`]), and reports its readiness on `/health`
 //! ([`health`]) and its workings on `/metrics` ([`metrics`]).
 
 pub mod auth;
