@@ -60,12 +60,14 @@ impl Replayable {
         {
             return None;
         }
-        // The id as rmcp writes it back: an integer, or a string re-escaped.
-        let id = msg.id?.get();
-        let id = if id.starts_with('"') {
-            serde_json::to_string(&serde_json::from_str::<String>(id).ok()?).ok()?
+        // The id as rmcp writes it back: a string re-escaped, or an integer
+        // written as rmcp writes it (so not `-0`, which JSON parsers read as
+        // a float).
+        let raw = msg.id?.get();
+        let id = if raw.starts_with('"') {
+            serde_json::to_string(&serde_json::from_str::<String>(raw).ok()?).ok()?
         } else {
-            id.parse::<i64>().ok()?.to_string()
+            Some(raw.parse::<i64>().ok()?.to_string()).filter(|id| id == raw)?
         };
         // Each header rmcp reads, at most once; no header that would make
         // rmcp look further.
@@ -200,6 +202,7 @@ mod tests {
         for body in [
             &br#"{"jsonrpc":"2.0","id":1.5,"method":"tools/list"}"#[..],
             br#"{"jsonrpc":"2.0","id":1e2,"method":"tools/list"}"#,
+            br#"{"jsonrpc":"2.0","id":-0,"method":"tools/list"}"#,
             br#"{"jsonrpc":"2.0","id":null,"method":"tools/list"}"#,
             br#"{"jsonrpc":"2.0","method":"tools/list"}"#,
             br#"{"jsonrpc":"1.0","id":1,"method":"tools/list"}"#,
