@@ -94,7 +94,7 @@ impl App {
             }
             // rmcp answers GET and DELETE with 405 in stateless mode.
             "/mcp" | "/mcp/v1" => inner.rmcp.handle(req).await.map(Body::new),
-            _ => match Box::pin(inner.router.clone().oneshot(req)).await {
+            _ => match inner.router.clone().oneshot(req).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             },
@@ -133,12 +133,9 @@ fn is_public(method: &str, tool: Option<&str>) -> bool {
         || (method == "tools/call" && tool == Some("authenticate_user"))
 }
 
-impl Envelope<'_> {
-    fn is_public(&self) -> bool {
-        self.method
-            .as_deref()
-            .is_some_and(|m| is_public(m, self.tool().as_deref()))
-    }
+/// Whether `msg` may pass without a token, given the tool it names.
+fn message_is_public(msg: &Envelope, tool: Option<&str>) -> bool {
+    msg.method.as_deref().is_some_and(|m| is_public(m, tool))
 }
 
 /// What the guard needs to know of a JSON-RPC body: whether it may pass
@@ -151,14 +148,21 @@ struct Inspected {
 
 fn inspect(body: &MessageBody) -> Inspected {
     match body {
-        MessageBody::One(one) => Inspected {
-            public: one.is_public(),
-            method: label_of(one.method.as_deref(), KNOWN_METHODS, "none"),
-            tool: label_of(one.tool().as_deref(), KNOWN_TOOLS, ""),
-        },
+        MessageBody::One(one) => {
+            // The tool is read from the params once, for both uses.
+            let tool = one.tool();
+            Inspected {
+                public: message_is_public(one, tool.as_deref()),
+                method: label_of(one.method.as_deref(), KNOWN_METHODS, "none"),
+                tool: label_of(tool.as_deref(), KNOWN_TOOLS, ""),
+            }
+        }
         MessageBody::Batch(batch) => Inspected {
             // A batch passes without a token only if every message in it may.
-            public: !batch.is_empty() && batch.iter().all(Envelope::is_public),
+            public: !batch.is_empty()
+                && batch
+                    .iter()
+                    .all(|m| message_is_public(m, m.tool().as_deref())),
             method: "batch",
             tool: "",
         },
