@@ -473,8 +473,9 @@ def measure_tools_list_pairs(ctx: Context) -> None:
         order = (base, tools) if i % 2 == 0 else (tools, base)
         got = {s.name: run_scenario(ctx, s, duration=seconds, warmup=warmup) for s in order}
         results.append((got["tools_list"]["rps"] / got["baseline"]["rps"], got))
-    ratios = sorted(r for r, _ in results)
-    _, median = sorted(results, key=lambda r: r[0])[len(results) // 2]
+    results.sort(key=lambda r: r[0])
+    ratios = [r for r, _ in results]
+    _, median = results[len(results) // 2]
     ctx.results["tools_list_paired"] = median["tools_list"]
     ctx.results["baseline_paired"] = median["baseline"]
     ctx.extra["tools_list_pair_ratios"] = ratios
