@@ -14,6 +14,13 @@ pub enum Error {
     /// SQLite refused the knowledge base.
     #[error("kb.db: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The path names something other than a regular file (a FIFO, a
+    /// device, a directory), once symlinks are followed.
+    #[error("{}: is {what}, not a regular file", path.display())]
+    NotRegular { path: PathBuf, what: &'static str },
+    /// The file is over the size limit of its kind.
+    #[error("{}: over the size limit of {max_bytes} bytes", path.display())]
+    TooLarge { path: PathBuf, max_bytes: u64 },
     /// An I/O error on a named path.
     #[error("{}: {source}", path.display())]
     Io {

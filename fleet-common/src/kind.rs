@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// What a published file is, which decides how it is verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -44,6 +44,25 @@ impl FileKind {
         )
     }
 
+    /// The largest file of this kind that is read or published, in bytes.
+    /// Auth files of this size hold hundreds of thousands of entries; a
+    /// larger one is a mistake (or an attack) that would cost every instance
+    /// its memory.
+    pub fn max_bytes(self) -> u64 {
+        match self {
+            FileKind::Tokens | FileKind::Users => 32 << 20,
+            FileKind::SessionKey => 64 << 10,
+            FileKind::Kb => 64 << 30,
+            FileKind::Raw => u64::MAX,
+        }
+    }
+
+    /// The content of the regular file at `path`, refused if it is not a
+    /// regular file or is over [`FileKind::max_bytes`].
+    pub fn read(self, path: &Path) -> Result<Vec<u8>> {
+        crate::read::read_capped(path, self.max_bytes())
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FileKind::Kb => "kb",
@@ -77,9 +96,12 @@ impl std::str::FromStr for FileKind {
 /// `"3 tokens"` for logs. A pinned sha256 is checked by the caller, which
 /// hashes while it downloads.
 pub fn verify(kind: FileKind, path: &Path) -> Result<String> {
-    let read = || std::fs::read(path).map_err(|e| Error::io(path, e));
+    let read = || kind.read(path);
     Ok(match kind {
         FileKind::Kb => {
+            // Not a FIFO or a device, and within the limit, before SQLite
+            // opens it.
+            drop(crate::read::open_regular(path, kind.max_bytes())?);
             let info = crate::kb_file::verify(path)?;
             format!("{} chunks", info.chunk_count)
         }
