@@ -5,24 +5,29 @@
 //! [`session_key`], [`kb_file`]), how a kind of file is recognised and checked
 //! before anyone trusts it ([`kind`]), and how a file is published atomically
 //! into a shared directory ([`publish`]) and recognised later as the version
-//! that was verified ([`published`]). The binaries also share their log
-//! format ([`logging`]) and their shutdown signal ([`signals`]).
+//! that was verified ([`published`]); a data file is only ever read as a
+//! regular file within its kind's size limit ([`read`]). The binaries also
+//! share their log format ([`logging`]), their shutdown signal
+//! ([`signals`]) and the deadlines and limits of their HTTP connections
+//! ([`conn`]).
 //!
 //! The server loads files with exactly the same parsers that `kb-init` and
 //! `kb-sync-sidecar` use to verify them, so a file that passed verification is
 //! a file the server will accept.
 
+pub mod conn;
 pub mod error;
 pub mod kb_file;
 pub mod kind;
 pub mod logging;
 pub mod publish;
 pub mod published;
+pub mod read;
 pub mod session_key;
 pub mod signals;
 pub mod tokens;
 pub mod users;
-mod yaml;
+pub mod yaml;
 
 pub use error::{Error, Result};
 

@@ -16,14 +16,17 @@
 //!     name: api-client
 //! ```
 //! Unknown fields are ignored. Two entries with the same hash are an error:
-//! the file would be ambiguous about expiry and database binding.
+//! the file would be ambiguous about expiry and database binding. A file
+//! with no entries must say `tokens: {}`: an empty or truncated file is
+//! refused rather than read as "revoke every token".
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::yaml::{Text, checked_text};
 use crate::{Error, Result};
 
 const FILE: &str = "tokens.yaml";
@@ -48,74 +51,88 @@ impl TokenEntry {
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "a token entry (a mapping with `hash:`)")]
 struct RawEntry {
     #[serde(default)]
-    hash: Option<String>,
+    hash: Option<Sha256Hex>,
     #[serde(default)]
-    token: Option<String>,
+    token: Option<Sha256Hex>,
     #[serde(default)]
-    name: Option<String>,
+    name: Option<Text>,
     #[serde(default)]
-    expires_at: Option<String>,
+    expires_at: Option<Expiry>,
     #[serde(default)]
-    annotation: Option<String>,
+    annotation: Option<Text>,
     #[serde(default)]
-    database: Option<String>,
+    database: Option<Text>,
 }
 
-/// Parse and validate a whole `tokens.yaml`.
+/// Parse and validate a whole `tokens.yaml`. An empty file, or one whose
+/// `tokens:` holds nothing, is refused: a file with no tokens must say
+/// `tokens: {}`. Errors name the line and column, never a value.
 pub fn parse(bytes: &[u8]) -> Result<Vec<TokenEntry>> {
     let text = std::str::from_utf8(bytes).map_err(|e| Error::parse(FILE, e))?;
-    if text.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    let entries: Vec<(String, RawEntry)> = crate::yaml::entries(FILE, text, "tokens")?
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, value))| {
-            let e: RawEntry = serde_norway::from_value(value)
-                .map_err(|err| Error::parse(FILE, format!("entry {}: {err}", i + 1)))?;
-            let id = key
-                .or_else(|| e.name.clone())
-                .unwrap_or_else(|| format!("token-{i}"));
-            Ok((id, e))
-        })
-        .collect::<Result<_>>()?;
-    let mut seen = HashSet::with_capacity(entries.len());
+    let entries = crate::yaml::entries::<RawEntry>(FILE, text, "tokens")?;
+    let mut seen = HashMap::with_capacity(entries.len());
     let mut out = Vec::with_capacity(entries.len());
-    for (id, e) in entries {
-        let hex_hash = match (e.hash.as_deref(), e.token.as_deref()) {
-            (Some(h), _) | (None, Some(h)) => h.trim(),
-            (None, None) => {
-                return Err(Error::invalid(FILE, format!("token {id:?} has no hash")));
-            }
-        };
-        let hash = parse_hash(hex_hash)
-            .ok_or_else(|| Error::invalid(FILE, format!("token {id:?}: hash is not 64 hex digits (a SHA-256); store the hash, never the token")))?;
-        if !seen.insert(hash) {
+    for entry in entries {
+        let e = entry.value;
+        let n = entry.position;
+        let id = entry
+            .key
+            .or_else(|| e.name.map(|t| t.0))
+            .unwrap_or_else(|| format!("token-{}", n - 1));
+        // Entries are named by position: a name is a value of the file,
+        // and values are never quoted.
+        let Some(Sha256Hex(hash)) = e.hash.or(e.token) else {
             return Err(Error::invalid(
                 FILE,
-                format!("token {id:?} repeats the hash of another entry"),
+                format!("entry {n} under `tokens:` has no `hash:`"),
+            ));
+        };
+        if let Some(first) = seen.insert(hash, n) {
+            return Err(Error::invalid(
+                FILE,
+                format!("entry {n} under `tokens:` repeats the hash of entry {first}"),
             ));
         }
-        let expires_at = match e.expires_at.as_deref().map(str::trim) {
-            None | Some("") | Some("null") | Some("never") => None,
-            Some(s) => Some(OffsetDateTime::parse(s, &Rfc3339).map_err(|err| {
-                Error::invalid(
-                    FILE,
-                    format!("token {id:?}: expires_at {s:?} is not RFC 3339: {err}"),
-                )
-            })?),
-        };
         out.push(TokenEntry {
             id,
             hash,
-            expires_at,
-            annotation: e.annotation,
-            database: e.database.filter(|d| !d.is_empty()),
+            expires_at: e.expires_at.and_then(|x| x.0),
+            annotation: e.annotation.map(|t| t.0),
+            database: e.database.map(|t| t.0).filter(|d| !d.is_empty()),
         });
     }
     Ok(out)
+}
+
+/// A SHA-256 written as 64 hex digits. Anything else is refused without
+/// being quoted: it is most likely the token itself.
+struct Sha256Hex([u8; 32]);
+
+impl<'de> Deserialize<'de> for Sha256Hex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        checked_text(d, |s| {
+            parse_hash(s.trim()).map(Sha256Hex).ok_or(
+                "expected 64 hex digits (the SHA-256 of the token); store the hash, never the token",
+            )
+        })
+    }
+}
+
+/// `expires_at`: RFC 3339, or null / empty / `never` for no expiry.
+struct Expiry(Option<OffsetDateTime>);
+
+impl<'de> Deserialize<'de> for Expiry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        checked_text(d, |s| match s.trim() {
+            "" | "null" | "never" => Ok(Expiry(None)),
+            t => OffsetDateTime::parse(t, &Rfc3339)
+                .map(|t| Expiry(Some(t)))
+                .map_err(|_| "expected an RFC 3339 time such as 2026-12-31T00:00:00Z, or null"),
+        })
+    }
 }
 
 fn parse_hash(s: &str) -> Option<[u8; 32]> {
@@ -225,7 +242,7 @@ mod tests {
     fn rejects_plaintext_tokens_duplicates_and_bad_dates() {
         let plain = "tokens:\n  a:\n    hash: my-secret-token\n";
         let err = parse(plain.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("not 64 hex digits"), "{err}");
+        assert!(err.contains("64 hex digits"), "{err}");
         assert!(
             !err.contains("my-secret-token"),
             "error echoes the secret: {err}"
@@ -238,9 +255,39 @@ mod tests {
     }
 
     #[test]
-    fn empty_file_means_no_tokens() {
-        assert!(parse(b"").unwrap().is_empty());
-        assert!(parse(b"tokens:\n").unwrap().is_empty());
+    fn empty_files_are_refused_unless_they_say_so() {
+        for truncated in [&b""[..], b"\n", b"# tokens\n", b"tokens:\n", b"tokens:"] {
+            let err = parse(truncated).unwrap_err().to_string();
+            assert!(err.contains("`tokens: {}`"), "{err}");
+        }
+        assert!(parse(b"tokens: {}\n").unwrap().is_empty());
+        assert!(parse(b"tokens: []\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn errors_locate_the_problem_and_never_quote_it() {
+        for (doc, want) in [
+            ("tokens: {t1: SOME-PLAINTEXT-TOKEN}\n", "line 1 column 14"),
+            ("tokens:\n  - SOME-PLAINTEXT-TOKEN\n", "line 2 column 5"),
+            (
+                "tokens:\n  t1:\n    hash: SOME-PLAINTEXT-TOKEN\n",
+                "64 hex digits",
+            ),
+            (
+                "tokens:\n  t1:\n    hash: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    expires_at: SOME-PLAINTEXT-TOKEN\n",
+                "line 4 column 17: tokens.t1.expires_at: expected an RFC 3339 time",
+            ),
+            (
+                "tokens:\n  t1:\n    annotation: [SOME-PLAINTEXT-TOKEN]\n",
+                "line 3",
+            ),
+            ("tokens: [\"SOME-PLAINTEXT-TOKEN\n", "line "),
+        ] {
+            let err = parse(doc.as_bytes()).unwrap_err().to_string();
+            assert!(!err.contains("PLAINTEXT"), "{doc:?} → {err}");
+            assert!(err.starts_with("tokens.yaml: "), "{err}");
+            assert!(err.contains(want), "{doc:?} → {err}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 use serde::Deserialize;
 
+use crate::yaml::{Text, checked_text};
 use crate::{Error, Result};
 
 const FILE: &str = "users.yaml";
@@ -36,15 +37,31 @@ pub struct UserEntry {
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "a user entry (a mapping with `password_hash:`)")]
 struct RawUser {
     #[serde(default)]
-    username: Option<String>,
+    username: Option<Text>,
     #[serde(default)]
-    password_hash: Option<String>,
+    password_hash: Option<StoredHash>,
     #[serde(default)]
     enabled: Option<bool>,
     #[serde(default)]
-    annotation: Option<String>,
+    annotation: Option<Text>,
+}
+
+/// A stored password hash: bcrypt or argon2id, refused without being
+/// quoted otherwise (it may be a plaintext password).
+struct StoredHash(String, HashScheme);
+
+impl<'de> Deserialize<'de> for StoredHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        checked_text(d, |s| match hash_scheme(&s) {
+            Some(scheme) => Ok(StoredHash(s, scheme)),
+            None => Err(
+                "expected a bcrypt ($2a$, $2b$, $2y$) or argon2id password hash; plaintext passwords are refused",
+            ),
+        })
+    }
 }
 
 /// Recognise a password hash by its prefix.
@@ -58,32 +75,37 @@ pub fn hash_scheme(hash: &str) -> Option<HashScheme> {
     }
 }
 
-/// Parse and validate a whole `users.yaml`.
+/// Parse and validate a whole `users.yaml`. As for tokens, a file with no
+/// users must say `users: {}`. Errors name the line and column, never a value.
 pub fn parse(bytes: &[u8]) -> Result<Vec<UserEntry>> {
     let text = std::str::from_utf8(bytes).map_err(|e| Error::parse(FILE, e))?;
     let mut out: Vec<UserEntry> = Vec::new();
-    for (i, (key, value)) in crate::yaml::entries(FILE, text, "users")?
-        .into_iter()
-        .enumerate()
-    {
-        let raw: RawUser = serde_norway::from_value(value)
-            .map_err(|e| Error::parse(FILE, format!("entry {}: {e}", i + 1)))?;
+    for entry in crate::yaml::entries::<RawUser>(FILE, text, "users")? {
+        let n = entry.position;
+        let raw = entry.value;
         let username = raw
             .username
+            .map(|t| t.0)
             .filter(|u| !u.is_empty())
-            .or(key)
-            .ok_or_else(|| Error::invalid(FILE, format!("entry {} has no username", i + 1)))?;
-        let password_hash = raw.password_hash.unwrap_or_default();
-        let scheme = hash_scheme(&password_hash).ok_or_else(|| {
-            Error::invalid(
-                FILE,
-                format!("user {username:?}: password_hash is neither bcrypt nor argon2id"),
-            )
-        })?;
-        if out.iter().any(|u| u.username == username) {
+            .or(entry.key)
+            .ok_or_else(|| {
+                Error::invalid(FILE, format!("entry {n} under `users:` has no username"))
+            })?;
+        // Entries are named by position: a username is a value of the file,
+        // and values are never quoted.
+        let Some(StoredHash(password_hash, scheme)) = raw.password_hash else {
             return Err(Error::invalid(
                 FILE,
-                format!("user {username:?} appears twice"),
+                format!("entry {n} under `users:` has no `password_hash:`"),
+            ));
+        };
+        if let Some(first) = out.iter().position(|u| u.username == username) {
+            return Err(Error::invalid(
+                FILE,
+                format!(
+                    "entry {n} under `users:` repeats the username of entry {}",
+                    first + 1
+                ),
             ));
         }
         out.push(UserEntry {
@@ -91,7 +113,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<UserEntry>> {
             password_hash,
             scheme,
             enabled: raw.enabled.unwrap_or(true),
-            annotation: raw.annotation,
+            annotation: raw.annotation.map(|t| t.0),
         });
     }
     Ok(out)
@@ -202,7 +224,20 @@ mod tests {
     #[test]
     fn rejects_plaintext_passwords() {
         let err = parse(b"users:\n  alice:\n    password_hash: hunter2\n").unwrap_err();
-        assert!(err.to_string().contains("neither bcrypt nor argon2id"));
+        assert!(err.to_string().contains("bcrypt"), "{err}");
+        assert!(err.to_string().contains("line 3 column 20"), "{err}");
         assert!(!err.to_string().contains("hunter2"));
+        for doc in [
+            "users:\n  alice: hunter2\n",
+            "users:\n  - hunter2\n",
+            "users:\n  alice:\n    enabled: hunter2\n",
+            "users:\n  alice:\n    username: [hunter2]\n",
+        ] {
+            let err = parse(doc.as_bytes()).unwrap_err().to_string();
+            assert!(!err.contains("hunter2"), "{doc:?} → {err}");
+            assert!(err.starts_with("users.yaml: line "), "{doc:?} → {err}");
+        }
+        assert!(parse(b"").is_err(), "an empty file must say `users: {{}}`");
+        assert!(parse(b"users: {}\n").unwrap().is_empty());
     }
 }
