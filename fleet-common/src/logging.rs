@@ -54,7 +54,9 @@ pub fn now_rfc3339() -> String {
 /// JSON-RPC messages at debug (passwords in `authenticate_user` calls,
 /// session tokens in its answers, query text and rows) and three info lines
 /// per request in stateless mode. The server logs each request itself.
-const CAPPED: &[&str] = &["rmcp=warn"];
+/// notify logs every filesystem event it sees at trace: with the log file in
+/// a watched directory, each line would be an event logged as another line.
+const CAPPED: &[&str] = &["rmcp=warn", "notify=debug"];
 
 /// Install the global subscriber. `RUST_LOG` sets the filter (default
 /// `info`), except for the [`CAPPED`] targets.

@@ -160,12 +160,7 @@ async fn run(cli: Cli) -> u8 {
             }
         };
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
-        let app = kb_sync_sidecar::http::app(status.clone());
-        tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app).await {
-                tracing::error!(error = %err, "health server stopped");
-            }
-        });
+        tokio::spawn(kb_sync_sidecar::http::serve(listener, status.clone()));
     }
     tokio::select! {
         () = engine::run(syncer, status, opts, progress) => 0,

@@ -100,11 +100,22 @@ pub struct ServeArgs {
     /// Lifetime of session tokens from authenticate_user [default: 24h].
     #[arg(long, env = "MCP_SESSION_TTL", value_parser = humantime::parse_duration)]
     pub session_ttl: Option<std::time::Duration>,
-    /// How long a connection may wait for a request's headers, idle
-    /// keep-alive time included. Keep it longer than your load balancer's
-    /// upstream idle timeout [default: 75s].
+    /// How long an idle keep-alive connection is kept open between
+    /// requests. Keep it longer than your load balancer's upstream idle
+    /// timeout [default: 75s].
     #[arg(long, env = "MCP_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub idle_timeout: Option<std::time::Duration>,
+    /// How long a request's headers may take to arrive, from its first byte
+    /// (or from the connection's start) [default: 10s].
+    #[arg(long, env = "MCP_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub header_timeout: Option<std::time::Duration>,
+    /// Connections open at once; more are closed on arrival [default: 4096].
+    #[arg(long, env = "MCP_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client IP (trusted proxies are
+    /// exempt); more are closed on arrival [default: 256].
+    #[arg(long, env = "MCP_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
     /// Longest a request may take, body included [default: 60s].
     #[arg(long, env = "MCP_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
     pub request_timeout: Option<std::time::Duration>,

@@ -25,7 +25,9 @@ impl ClientIpResolver {
         ClientIpResolver { trusted }
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the trusted proxies (the load balancers).
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 

@@ -70,7 +70,10 @@ pub struct Config {
     pub reload: ReloadOptions,
     pub auth: AuthOptions,
     pub request_timeout: Duration,
-    pub idle_timeout: Duration,
+    /// Deadlines on each connection's request heads and idle time.
+    pub deadlines: fleet_common::conn::Deadlines,
+    /// Bounds on open connections, in all and per client IP.
+    pub connections: fleet_common::conn::Limits,
     /// Databases for the Postgres tools (none: the tools are not offered).
     pub databases: Vec<crate::pg::DatabaseConfig>,
 }
@@ -121,6 +124,10 @@ struct FileConfig {
     request_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    header_timeout: Option<Duration>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
     /// Postgres databases; without them the `PG*` variables name one.
     databases: Option<Vec<crate::pg::DatabaseConfig>>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -149,6 +156,9 @@ pub const DEFAULT_DATA_DIR: &str = "/data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -161,8 +171,13 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config file {}", path.display()))?;
-                serde_norway::from_str::<FileConfig>(&text)
-                    .with_context(|| format!("config file {}", path.display()))?
+                serde_norway::from_str::<FileConfig>(&text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "config file {}: {}",
+                        path.display(),
+                        fleet_common::yaml::describe(&e)
+                    )
+                })?
             }
             None => FileConfig::default(),
         };
@@ -252,10 +267,28 @@ impl Config {
                 .request_timeout
                 .or(file.request_timeout)
                 .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
-            idle_timeout: args
-                .idle_timeout
-                .or(file.idle_timeout)
-                .unwrap_or(DEFAULT_IDLE_TIMEOUT),
+            deadlines: fleet_common::conn::Deadlines {
+                header: args
+                    .header_timeout
+                    .or(file.header_timeout)
+                    .unwrap_or(DEFAULT_HEADER_TIMEOUT),
+                idle: args
+                    .idle_timeout
+                    .or(file.idle_timeout)
+                    .unwrap_or(DEFAULT_IDLE_TIMEOUT),
+            },
+            connections: fleet_common::conn::Limits {
+                total: args
+                    .max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+                    .max(1),
+                per_ip: args
+                    .max_connections_per_ip
+                    .or(file.max_connections_per_ip)
+                    .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP)
+                    .max(1),
+            },
             databases: match file.databases {
                 Some(list) if !list.is_empty() => list,
                 _ => crate::pg::configs_from_env().into_iter().collect(),

@@ -10,7 +10,7 @@ use anyhow::Context;
 use fleet_kb::build::{BuildOptions, SourceDoc, build};
 
 use crate::cli::{DemoArgs, LogFormat};
-use crate::config::{Config, DataFiles, HostPolicy};
+use crate::config::{Config, DataFiles};
 
 /// The documentation bundled into the binary: (path, content).
 pub const BUNDLED_DOCS: &[(&str, &str)] = &[
@@ -65,31 +65,20 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<Demo> {
     };
     build(&docs, &files.kb, &opts).context("building the demo knowledge base")?;
     let token = crate::commands::add_token_to_file(&files.tokens, "demo", None, None)?;
-    let listen = args
-        .listen
-        .parse()
-        .with_context(|| format!("listen address {:?} is not IP:PORT", args.listen))?;
-    let config = Config {
-        listen,
-        files,
-        instance_id: "demo".into(),
-        log_format: LogFormat::Text,
-        allowed_hosts: HostPolicy::Loopback,
-        allowed_origins: Vec::new(),
-        max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
-        auth: crate::config::AuthOptions::default(),
-        request_timeout: crate::config::DEFAULT_REQUEST_TIMEOUT,
-        idle_timeout: crate::config::DEFAULT_IDLE_TIMEOUT,
-        databases: Vec::new(),
-        reload: crate::reloader::ReloadOptions {
-            watch: true,
-            poll_interval: crate::config::DEFAULT_POLL_INTERVAL,
-        },
-        shutdown: crate::server::ShutdownTimings {
-            drain_delay: std::time::Duration::ZERO,
-            shutdown_timeout: crate::config::DEFAULT_SHUTDOWN_TIMEOUT,
-        },
-    };
+    // Every setting as `serve` would resolve it, but for what makes it a
+    // demo: its own directory, text logs, no drain delay, no databases.
+    let mut config = Config::resolve(crate::cli::ServeArgs {
+        listen: Some(args.listen.clone()),
+        tokens_file: Some(files.tokens.clone()),
+        users_file: Some(files.users.clone()),
+        session_key_file: Some(files.session_key.clone()),
+        kb_file: Some(files.kb.clone()),
+        instance_id: Some("demo".into()),
+        log_format: Some(LogFormat::Text),
+        drain_delay: Some(std::time::Duration::ZERO),
+        ..Default::default()
+    })?;
+    config.databases = Vec::new();
     Ok(Demo {
         config,
         token,

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use fleet_common::kind::FileKind;
 use fleet_kb::search::Kb;
 use serde::Serialize;
 
@@ -55,6 +57,16 @@ impl DataFile {
         }
     }
 
+    /// The kind of file it is, which sets how it is read and its size limit.
+    pub fn kind(self) -> FileKind {
+        match self {
+            DataFile::Tokens => FileKind::Tokens,
+            DataFile::Users => FileKind::Users,
+            DataFile::SessionKey => FileKind::SessionKey,
+            DataFile::Kb => FileKind::Kb,
+        }
+    }
+
     /// Files without which the instance is not ready for traffic.
     pub fn required(self) -> bool {
         matches!(self, DataFile::Tokens | DataFile::Kb)
@@ -74,6 +86,10 @@ pub struct FileStatus {
     pub loaded_at: Option<String>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
+    /// How long the load under way has been reading, if one is.
+    pub loading_seconds: Option<f64>,
+    #[serde(skip)]
+    pub loading_since: Option<Instant>,
     #[serde(skip)]
     pub full_sha256: Option<String>,
     /// Fingerprint of the file at the last load attempt, good or bad; the
@@ -93,6 +109,8 @@ impl FileStatus {
             loaded_at: None,
             last_error: None,
             last_error_at: None,
+            loading_seconds: None,
+            loading_since: None,
             full_sha256: None,
             fingerprint: None,
         }
@@ -113,7 +131,11 @@ impl FileTable {
     }
 
     pub fn snapshot(&self) -> BTreeMap<DataFile, FileStatus> {
-        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+        let mut map = self.0.lock().map(|m| m.clone()).unwrap_or_default();
+        for s in map.values_mut() {
+            s.loading_seconds = s.loading_since.map(|t| t.elapsed().as_secs_f64());
+        }
+        map
     }
 
     pub fn get(&self, f: DataFile) -> Option<FileStatus> {
@@ -125,6 +147,18 @@ impl FileTable {
             .lock()
             .map(|m| m.iter().all(|(f, s)| !f.required() || s.generation > 0))
             .unwrap_or(false)
+    }
+
+    /// Mark `f` as loading, unless a load of it is under way already.
+    fn begin_load(&self, f: DataFile) -> bool {
+        let mut began = false;
+        self.update(f, |s| {
+            if s.loading_since.is_none() {
+                s.loading_since = Some(Instant::now());
+                began = true;
+            }
+        });
+        began
     }
 
     fn update(&self, f: DataFile, change: impl FnOnce(&mut FileStatus)) {
@@ -147,8 +181,48 @@ pub enum Loaded {
     Absent,
 }
 
+/// Load `which` on a thread of its own, unless a load of it is under way
+/// (then `false`). Each file loads independently: one that is slow to read
+/// never holds up another's reload, nor the process's exit (the thread is
+/// not waited for). If the file changed while it was being loaded, it is
+/// loaded again. `done` hears when the load has finished.
+pub fn spawn_load(
+    state: &Arc<AppState>,
+    which: DataFile,
+    done: Option<tokio::sync::mpsc::UnboundedSender<DataFile>>,
+) -> bool {
+    if !state.files.begin_load(which) {
+        return false;
+    }
+    let worker = state.clone();
+    let run = move || {
+        let state = worker;
+        let path = which.path(&state.config.files).to_path_buf();
+        loop {
+            let _ = load(&state, which);
+            let loaded = state.files.get(which).and_then(|s| s.fingerprint);
+            if Fingerprint::of(&path) == loaded {
+                break;
+            }
+        }
+        state.files.update(which, |s| s.loading_since = None);
+        if let Some(done) = done {
+            let _ = done.send(which);
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name(format!("load-{}", which.name()))
+        .spawn(run);
+    if let Err(e) = spawned {
+        tracing::warn!(file = which.name(), error = %e, "cannot start a load thread");
+        state.files.update(which, |s| s.loading_since = None);
+        return false;
+    }
+    true
+}
+
 /// Read, validate and apply one file. Blocking (a KB load may take a while):
-/// call it from a blocking thread.
+/// call it from a thread of its own (see [`crate::reloader`]).
 pub fn load(state: &Arc<AppState>, which: DataFile) -> Result<Loaded, String> {
     let path = which.path(&state.config.files).to_path_buf();
     let result = read_and_apply(state, which, &path);
@@ -166,22 +240,61 @@ pub fn load(state: &Arc<AppState>, which: DataFile) -> Result<Loaded, String> {
                 file: which.name().to_string(),
             };
             m.last_reload.get_or_create(&label).set(unix_now());
+            set_error_metric(state, which, false);
+            if which != DataFile::Kb {
+                set_credential_metrics(state);
+                // A smaller file replaced a larger one: give the freed heap
+                // back rather than keep the peak for ever.
+                trim_heap();
+            }
         }
-        Ok(Loaded::Unchanged) => {}
+        Ok(Loaded::Unchanged) => {
+            // The file on disk is good again (e.g. a broken version was
+            // replaced by a copy of the live one): its error no longer holds.
+            let mut cleared = false;
+            state.files.update(which, |s| {
+                cleared = s.last_error.take().is_some();
+                s.last_error_at = None;
+            });
+            if cleared {
+                tracing::info!(file = which.name(), path = %path.display(), "the file is the live version again; its error is cleared");
+                set_error_metric(state, which, false);
+            }
+        }
         Ok(Loaded::Absent) => {
             tracing::debug!(file = which.name(), path = %path.display(), "optional file not present");
         }
         Err(err) => {
-            tracing::warn!(file = which.name(), path = %path.display(), error = %err, "not loaded; the previous version keeps serving");
             state.metrics.reload(which.name(), "error");
+            set_error_metric(state, which, true);
             let err = err.clone();
+            let mut repeated = false;
             state.files.update(which, |s| {
-                s.last_error = Some(err);
-                s.last_error_at = Some(now);
+                repeated = s.last_error.as_deref() == Some(err.as_str());
+                if !repeated {
+                    s.last_error_at = Some(now);
+                }
+                s.last_error = Some(err.clone());
             });
+            // Once per new error, not once per look at the same bad file.
+            if repeated {
+                tracing::debug!(file = which.name(), path = %path.display(), error = %err, "still not loaded");
+            } else {
+                tracing::warn!(file = which.name(), path = %path.display(), error = %err, "not loaded; the previous version keeps serving");
+            }
         }
     }
     result
+}
+
+/// A file read and validated, ready to become the live generation.
+struct Prepared<'a> {
+    sha: String,
+    /// Swaps the store; returns the summary for /health and the log.
+    apply: Box<dyn FnOnce() -> String + 'a>,
+    /// For a KB loaded on its sync record's word: what to undo if the
+    /// background audit finds other bytes.
+    audit: Option<Undo>,
 }
 
 fn read_and_apply(state: &Arc<AppState>, which: DataFile, path: &Path) -> Result<Loaded, String> {
@@ -192,96 +305,12 @@ fn read_and_apply(state: &Arc<AppState>, which: DataFile, path: &Path) -> Result
     if before.is_none() && !which.required() {
         return Ok(Loaded::Absent);
     }
-    let (sha, apply, audit): (String, Box<dyn FnOnce() -> String>, Option<Undo>) = match which {
-        DataFile::Kb => {
-            // A file exactly as kb-init or the sidecar verified and published
-            // it needs neither hashing nor a page check again.
-            let vouched = fleet_common::published::vouched_sha256(path);
-            let sha = match &vouched {
-                Some(sha) => sha.clone(),
-                None => fleet_common::sha256_file(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?,
-            };
-            if is_current(state, which, &sha) {
-                return Ok(Loaded::Unchanged);
-            }
-            let (kb, checked) = match vouched {
-                Some(_) => (Kb::open_vouched(path), "verified at publish"),
-                None => (Kb::open(path), "verified at load"),
-            };
-            let kb = kb.map_err(|e| format!("{e:#}"))?;
-            if Fingerprint::of(path) != before {
-                // Replaced while loading: what was hashed and what was opened
-                // may differ. The reloader sees the new fingerprint and retries.
-                return Err("replaced while loading; loading the newer file".to_string());
-            }
-            let summary = format!("{} chunks, {checked}", kb.info().chunk_count);
-            let audit = vouched.is_some().then(|| Undo {
-                vouched_sha: sha.clone(),
-                previous_kb: state.kb.load_full(),
-                previous_status: state
-                    .files
-                    .get(which)
-                    .unwrap_or_else(|| FileStatus::new(path)),
-            });
-            (
-                sha,
-                Box::new(move || {
-                    state.kb.store(Some(Arc::new(kb)));
-                    summary
-                }),
-                audit,
-            )
-        }
-        _ => {
-            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let sha = fleet_common::sha256_hex(&bytes);
-            if is_current(state, which, &sha) {
-                return Ok(Loaded::Unchanged);
-            }
-            match which {
-                DataFile::Tokens => {
-                    let entries = fleet_common::tokens::parse(&bytes).map_err(|e| e.to_string())?;
-                    let store = TokenStore::new(entries);
-                    (
-                        sha,
-                        Box::new(move || {
-                            let summary = format!("{} tokens", store.len());
-                            state.tokens.store(Arc::new(store));
-                            summary
-                        }),
-                        None,
-                    )
-                }
-                DataFile::Users => {
-                    let users = fleet_common::users::parse(&bytes).map_err(|e| e.to_string())?;
-                    let store = UserStore::new(users);
-                    (
-                        sha,
-                        Box::new(move || {
-                            let summary = format!("{} users", store.len());
-                            state.users.store(Arc::new(store));
-                            summary
-                        }),
-                        None,
-                    )
-                }
-                DataFile::SessionKey => {
-                    let keys =
-                        fleet_common::session_key::parse(&bytes).map_err(|e| e.to_string())?;
-                    (
-                        sha,
-                        Box::new(move || {
-                            let summary = format!("{} keys", keys.len());
-                            state.session_keys.store(Arc::new(keys));
-                            summary
-                        }),
-                        None,
-                    )
-                }
-                DataFile::Kb => unreachable!("handled above"),
-            }
-        }
+    let prepared = match which {
+        DataFile::Kb => prepare_kb(state, path, before.as_ref())?,
+        _ => prepare_auth(state, which, path)?,
+    };
+    let Some(Prepared { sha, apply, audit }) = prepared else {
+        return Ok(Loaded::Unchanged);
     };
     // Swap and record under the table's lock, so an audit that undoes a
     // generation (below) can never undo a newer one by mistake.
@@ -308,6 +337,103 @@ fn read_and_apply(state: &Arc<AppState>, which: DataFile, path: &Path) -> Result
     })
 }
 
+/// Read and parse an auth file (bounded: a regular file within its kind's
+/// size limit); `None` if its content is the live generation's.
+fn prepare_auth<'a>(
+    state: &'a Arc<AppState>,
+    which: DataFile,
+    path: &Path,
+) -> Result<Option<Prepared<'a>>, String> {
+    let bytes = which.kind().read(path).map_err(|e| e.to_string())?;
+    let sha = fleet_common::sha256_hex(&bytes);
+    if is_current(state, which, &sha) {
+        return Ok(None);
+    }
+    let apply: Box<dyn FnOnce() -> String + 'a> = match which {
+        DataFile::Tokens => {
+            let store =
+                TokenStore::new(fleet_common::tokens::parse(&bytes).map_err(|e| e.to_string())?);
+            Box::new(move || {
+                let summary = format!("{} tokens", store.len());
+                state.tokens.store(Arc::new(store));
+                summary
+            })
+        }
+        DataFile::Users => {
+            let store =
+                UserStore::new(fleet_common::users::parse(&bytes).map_err(|e| e.to_string())?);
+            Box::new(move || {
+                let summary = format!("{} users", store.len());
+                state.users.store(Arc::new(store));
+                summary
+            })
+        }
+        DataFile::SessionKey => {
+            let keys = fleet_common::session_key::parse(&bytes).map_err(|e| e.to_string())?;
+            Box::new(move || {
+                let summary = format!("{} keys", keys.len());
+                state.session_keys.store(Arc::new(keys));
+                summary
+            })
+        }
+        DataFile::Kb => return Err("not an auth file".to_string()),
+    };
+    Ok(Some(Prepared {
+        sha,
+        apply,
+        audit: None,
+    }))
+}
+
+/// Verify and open a KB; `None` if its content is the live generation's.
+fn prepare_kb<'a>(
+    state: &'a Arc<AppState>,
+    path: &Path,
+    before: Option<&Fingerprint>,
+) -> Result<Option<Prepared<'a>>, String> {
+    let max = DataFile::Kb.kind().max_bytes();
+    // Not a FIFO, a device or a directory, and within the limit: refused at
+    // once rather than hashed or waited on for ever.
+    drop(fleet_common::read::open_regular(path, max).map_err(|e| e.to_string())?);
+    // A file exactly as kb-init or the sidecar verified and published it
+    // needs neither hashing nor a page check again.
+    let vouched = fleet_common::published::vouched_sha256(path);
+    let sha = match &vouched {
+        Some(sha) => sha.clone(),
+        None => fleet_common::read::sha256_capped(path, max).map_err(|e| e.to_string())?,
+    };
+    if is_current(state, DataFile::Kb, &sha) {
+        return Ok(None);
+    }
+    let (kb, checked) = match vouched {
+        Some(_) => (Kb::open_vouched(path), "verified at publish"),
+        None => (Kb::open(path), "verified at load"),
+    };
+    let kb = kb.map_err(|e| format!("{e:#}"))?;
+    if Fingerprint::of(path).as_ref() != before {
+        // Replaced while loading: what was hashed and what was opened
+        // may differ. The reloader sees the new fingerprint and retries.
+        return Err("replaced while loading; loading the newer file".to_string());
+    }
+    let summary = format!("{} chunks, {checked}", kb.info().chunk_count);
+    let audit = vouched.is_some().then(|| Undo {
+        vouched_sha: sha.clone(),
+        previous_kb: state.kb.load_full(),
+        previous_status: state
+            .files
+            .get(DataFile::Kb)
+            .unwrap_or_else(|| FileStatus::new(path)),
+    });
+    Ok(Some(Prepared {
+        sha,
+        apply: Box::new(move || {
+            state.kb.store(Some(Arc::new(kb)));
+            summary
+        }),
+        audit,
+    }))
+}
+
 /// Trust, then verify: hash a KB that was loaded on its sync record's word,
 /// in the background. Only a file altered in place with its modification
 /// time put back, or a disk gone bad, can differ; if it does, that
@@ -317,7 +443,8 @@ fn audit_vouched(state: Arc<AppState>, path: PathBuf, generation: u64, undo: Und
     let spawned = std::thread::Builder::new()
         .name("kb-audit".into())
         .spawn(move || {
-            let Ok(sha) = fleet_common::sha256_file(&path) else {
+            let max = DataFile::Kb.kind().max_bytes();
+            let Ok(sha) = fleet_common::read::sha256_capped(&path, max) else {
                 return; // Gone or replaced: the reloader handles what comes next.
             };
             let vouched = &undo.vouched_sha;
@@ -336,9 +463,12 @@ fn audit_vouched(state: Arc<AppState>, path: PathBuf, generation: u64, undo: Und
                     return; // A newer generation is live already.
                 }
                 state.kb.store(undo.previous_kb);
-                let fingerprint = s.fingerprint.take();
+                // What the reloader knows of the file now stays as it is:
+                // its fingerprint, and whether a load of it is under way.
+                let (fingerprint, loading_since) = (s.fingerprint.take(), s.loading_since);
                 *s = undo.previous_status;
                 s.fingerprint = fingerprint;
+                s.loading_since = loading_since;
                 s.last_error = Some(err.clone());
                 s.last_error_at = Some(now_rfc3339());
                 undone = true;
@@ -376,6 +506,41 @@ struct Undo {
     vouched_sha: String,
     previous_kb: Option<Arc<Kb>>,
     previous_status: FileStatus,
+}
+
+/// Show whether `which`'s last load failed.
+fn set_error_metric(state: &AppState, which: DataFile, failed: bool) {
+    let label = crate::metrics::FileLabel {
+        file: which.name().to_string(),
+    };
+    state
+        .metrics
+        .file_error
+        .get_or_create(&label)
+        .set(i64::from(failed));
+}
+
+/// Show how many credentials of each kind can authenticate now.
+fn set_credential_metrics(state: &AppState) {
+    let m = &state.metrics.credentials;
+    let set = |kind, n: usize| {
+        m.get_or_create(&crate::metrics::KindLabel { kind })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    };
+    set("tokens", state.tokens.load().len());
+    set("users", state.users.load().len());
+    set("session_keys", state.session_keys.load().len());
+}
+
+/// Return freed heap pages to the system. glibc keeps what a large parse
+/// allocated (a 1,000,000-entry token file held 1.5 GB after it shrank)
+/// unless asked.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn unix_now() -> f64 {

@@ -1,9 +1,12 @@
 //! A cheap identity of a file on disk, to notice that it may have changed.
 //!
-//! Device, inode, size, modification time (ns) and the path's resolved
-//! target: a rename over the file changes the inode, an in-place rewrite the
-//! size or time, and a Kubernetes `..data` symlink swap the target. A changed
-//! fingerprint only says "look again": the content hash decides.
+//! Device, inode, size, modification and change times (ns) and the path's
+//! resolved target: a rename over the file changes the inode, an in-place
+//! rewrite the size or times (the change time even when the modification
+//! time is put back, which no user can do), and a Kubernetes `..data`
+//! symlink swap the target. A changed fingerprint only says "look again":
+//! the content hash decides. An unchanged one means the file is not read
+//! again, so a large file costs nothing while it stays as it is.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,7 @@ pub struct Fingerprint {
     ino: u64,
     size: u64,
     mtime_ns: i128,
+    ctime_ns: i128,
     target: PathBuf,
 }
 
@@ -27,6 +31,7 @@ impl Fingerprint {
             ino: meta.ino(),
             size: meta.size(),
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             target: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
         })
     }

@@ -1,9 +1,11 @@
 //! `GET /health`: readiness, with what this instance is serving.
 //!
 //! 200 when serving with tokens and a knowledge base loaded; 503 while
-//! starting, while draining, or while a required file has never loaded. The
-//! body says which, and shows every file's generation and last error, so an
-//! operator sees a bad file without reading logs.
+//! starting, while draining, while a required file has never loaded, or
+//! while no credential could authenticate anyone (`no_credentials`: e.g.
+//! `tokens: {}` and no users). The body says which, and shows every file's
+//! generation, last error and any load under way, so an operator sees a bad
+//! file without reading logs.
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
         Phase::Draining => "draining",
         Phase::Starting => "starting",
         Phase::Serving if ready => "ok",
+        Phase::Serving if state.files.required_loaded() => "no_credentials",
         Phase::Serving => "not_ready",
     };
     let files = state.files.snapshot();
@@ -45,6 +48,9 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
         },
         "auth": {
             "tokens": state.tokens.load().len(),
+            "users": state.users.load().len(),
+            "session_keys": state.session_keys.load().len(),
+            "can_authenticate": state.can_authenticate(),
             "generation": tokens_status.map(|s| s.generation),
         },
         "reload": {

@@ -12,13 +12,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => config::Config::resolve(*args).and_then(|cfg| {
             logging::init(cfg.log_format, &cfg.instance_id);
-            runtime()?.block_on(mcp_server::run(cfg, |_| {}))
+            serve(mcp_server::run(cfg, |_| {}))
         }),
         Command::Demo(args) => demo::prepare(&args).and_then(|d| {
             logging::init(d.config.log_format, &d.config.instance_id);
             let banner = demo::banner(&d);
-            let result =
-                runtime()?.block_on(mcp_server::run(d.config.clone(), |_| eprintln!("{banner}")));
+            let result = serve(mcp_server::run(d.config.clone(), |_| eprintln!("{banner}")));
             drop(d);
             result
         }),
@@ -36,8 +35,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+/// Run the server on a new runtime. Once it has stopped, work still on the
+/// runtime's blocking threads (a search or login past its request) gets a
+/// moment to end and is then abandoned: the process exits on time.
+fn serve(server: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?)
+        .build()?;
+    let result = runtime.block_on(server);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

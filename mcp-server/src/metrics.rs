@@ -62,6 +62,14 @@ pub struct Metrics {
     pub kb_generation: Gauge,
     pub draining: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub last_reload: Family<FileLabel, Gauge<f64, AtomicU64>>,
+    pub file_error: Family<FileLabel, Gauge>,
+    pub credentials: Family<KindLabel, Gauge>,
+    pub connections_refused: Family<ReasonLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
 }
 
 impl Metrics {
@@ -123,6 +131,24 @@ impl Metrics {
             "Unix time each data file was last loaded",
             last_reload.clone(),
         );
+        let file_error = Family::<FileLabel, Gauge>::default();
+        r.register(
+            "file_load_error",
+            "1 while the data file on disk cannot be loaded (the previous version, if any, keeps serving; /health says why)",
+            file_error.clone(),
+        );
+        let credentials = Family::<KindLabel, Gauge>::default();
+        r.register(
+            "credentials_loaded",
+            "Credentials that can authenticate, by kind (tokens, users, session_keys); all zero means nobody can",
+            credentials.clone(),
+        );
+        let connections_refused = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "connections_refused",
+            "Connections closed on arrival because a limit was reached (per_ip, total)",
+            connections_refused.clone(),
+        );
         let kb_chunks = Gauge::default();
         r.register(
             "kb_chunks",
@@ -159,6 +185,9 @@ impl Metrics {
             kb_generation,
             draining,
             last_reload,
+            file_error,
+            credentials,
+            connections_refused,
         }
     }
 

@@ -1,14 +1,18 @@
 //! The reloader: notices that a data file changed and reloads it.
 //!
 //! Two paths feed it. `notify` watches the parent directory of every file
-//! (non-recursive) and any event there is a hint; after a short quiet period
+//! (non-recursive) and an event about a data file there is a hint; after a
+//! short quiet period
 //! every file's [`Fingerprint`] is compared with the one last loaded. A
-//! polling pass does the same every `poll_interval`, and also re-reads the
-//! small auth files whatever their fingerprint says, so changes that produce
-//! no event (NFS or EFS written by another host, exhausted inotify watches,
-//! attribute caching) are still picked up. Watches are re-armed when a
-//! watched directory is replaced or appears; if watching fails altogether the
-//! reloader polls alone and `/health` says so.
+//! polling pass does the same every `poll_interval`, so changes that produce
+//! no event (NFS or EFS written by another host, exhausted inotify watches)
+//! are still picked up; a file whose fingerprint has not moved is not read
+//! (its content could not be newer either: NFS revalidates cached pages by
+//! the same attributes). Each file loads on a thread of its own
+//! ([`files::spawn_load`]), so one that is slow or stuck never holds up the
+//! others. Watches are re-armed when a watched directory is replaced or
+//! appears; if watching fails altogether the reloader polls alone and
+//! `/health` says so.
 //!
 //! Loading is [`files::load`]: validate completely, then swap atomically, or
 //! keep the last good version and record the error.
@@ -42,8 +46,8 @@ pub fn spawn(state: Arc<AppState>, opts: ReloadOptions) -> tokio::task::JoinHand
 
 async fn run(state: Arc<AppState>, opts: ReloadOptions) {
     let (tx, mut hints) = mpsc::unbounded_channel::<()>();
-    let mut watches = Watches::new(opts.watch, tx);
     let dirs = watched_dirs(&state);
+    let mut watches = Watches::new(opts.watch, tx, relevance(&state, &dirs));
     watches.sync(&dirs, &state);
     let mut tick = tokio::time::interval(opts.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -55,37 +59,51 @@ async fn run(state: Arc<AppState>, opts: ReloadOptions) {
                 // A watched directory that was replaced or removed shows up
                 // as an event too: re-arm at once, not at the next poll.
                 watches.sync(&dirs, &state);
-                check(&state, false).await;
+                check(&state);
             }
             _ = tick.tick() => {
                 watches.sync(&dirs, &state);
-                check(&state, true).await;
+                check(&state);
             }
         }
     }
 }
 
-/// Reload every file whose fingerprint moved; when `polling`, re-read the
-/// small files too (their content hash makes an unchanged read a no-op).
-async fn check(state: &Arc<AppState>, polling: bool) {
-    let due: Vec<DataFile> = DataFile::ALL
-        .into_iter()
-        .filter(|&f| {
-            let current = Fingerprint::of(f.path(&state.config.files));
-            let last = state.files.get(f).and_then(|s| s.fingerprint);
-            current != last || (polling && f != DataFile::Kb && current.is_some())
+/// Start a load of every file whose fingerprint moved since its last load
+/// began. Each loads on its own thread; a file still loading is left to
+/// finish (it loads again by itself if it changed meanwhile).
+fn check(state: &Arc<AppState>) {
+    for f in DataFile::ALL {
+        let current = Fingerprint::of(f.path(&state.config.files));
+        let last = state.files.get(f).and_then(|s| s.fingerprint);
+        if current != last {
+            files::spawn_load(state, f, None);
+        }
+    }
+}
+
+/// Which paths' events are worth a look: the data files themselves, the
+/// watched directories (replaced or removed), and Kubernetes' `..data`
+/// layout (an update renames `..data` and creates `..<timestamp>`
+/// directories without touching the file links). Anything else in a
+/// watched directory (a log file, an editor's swap file) is ignored before
+/// anything is done or logged about it, so writing it cannot feed a loop.
+fn relevance(state: &AppState, dirs: &[PathBuf]) -> impl Fn(&Path) -> bool + Send + 'static {
+    let names: Vec<std::ffi::OsString> = DataFile::ALL
+        .iter()
+        .filter_map(|f| {
+            f.path(&state.config.files)
+                .file_name()
+                .map(|n| n.to_os_string())
         })
         .collect();
-    if due.is_empty() {
-        return;
+    let dirs = dirs.to_vec();
+    move |path: &Path| {
+        dirs.iter().any(|d| d == path)
+            || path.file_name().is_some_and(|n| {
+                names.iter().any(|name| name == n) || n.as_encoded_bytes().starts_with(b"..")
+            })
     }
-    let state = state.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        for f in due {
-            let _ = files::load(&state, f);
-        }
-    })
-    .await;
 }
 
 fn watched_dirs(state: &AppState) -> Vec<PathBuf> {
@@ -112,11 +130,24 @@ struct Watches {
 }
 
 impl Watches {
-    fn new(enabled: bool, tx: mpsc::UnboundedSender<()>) -> Watches {
+    fn new(
+        enabled: bool,
+        tx: mpsc::UnboundedSender<()>,
+        relevant: impl Fn(&Path) -> bool + Send + 'static,
+    ) -> Watches {
         let watcher = if enabled {
-            notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-                // Every event, and every error, is only a hint to look.
-                let _ = tx.send(());
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // A relevant event, and every error or overflow, is only a
+                // hint to look.
+                let look = match &event {
+                    Ok(e) => {
+                        e.need_rescan() || e.paths.is_empty() || e.paths.iter().any(|p| relevant(p))
+                    }
+                    Err(_) => true,
+                };
+                if look {
+                    let _ = tx.send(());
+                }
             })
             .map_err(|e| tracing::warn!(error = %e, "cannot watch files; polling only"))
             .ok()

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::Body;
+use fleet_common::conn::{ConnLimits, DeadlineIo};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -40,16 +41,35 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr}"))
 }
 
-/// Load every data file once, in a blocking thread. A missing or invalid file
-/// is recorded in its status; the server serves what did load.
+/// How long start-up waits for the first load of every file. A file still
+/// loading after that (storage that hangs) keeps loading in the background
+/// while the server serves what did load, reporting not ready until the
+/// required files are in.
+pub const FIRST_LOAD_WAIT: Duration = Duration::from_secs(60);
+
+/// Load every data file once, each on its own thread, and wait for them (up
+/// to [`FIRST_LOAD_WAIT`]). A missing or invalid file is recorded in its
+/// status; the server serves what did load.
 pub async fn load_all(state: &Arc<AppState>) {
-    let state = state.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        for f in DataFile::ALL {
-            let _ = files::load(&state, f);
+    let (tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    let started = DataFile::ALL
+        .into_iter()
+        .filter(|&f| files::spawn_load(state, f, Some(tx.clone())))
+        .count();
+    drop(tx);
+    let all = async {
+        for _ in 0..started {
+            if done.recv().await.is_none() {
+                break;
+            }
         }
-    })
-    .await;
+    };
+    if tokio::time::timeout(FIRST_LOAD_WAIT, all).await.is_err() {
+        tracing::warn!(
+            wait_s = FIRST_LOAD_WAIT.as_secs(),
+            "a data file is still loading; serving what has loaded"
+        );
+    }
 }
 
 /// Serve until `shutdown` completes, then drain and stop.
@@ -62,10 +82,15 @@ pub async fn serve(
     let app = crate::http::App::new(state.clone());
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // Header and idle deadlines are the connection's (`DeadlineIo`), which
+    // tells a slow head from an idle keep-alive connection; hyper's own
+    // header timer cannot.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(state.config.idle_timeout)
+        .header_read_timeout(None)
         .keep_alive(true);
+    let limits = ConnLimits::new(state.config.connections);
+    let deadlines = state.config.deadlines;
     tokio::pin!(shutdown);
     let drain_deadline = async {
         (&mut shutdown).await;
@@ -79,15 +104,33 @@ pub async fn serve(
     tokio::pin!(drain_deadline);
     let connections = tokio_util::task::TaskTracker::new();
     let serve_one = |stream: tokio::net::TcpStream, peer: SocketAddr| {
+        let exempt = state.client_ip.is_trusted(peer.ip());
+        let permit = match limits.acquire(peer.ip(), exempt) {
+            Ok(permit) => permit,
+            Err(refused) => {
+                // Closed on arrival: the client sees the connection end.
+                state
+                    .metrics
+                    .connections_refused
+                    .get_or_create(&crate::metrics::ReasonLabel {
+                        reason: refused.label(),
+                    })
+                    .inc();
+                tracing::debug!(%peer, limit = refused.label(), "connection refused: too many open");
+                return;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let app = app.clone();
             async move { Ok::<_, Infallible>(app.call(req.map(Body::new), peer).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        let io = TokioIo::new(DeadlineIo::new(stream, deadlines));
+        let conn = builder.serve_connection(io, svc);
         let conn = graceful.watch(conn);
         connections.spawn(async move {
+            let _permit = permit;
             if let Err(err) = conn.await {
                 tracing::debug!(error = %err, %peer, "connection ended with an error");
             }

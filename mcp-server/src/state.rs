@@ -110,8 +110,18 @@ impl AppState {
         self.watching.store(on, Ordering::Relaxed);
     }
 
-    /// Ready for traffic: serving, with tokens and a knowledge base loaded.
+    /// Ready for traffic: serving, with tokens and a knowledge base loaded,
+    /// and at least one credential that can authenticate.
     pub fn is_ready(&self) -> bool {
-        self.phase() == Phase::Serving && self.files.required_loaded()
+        self.phase() == Phase::Serving && self.files.required_loaded() && self.can_authenticate()
+    }
+
+    /// Whether anyone at all can authenticate: an API token, or a user with
+    /// a session key to sign their session. An instance that cannot is no
+    /// use to anyone (every request would get 401), so it reports not ready
+    /// rather than answer 200 on `/health`.
+    pub fn can_authenticate(&self) -> bool {
+        !self.tokens.load().is_empty()
+            || (!self.users.load().is_empty() && !self.session_keys.load().is_empty())
     }
 }
