@@ -29,6 +29,8 @@ pub enum AuthFailure {
     Missing,
     Unknown,
     Expired,
+    /// More than one `Authorization` header.
+    Ambiguous,
     /// A session token that does not hold (see [`SessionFailure`]).
     Session(SessionFailure),
 }
@@ -39,6 +41,7 @@ impl AuthFailure {
             AuthFailure::Missing => "missing",
             AuthFailure::Unknown => "invalid",
             AuthFailure::Expired => "expired",
+            AuthFailure::Ambiguous => "ambiguous",
             AuthFailure::Session(s) => s.label(),
         }
     }

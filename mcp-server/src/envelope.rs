@@ -33,14 +33,51 @@ pub enum Body<'a> {
 
 impl<'a> Body<'a> {
     pub fn parse(bytes: &'a [u8]) -> Body<'a> {
-        match bytes.trim_ascii_start().first() {
-            Some(b'[') => serde_json::from_slice(bytes).map_or(Body::Invalid, Body::Batch),
-            _ => serde_json::from_slice(bytes).map_or(Body::Invalid, Body::One),
+        // JSON is UTF-8 throughout; members this parse skips are not decoded,
+        // so check it for the whole body (rmcp decodes every member).
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return Body::Invalid;
+        };
+        match text.trim_start().as_bytes().first() {
+            Some(b'[') => serde_json::from_str(text).map_or(Body::Invalid, Body::Batch),
+            _ => serde_json::from_str(text).map_or(Body::Invalid, Body::One),
         }
     }
 }
 
 impl Envelope<'_> {
+    /// Check the shape of the params of the MCP methods that take some, as
+    /// the MCP schema defines them. rmcp answers params it cannot decode
+    /// with "method not found" (-32601); a client deserves "invalid params"
+    /// (-32602) and to be told which. Other methods pass unchecked.
+    pub fn check_params(&self) -> Result<(), String> {
+        let Some(method) = self.method.as_deref() else {
+            return Ok(());
+        };
+        let Some(fields) = PARAMS.iter().find(|(m, _)| *m == method).map(|(_, f)| *f) else {
+            return Ok(());
+        };
+        let required = fields.iter().any(|f| f.required);
+        let raw = match self.params.map(RawValue::get) {
+            None | Some("null") if !required => return Ok(()),
+            None | Some("null") => return Err(format!("{method} needs params")),
+            Some(raw) => raw,
+        };
+        let members: std::collections::BTreeMap<Cow<'_, str>, &RawValue> =
+            serde_json::from_str(raw).map_err(|_| "params must be an object".to_string())?;
+        for field in fields {
+            match members.get(field.name).map(|v| Kind::of(v.get())) {
+                None | Some(Kind::Null) if !field.required => {}
+                None => return Err(format!("`{}` is required", field.name)),
+                Some(kind) if kind == field.kind => {}
+                Some(_) => {
+                    return Err(format!("`{}` must be {}", field.name, field.kind.name()));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The tool a `tools/call` names, if any.
     pub fn tool(&self) -> Option<Cow<'_, str>> {
         #[derive(serde::Deserialize)]
@@ -53,6 +90,87 @@ impl Envelope<'_> {
         }
         let params: Params = serde_json::from_str(self.params?.get()).ok()?;
         params.name
+    }
+}
+
+/// A member of a method's params, as the MCP schema types it.
+struct Field {
+    name: &'static str,
+    kind: Kind,
+    required: bool,
+}
+
+const fn field(name: &'static str, kind: Kind, required: bool) -> Field {
+    Field {
+        name,
+        kind,
+        required,
+    }
+}
+
+/// The params checked per method. `initialize` is left to rmcp, whose
+/// reading of the handshake real clients are tested against.
+const PARAMS: &[(&str, &[Field])] = &[
+    (
+        "tools/call",
+        &[
+            field("name", Kind::String, true),
+            field("arguments", Kind::Object, false),
+        ],
+    ),
+    (
+        "prompts/get",
+        &[
+            field("name", Kind::String, true),
+            field("arguments", Kind::Object, false),
+        ],
+    ),
+    ("resources/read", &[field("uri", Kind::String, true)]),
+    ("resources/subscribe", &[field("uri", Kind::String, true)]),
+    ("resources/unsubscribe", &[field("uri", Kind::String, true)]),
+    ("logging/setLevel", &[field("level", Kind::String, true)]),
+    (
+        "completion/complete",
+        &[
+            field("ref", Kind::Object, true),
+            field("argument", Kind::Object, true),
+        ],
+    ),
+    ("tools/list", &[field("cursor", Kind::String, false)]),
+    ("prompts/list", &[field("cursor", Kind::String, false)]),
+    ("resources/list", &[field("cursor", Kind::String, false)]),
+    (
+        "resources/templates/list",
+        &[field("cursor", Kind::String, false)],
+    ),
+    ("ping", &[]),
+];
+
+/// The JSON type of a raw value, read from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    String,
+    Object,
+    Other,
+    Null,
+}
+
+impl Kind {
+    fn of(raw: &str) -> Kind {
+        match raw.trim_start().as_bytes().first() {
+            Some(b'"') => Kind::String,
+            Some(b'{') => Kind::Object,
+            Some(b'n') => Kind::Null,
+            _ => Kind::Other,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::String => "a string",
+            Kind::Object => "an object",
+            Kind::Other | Kind::Null => "a value",
+        }
     }
 }
 
@@ -117,6 +235,61 @@ mod tests {
             Body::One(e) => e,
             other => panic!("{json}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn params_are_checked_against_the_mcp_schema() {
+        let check = |json: &str| one(json).check_params();
+        assert!(
+            check(r#"{"method":"tools/call","params":{"name":"x","arguments":{"q":1}}}"#).is_ok()
+        );
+        assert!(check(r#"{"method":"tools/call","params":{"name":"x","arguments":null}}"#).is_ok());
+        assert!(check(r#"{"method":"tools/call","params":{"name":"x"}}"#).is_ok());
+        for (bad, why) in [
+            (
+                r#"{"method":"tools/call","params":{"name":"x","arguments":"hi"}}"#,
+                "`arguments` must be an object",
+            ),
+            (
+                r#"{"method":"tools/call","params":{"name":123}}"#,
+                "`name` must be a string",
+            ),
+            (
+                r#"{"method":"tools/call","params":{}}"#,
+                "`name` is required",
+            ),
+            (r#"{"method":"tools/call"}"#, "needs params"),
+            (
+                r#"{"method":"tools/call","params":"x"}"#,
+                "must be an object",
+            ),
+            (r#"{"method":"tools/list","params":5}"#, "must be an object"),
+            (
+                r#"{"method":"tools/list","params":{"cursor":5}}"#,
+                "`cursor` must be a string",
+            ),
+            (
+                r#"{"method":"resources/read","params":{"uri":5}}"#,
+                "`uri` must be a string",
+            ),
+            (r#"{"method":"ping","params":[1]}"#, "must be an object"),
+        ] {
+            assert_eq!(
+                check(bad).err().as_deref().map(|e| e.contains(why)),
+                Some(true),
+                "{bad}"
+            );
+        }
+        assert!(check(r#"{"method":"tools/list"}"#).is_ok());
+        assert!(check(r#"{"method":"ping","params":{"_meta":{}}}"#).is_ok());
+        assert!(
+            check(r#"{"method":"initialize","params":5}"#).is_ok(),
+            "left to rmcp"
+        );
+        assert!(
+            check(r#"{"method":"vendor/thing","params":5}"#).is_ok(),
+            "unknown methods pass"
+        );
     }
 
     #[test]

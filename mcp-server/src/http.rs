@@ -174,14 +174,34 @@ fn inspect(body: &MessageBody) -> Inspected {
     }
 }
 
+/// What a request's `Authorization` says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// No bearer token (no header, or another scheme).
+    None,
+    Bearer(&'a str),
+    /// The header more than once: which one counts would be a guess that a
+    /// proxy and this server could make differently, so it is refused.
+    Ambiguous,
+}
+
 /// The bearer token in `Authorization`, if any.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+pub fn credential(headers: &HeaderMap) -> Credential<'_> {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = all.next() else {
+        return Credential::None;
+    };
+    if all.next().is_some() {
+        return Credential::Ambiguous;
+    }
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty());
+    token.map_or(Credential::None, Credential::Bearer)
 }
 
 /// Authenticate a bearer token against the live stores: a session token
@@ -323,64 +343,71 @@ where
         outcome: "rejected",
         client_ip: Some(ip),
     };
-    if let Err(retry_after) = state.limiter.check(ip) {
-        state.metrics.rate_limited.inc();
-        seen.outcome = "rate_limited";
-        return (too_many_failures(retry_after), seen);
-    }
-    if !origin_allowed(state, req.headers()) {
-        return (
-            error_response(StatusCode::FORBIDDEN, "origin not allowed"),
-            seen,
-        );
-    }
+    // The body is read first, even for a request about to be refused: an
+    // answer that leaves a body unread must close the connection, and a
+    // close with unread bytes is a reset that can destroy the answer before
+    // the client reads it. A body that cannot be read whole closes it.
     let (mut parts, body) = req.into_parts();
     let limited = Limited::new(body, state.config.max_body_bytes).collect();
     let bytes: Bytes = match tokio::time::timeout(state.config.request_timeout, limited).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
-            return (
-                error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
-                seen,
-            );
+            let answer = error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            return (closing(answer), seen);
         }
         Ok(Err(_)) => {
-            return (
-                error_response(StatusCode::BAD_REQUEST, "could not read the request body"),
-                seen,
-            );
+            let answer = error_response(StatusCode::BAD_REQUEST, "could not read the request body");
+            return (closing(answer), seen);
         }
         Err(_) => {
             seen.outcome = "timeout";
-            return (
-                error_response(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request body not received in time",
-                ),
-                seen,
+            let answer = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
             );
+            return (closing(answer), seen);
         }
     };
+    if let Err(retry_after) = state.limiter.check(ip) {
+        state.metrics.rate_limited.inc();
+        seen.outcome = "rate_limited";
+        return (too_many_failures(retry_after), seen);
+    }
+    if !origin_allowed(state, &parts.headers) {
+        return (
+            error_response(StatusCode::FORBIDDEN, "origin not allowed"),
+            seen,
+        );
+    }
     let message = MessageBody::parse(&bytes);
     let body = inspect(&message);
     (seen.method, seen.tool) = (body.method, body.tool);
-    let principal = match bearer(&parts.headers) {
-        Some(token) => match authenticate(state, token) {
+    let principal = match credential(&parts.headers) {
+        Credential::Bearer(token) => match authenticate(state, token) {
             Ok(principal) => Some(principal),
-            Err(failure) => {
-                state.limiter.record_failure(ip);
-                state.metrics.auth_failure(failure.label());
-                seen.outcome = "unauthorized";
-                return (unauthorized(failure), seen);
-            }
+            Err(failure) => return refuse(state, ip, failure, &mut seen),
         },
-        None if body.public => None,
-        None => {
+        Credential::Ambiguous => return refuse(state, ip, AuthFailure::Ambiguous, &mut seen),
+        Credential::None if body.public => None,
+        Credential::None => {
             state.metrics.auth_failure(AuthFailure::Missing.label());
             seen.outcome = "unauthorized";
             return (unauthorized(AuthFailure::Missing), seen);
         }
     };
+    // A client pushed over the limit by a concurrent failure is refused
+    // even with a good credential: no guess made after the limit counts.
+    if principal.is_some()
+        && let Err(retry_after) = state.limiter.check(ip)
+    {
+        state.metrics.rate_limited.inc();
+        seen.outcome = "rate_limited";
+        return (too_many_failures(retry_after), seen);
+    }
+    if let Some(answer) = malformed(&message, &bytes) {
+        seen.outcome = "rpc_error";
+        return (answer, seen);
+    }
     let replayable = match &message {
         MessageBody::One(one) => crate::replay::Replayable::of(one, &parts.headers),
         _ => None,
@@ -391,11 +418,20 @@ where
         seen.outcome = "ok";
         return (answer, seen);
     }
+    let sent_json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
     if let Some(principal) = principal {
         parts.extensions.insert(principal);
     }
     parts.extensions.insert(ClientIp(ip));
-    let request = Request::from_parts(parts, Body::from(bytes));
+    let request = Request::from_parts(parts, Body::from(bytes.clone()));
     let response = match tokio::time::timeout(state.config.request_timeout, rmcp(request)).await {
         Ok(response) => response.map(Body::new),
         Err(_) => {
@@ -406,6 +442,13 @@ where
             );
         }
     };
+    if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE && sent_json {
+        // JSON that rmcp could not decode as a message although the guard
+        // could read its envelope (a value it skipped is malformed): a
+        // JSON-RPC error, not a media-type one.
+        seen.outcome = "rpc_error";
+        return (not_a_message(&bytes), seen);
+    }
     if !response.status().is_success() {
         seen.outcome = "rejected";
         return (response, seen);
@@ -427,6 +470,125 @@ where
     (Response::from_parts(parts, Body::from(bytes)), seen)
 }
 
+/// Count a refused credential and answer it: 401 (400 for an ambiguous
+/// one), or 429 if this failure is one over the limit. The limiter checks
+/// and counts in one step, so concurrent guesses cannot overshoot it.
+fn refuse(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    failure: AuthFailure,
+    seen: &mut Seen,
+) -> (Response, Seen) {
+    state.metrics.auth_failure(failure.label());
+    let seen = Seen {
+        method: seen.method,
+        tool: seen.tool,
+        outcome: "unauthorized",
+        client_ip: seen.client_ip,
+    };
+    if let Err(retry_after) = state.limiter.record_failure(ip) {
+        state.metrics.rate_limited.inc();
+        return (
+            too_many_failures(retry_after),
+            Seen {
+                outcome: "rate_limited",
+                ..seen
+            },
+        );
+    }
+    (unauthorized(failure), seen)
+}
+
+/// The JSON-RPC error for a body rmcp would not answer as JSON-RPC: not
+/// JSON (-32700), not a request (-32600: a batch, no method, not JSON-RPC
+/// 2.0), both with 400 as the MCP transport asks; or params that do not fit
+/// the method (-32602, in a 200 answer like any JSON-RPC error). `None` for
+/// a body that rmcp should answer.
+fn malformed(message: &MessageBody, bytes: &[u8]) -> Option<Response> {
+    let one = match message {
+        MessageBody::Invalid => return Some(not_a_message(bytes)),
+        MessageBody::Batch(_) => {
+            return Some(rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                INVALID_REQUEST,
+                "Invalid Request: JSON-RPC batches are not supported; send one message per request",
+            ));
+        }
+        MessageBody::One(one) => one,
+    };
+    if one.jsonrpc.as_deref() != Some("2.0") {
+        return Some(rpc_error(
+            StatusCode::BAD_REQUEST,
+            one.id,
+            INVALID_REQUEST,
+            "Invalid Request: `jsonrpc` must be \"2.0\"",
+        ));
+    }
+    if one.method.is_none() && !one.other_members {
+        return Some(rpc_error(
+            StatusCode::BAD_REQUEST,
+            one.id,
+            INVALID_REQUEST,
+            "Invalid Request: no `method`",
+        ));
+    }
+    let why = one.check_params().err()?;
+    Some(match one.id {
+        // A notification is never answered, not even with an error.
+        None => StatusCode::ACCEPTED.into_response(),
+        Some(id) => rpc_error(
+            StatusCode::OK,
+            Some(id),
+            INVALID_PARAMS,
+            &format!("Invalid params: {why}"),
+        ),
+    })
+}
+
+const PARSE_ERROR: i32 = -32700;
+const INVALID_REQUEST: i32 = -32600;
+const INVALID_PARAMS: i32 = -32602;
+
+/// 400 for a body that is not one JSON-RPC message: -32700 if it is not
+/// JSON at all, -32600 if it is JSON of another shape.
+fn not_a_message(bytes: &[u8]) -> Response {
+    if serde_json::from_slice::<serde_json::Value>(bytes).is_ok() {
+        rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            INVALID_REQUEST,
+            "Invalid Request: not a JSON-RPC message object",
+        )
+    } else {
+        rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            PARSE_ERROR,
+            "Parse error: the body is not JSON",
+        )
+    }
+}
+
+/// A JSON-RPC error object answering the message with `id` (null if unknown).
+fn rpc_error(
+    status: StatusCode,
+    id: Option<&serde_json::value::RawValue>,
+    code: i32,
+    message: &str,
+) -> Response {
+    let id = id.map_or("null", |id| id.get());
+    let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".to_string());
+    let body =
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#);
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// Tell a tool error or a JSON-RPC error from success in a 2xx answer.
 /// Inside JSON strings quotes are escaped, so these byte patterns only match
 /// keys of the message itself.
@@ -439,6 +601,15 @@ fn classify(bytes: &[u8]) -> &'static str {
     } else {
         "ok"
     }
+}
+
+/// `response` with `Connection: close`: the request's body was not read to
+/// its end, so the connection cannot carry another request.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// 429 for a client over the failed-authentication limit.
@@ -476,16 +647,22 @@ fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
 fn unauthorized(failure: AuthFailure) -> Response {
     let challenge = match failure {
         AuthFailure::Missing => "Bearer realm=\"mcp\"",
+        AuthFailure::Ambiguous => "Bearer realm=\"mcp\", error=\"invalid_request\"",
         _ => "Bearer realm=\"mcp\", error=\"invalid_token\"",
+    };
+    let status = match failure {
+        AuthFailure::Ambiguous => StatusCode::BAD_REQUEST,
+        _ => StatusCode::UNAUTHORIZED,
     };
     let message = match failure {
         AuthFailure::Missing => "authentication required: send Authorization: Bearer <token>",
+        AuthFailure::Ambiguous => "send exactly one Authorization header",
         AuthFailure::Expired | AuthFailure::Session(sessions::SessionFailure::Expired) => {
             "token expired"
         }
         AuthFailure::Unknown | AuthFailure::Session(_) => "invalid token",
     };
-    let mut resp = error_response(StatusCode::UNAUTHORIZED, message);
+    let mut resp = error_response(status, message);
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(challenge),
@@ -538,15 +715,20 @@ mod tests {
     #[test]
     fn bearer_parsing() {
         let mut h = HeaderMap::new();
-        assert_eq!(bearer(&h), None);
+        assert_eq!(credential(&h), Credential::None);
         h.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("bearer  abc "),
         );
-        assert_eq!(bearer(&h), Some("abc"));
+        assert_eq!(credential(&h), Credential::Bearer("abc"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(bearer(&h), None);
+        assert_eq!(credential(&h), Credential::None);
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
-        assert_eq!(bearer(&h), None);
+        assert_eq!(credential(&h), Credential::None);
+        let two = crate::test_support::headers(&[
+            ("authorization", "Bearer good"),
+            ("authorization", "Bearer other"),
+        ]);
+        assert_eq!(credential(&two), Credential::Ambiguous);
     }
 }

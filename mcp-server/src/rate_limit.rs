@@ -4,9 +4,14 @@
 //! the client IP that sent it. An IP with `max_failures` failures in the last
 //! `window` is answered 429 with `Retry-After` (the time until its oldest
 //! failure leaves the window), whatever it sends. Successful requests do not
-//! reset the count, so a valid token cannot be used to keep guessing. The
-//! table of IPs is bounded: old entries are pruned, and when it is full of
-//! live entries, new failures are still counted by evicting the stalest.
+//! reset the count, so a valid token cannot be used to keep guessing.
+//!
+//! Checking and counting a failure are one step under one lock
+//! ([`FailureLimiter::record_failure`]): of many concurrent wrong guesses
+//! from one IP, exactly `max_failures` are answered as failures and the rest
+//! as over the limit, however they interleave. The table of IPs is bounded:
+//! old entries are pruned, and when it is full of live entries, new failures
+//! are still counted by evicting the stalest.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -70,15 +75,30 @@ impl FailureLimiter {
         Ok(())
     }
 
-    /// Count one failed authentication from `ip`.
-    pub fn record_failure(&self, ip: IpAddr) {
-        self.record_at(ip, Instant::now());
+    /// Count one failed authentication from `ip`, if `ip` is still under
+    /// the limit; `Err(retry_after)` if it was over it already (the failure
+    /// is then not counted: it is refused as over the limit).
+    pub fn record_failure(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.record_at(ip, Instant::now())
     }
 
-    fn record_at(&self, ip: IpAddr, now: Instant) {
+    fn record_at(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let Ok(mut map) = self.failures.lock() else {
-            return;
+            return Ok(());
         };
+        if let Some(times) = map.get_mut(&ip) {
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= self.window)
+            {
+                times.pop_front();
+            }
+            if times.len() >= self.max_failures {
+                let oldest = times.front().copied().unwrap_or(now);
+                let retry = self.window.saturating_sub(now.duration_since(oldest));
+                return Err(retry.max(Duration::from_secs(1)));
+            }
+        }
         if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
             let window = self.window;
             map.retain(|_, t| {
@@ -98,9 +118,7 @@ impl FailureLimiter {
         let times = map.entry(ip).or_default();
         times.push_back(now);
         self.any.store(true, Ordering::Release);
-        while times.len() > self.max_failures {
-            times.pop_front();
-        }
+        Ok(())
     }
 }
 
@@ -116,7 +134,7 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..3 {
             assert!(l.check_at(a, t0 + Duration::from_secs(i)).is_ok());
-            l.record_at(a, t0 + Duration::from_secs(i));
+            assert!(l.record_at(a, t0 + Duration::from_secs(i)).is_ok());
         }
         let retry = l.check_at(a, t0 + Duration::from_secs(10)).unwrap_err();
         assert_eq!(retry, Duration::from_secs(50));
@@ -126,7 +144,11 @@ mod tests {
         );
         // The oldest failure leaves the window at t0+60: one slot frees up.
         assert!(l.check_at(a, t0 + Duration::from_secs(60)).is_ok());
-        l.record_at(a, t0 + Duration::from_secs(60));
+        assert!(l.record_at(a, t0 + Duration::from_secs(60)).is_ok());
+        assert!(
+            l.record_at(a, t0 + Duration::from_secs(60)).is_err(),
+            "over the limit: refused, not counted"
+        );
         assert!(l.check_at(a, t0 + Duration::from_secs(60)).is_err());
         // At t0+61 the failure of t0+1 leaves too.
         assert!(l.check_at(a, t0 + Duration::from_secs(61)).is_ok());
@@ -138,9 +160,9 @@ mod tests {
         let l = FailureLimiter::new(2, Duration::from_millis(200));
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(l.check(a).is_ok());
-        l.record_failure(a);
+        assert!(l.record_failure(a).is_ok());
         assert!(l.check(a).is_ok());
-        l.record_failure(a);
+        assert!(l.record_failure(a).is_ok());
         assert!(l.check(a).is_err());
         std::thread::sleep(Duration::from_millis(250));
         assert!(l.check(a).is_ok());
@@ -148,8 +170,32 @@ mod tests {
             !l.any.load(Ordering::Acquire),
             "an expired table is empty again"
         );
-        l.record_failure(a);
-        l.record_failure(a);
+        assert!(l.record_failure(a).is_ok());
+        assert!(l.record_failure(a).is_ok());
         assert!(l.check(a).is_err(), "and counts again after that");
+    }
+
+    #[test]
+    fn concurrent_failures_never_overshoot_the_limit() {
+        for _ in 0..20 {
+            let l = std::sync::Arc::new(FailureLimiter::new(10, Duration::from_secs(60)));
+            let a: IpAddr = "192.0.2.9".parse().unwrap();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let counted: usize = (0..8)
+                .map(|_| {
+                    let (l, barrier) = (l.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        (0..5)
+                            .filter(|_| l.check(a).is_ok() && l.record_failure(a).is_ok())
+                            .count()
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .sum();
+            assert_eq!(counted, 10, "exactly the limit is answered as failures");
+        }
     }
 }

@@ -204,7 +204,17 @@ impl McpHandler {
         })
         .await
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let client_ip = parts.extensions.get::<ClientIp>().map(|ClientIp(ip)| *ip);
+        // A client pushed over the failed-auth limit while this login ran
+        // (by a concurrent wrong guess) gets no session from it.
+        let over_limit = || client_ip.is_some_and(|ip| self.state.limiter.check(ip).is_err());
         match outcome {
+            Some(_) if over_limit() => {
+                self.state.metrics.rate_limited.inc();
+                tracing::info!(user = %username, "login refused: client over the failed-auth limit");
+                let body = serde_json::json!({"success": false, "error": "too many failed authentications; retry later"});
+                Ok(tool_error(body.to_string()))
+            }
             Some((token, expires_at)) => {
                 tracing::info!(user = %username, "user authenticated");
                 let body = serde_json::json!({
@@ -215,8 +225,10 @@ impl McpHandler {
                 Ok(text_result(body.to_string()))
             }
             None => {
-                if let Some(ClientIp(ip)) = parts.extensions.get::<ClientIp>() {
-                    self.state.limiter.record_failure(*ip);
+                // Counted, or refused as over the limit: the answer is the
+                // same refusal either way.
+                if let Some(ip) = client_ip {
+                    let _ = self.state.limiter.record_failure(ip);
                 }
                 self.state.metrics.auth_failure("bad_password");
                 if self.state.session_keys.load().is_empty() {

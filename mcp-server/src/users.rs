@@ -65,10 +65,23 @@ impl UserStore {
     }
 }
 
+/// bcrypt reads at most this many bytes of a password and silently ignores
+/// the rest; a longer password is refused rather than cut (argon2id has no
+/// such limit).
+pub const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
+
 /// Verify `password` against a stored hash; any malformed hash is a mismatch.
+/// Against bcrypt, a password longer than bcrypt reads never matches (its
+/// first 72 bytes plus anything must not log in); its hash still runs, so the
+/// answer takes as long as any other.
 pub fn verify_password(password: &str, hash: &str, scheme: HashScheme) -> bool {
     match scheme {
-        HashScheme::Bcrypt => bcrypt::verify(password, hash).unwrap_or(false),
+        HashScheme::Bcrypt => {
+            let bytes = password.as_bytes();
+            let read = &bytes[..bytes.len().min(BCRYPT_MAX_PASSWORD_BYTES)];
+            let matched = bcrypt::verify(read, hash).unwrap_or(false);
+            matched && bytes.len() <= BCRYPT_MAX_PASSWORD_BYTES
+        }
         HashScheme::Argon2id => {
             use argon2::password_hash::PasswordVerifier;
             argon2::password_hash::phc::PasswordHash::new(hash)
@@ -85,7 +98,15 @@ pub fn verify_password(password: &str, hash: &str, scheme: HashScheme) -> bool {
 /// Hash a new password for `users.yaml`.
 pub fn hash_password(password: &str, scheme: HashScheme) -> anyhow::Result<String> {
     match scheme {
-        HashScheme::Bcrypt => Ok(bcrypt::hash(password, 12)?),
+        HashScheme::Bcrypt => {
+            anyhow::ensure!(
+                password.len() <= BCRYPT_MAX_PASSWORD_BYTES,
+                "the password is {} bytes, and bcrypt uses only the first {BCRYPT_MAX_PASSWORD_BYTES}: \
+                 choose a shorter one, or use --hash argon2id, which has no such limit",
+                password.len()
+            );
+            Ok(bcrypt::hash(password, 12)?)
+        }
         HashScheme::Argon2id => {
             use argon2::password_hash::PasswordHasher;
             let hash = argon2::Argon2::default()
@@ -117,6 +138,39 @@ mod tests {
             Some(HashScheme::Bcrypt)
         );
         assert!(bcrypt::verify("anything", DUMMY_BCRYPT).is_ok());
+    }
+
+    #[test]
+    fn bcrypt_passwords_longer_than_72_bytes_are_refused() {
+        let long = "p".repeat(80);
+        let err = hash_password(&long, HashScheme::Bcrypt)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("80 bytes") && err.contains("argon2id"),
+            "{err}"
+        );
+        assert!(hash_password(&long, HashScheme::Argon2id).is_ok());
+        // A hash made elsewhere from the first 72 bytes (bcrypt ignores the
+        // rest) must not let "those 72 bytes plus anything" log in.
+        let store = UserStore::new(vec![UserEntry {
+            username: "alice".into(),
+            password_hash: bcrypt::hash(&long[..72], 4).unwrap(),
+            scheme: HashScheme::Bcrypt,
+            enabled: true,
+            annotation: None,
+        }]);
+        assert!(store.login("alice", &long[..72]).is_ok());
+        assert_eq!(
+            store.login("alice", &long).unwrap_err(),
+            LoginFailure::WrongPassword
+        );
+        assert_eq!(
+            store
+                .login("alice", &format!("{}anything", &long[..72]))
+                .unwrap_err(),
+            LoginFailure::WrongPassword
+        );
     }
 
     #[test]
