@@ -66,7 +66,8 @@ struct RawFile {
 
 impl Manifest {
     pub fn from_yaml(text: &str) -> anyhow::Result<Manifest> {
-        let raw: RawManifest = serde_norway::from_str(text).context("sync manifest")?;
+        let raw: RawManifest = serde_norway::from_str(text)
+            .map_err(|e| anyhow::anyhow!("sync manifest: {}", fleet_common::yaml::describe(&e)))?;
         let max_bytes = match raw.max_bytes {
             Some(s) => parse_size(&s)?,
             None => DEFAULT_MAX_BYTES,
@@ -150,10 +151,10 @@ impl Manifest {
                 );
             }
             if !f.source.contains("://") {
+                // Not quoted: a source URL may carry a signature.
                 bail!(
-                    "file {:?}: source {:?} has no scheme (s3://, https://, http://, file://)",
-                    f.name,
-                    f.source
+                    "file {:?}: the source has no scheme (s3://, https://, http://, file://)",
+                    f.name
                 );
             }
         }
@@ -166,7 +167,9 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().with_context(|| format!("size {text:?}"))?;
+    let n: u64 = num
+        .parse()
+        .context("max_bytes: expected a number of bytes such as 4GiB, 100MB or 1048576")?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" => 1000,
@@ -175,10 +178,9 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
         "mib" | "m" => 1 << 20,
         "gb" => 1_000_000_000,
         "gib" | "g" => 1 << 30,
-        other => bail!("size {text:?}: unknown unit {other:?}"),
+        _ => bail!("max_bytes: unknown unit (B, KB, KiB, MB, MiB, GB, GiB)"),
     };
-    n.checked_mul(mult)
-        .with_context(|| format!("size {text:?} is too large"))
+    n.checked_mul(mult).context("max_bytes is too large")
 }
 
 #[cfg(test)]

@@ -2,9 +2,12 @@
 //! `kb-sync-sidecar --once`.
 //!
 //! Exit status: 0 every file is published and current; 1 a source could not
-//! be fetched after the retries or within the overall timeout; 3 a fetched
-//! file failed verification (a bad file is never published, so retrying it
-//! would not help). Usage errors (2) are the binaries' to report.
+//! be fetched after the retries or within the overall timeout; 2 the
+//! destination cannot be written (permission denied, read-only, a path
+//! leading out of it: a local, permanent error, reported at once); 3 a
+//! fetched file failed verification (a bad file is never published, so
+//! retrying it would not help). Usage errors (also 2) are the binaries' to
+//! report.
 
 use std::time::Duration;
 
@@ -36,6 +39,7 @@ impl Default for OnceOptions {
 pub enum RunStatus {
     Ok = 0,
     FetchFailed = 1,
+    Denied = 2,
     VerifyFailed = 3,
 }
 
@@ -85,6 +89,10 @@ async fn all_files(syncer: &mut Syncer, opts: OnceOptions, progress: &dyn Progre
                     tracing::error!(file = %name, error = %err, "sync failed; the previous file, if any, is left in place");
                     let this = match err {
                         SyncError::Verify(_) => RunStatus::VerifyFailed,
+                        SyncError::Denied(_) => {
+                            // Every other file would meet the same wall.
+                            return RunStatus::Denied;
+                        }
                         _ => RunStatus::FetchFailed,
                     };
                     if status != RunStatus::VerifyFailed {

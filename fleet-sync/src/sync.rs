@@ -57,9 +57,15 @@ pub enum SyncError {
     /// The file arrived but is not acceptable (never published; exit 3).
     #[error("verification failed: {0}")]
     Verify(String),
-    /// The destination could not be written.
+    /// The destination could not be written (retried: a full disk may
+    /// clear).
     #[error("publish failed: {0}")]
     Local(String),
+    /// The destination can never be written as configured: permission
+    /// denied, a read-only filesystem, or a path that resolves outside the
+    /// destination directory. Not retried; exit 2.
+    #[error("cannot publish: {0}")]
+    Denied(String),
 }
 
 impl SyncError {
@@ -69,6 +75,7 @@ impl SyncError {
             SyncError::Fetch(_) => "fetch_error",
             SyncError::Verify(_) => "verify_error",
             SyncError::Local(_) => "publish_error",
+            SyncError::Denied(_) => "publish_denied",
         }
     }
 
@@ -82,6 +89,87 @@ impl SyncError {
     }
 }
 
+/// A local error from publishing: permanent (with who we are, since the
+/// usual cause is a volume owned by another user) or worth a retry.
+fn local(err: impl std::fmt::Display, kind: Option<std::io::ErrorKind>) -> SyncError {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    match kind {
+        Some(PermissionDenied | ReadOnlyFilesystem) => {
+            SyncError::Denied(format!("{err} (running as {})", whoami()))
+        }
+        _ => SyncError::Local(err.to_string()),
+    }
+}
+
+/// The I/O error kind behind a fleet-common error, if it is one.
+fn io_kind(err: &fleet_common::Error) -> Option<std::io::ErrorKind> {
+    match err {
+        fleet_common::Error::Io { source, .. } => Some(source.kind()),
+        _ => None,
+    }
+}
+
+/// `uid U, gid G` of this process.
+pub fn whoami() -> String {
+    // SAFETY: getuid and getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    format!("uid {uid}, gid {gid}")
+}
+
+/// Make sure `dir` (under `dest`, already canonical) exists and resolves
+/// inside `dest`, symlinks included, and that this process can create files
+/// in it. Nothing is created outside `dest`: the nearest existing ancestor
+/// is checked before any directory is made.
+fn prepare_dir(dest: &Path, dir: &Path) -> Result<(), SyncError> {
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) => existing = p,
+            None => break,
+        }
+    }
+    check_inside(dest, existing)?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        let kind = e.kind();
+        local(format!("creating {}: {e}", dir.display()), Some(kind))
+    })?;
+    check_inside(dest, dir)?;
+    // Can we publish here at all? A permission problem is found now, not
+    // after a download and five retries.
+    fleet_common::publish::temp_file_in(dir).map_err(|e| {
+        let kind = io_kind(&e);
+        local(e, kind)
+    })?;
+    Ok(())
+}
+
+/// Refuse a path that resolves (following symlinks) outside `dest`.
+fn check_inside(dest: &Path, path: &Path) -> Result<(), SyncError> {
+    let real = std::fs::canonicalize(path).map_err(|e| {
+        let kind = e.kind();
+        local(format!("{}: {e}", path.display()), Some(kind))
+    })?;
+    if real.starts_with(dest) {
+        Ok(())
+    } else {
+        Err(SyncError::Denied(format!(
+            "{} resolves to {}, outside the destination {}",
+            path.display(),
+            real.display(),
+            dest.display()
+        )))
+    }
+}
+
+/// The last version a source offered that failed verification: it is not
+/// downloaded again until the source has another.
+#[derive(Debug, Clone)]
+struct Rejected {
+    validators: Validators,
+    sha256: Option<String>,
+    error: String,
+}
+
 /// A cycle's result and how many body bytes it transferred.
 #[derive(Debug)]
 pub struct Attempt {
@@ -92,17 +180,29 @@ pub struct Attempt {
 /// The files of one manifest, their sources and the publish state.
 pub struct Syncer {
     pub dest_dir: PathBuf,
+    /// `dest_dir` with every symlink resolved: what published paths must
+    /// stay inside.
+    dest_real: PathBuf,
     max_bytes: u64,
     files: Vec<(FileSpec, Source)>,
+    rejected: Vec<Option<Rejected>>,
     state: State,
 }
 
 impl Syncer {
-    /// Prepare the destination (created if missing, leftovers of a killed
-    /// run removed) and parse every source.
+    /// Prepare the destination (created if missing, checked writable and
+    /// free of symlinks that lead out of it, leftovers of a killed run
+    /// removed) and parse every source.
     pub async fn new(manifest: &Manifest, opts: &SourceOptions) -> anyhow::Result<Syncer> {
-        std::fs::create_dir_all(&manifest.dest_dir)
-            .map_err(|e| anyhow::anyhow!("creating {}: {e}", manifest.dest_dir.display()))?;
+        std::fs::create_dir_all(&manifest.dest_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "creating {}: {e} (running as {})",
+                manifest.dest_dir.display(),
+                whoami()
+            )
+        })?;
+        let dest_real = std::fs::canonicalize(&manifest.dest_dir)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", manifest.dest_dir.display()))?;
         let mut dirs: Vec<PathBuf> = manifest
             .files
             .iter()
@@ -111,8 +211,7 @@ impl Syncer {
         dirs.sort();
         dirs.dedup();
         for dir in dirs {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+            prepare_dir(&dest_real, &dir)?;
             let removed = fleet_common::publish::clean_stale_temps(&dir)?;
             if removed > 0 {
                 tracing::info!(dir = %dir.display(), removed, "removed temporary files left by an interrupted run");
@@ -127,7 +226,9 @@ impl Syncer {
         }
         Ok(Syncer {
             dest_dir: manifest.dest_dir.clone(),
+            dest_real,
             max_bytes: manifest.max_bytes,
+            rejected: vec![None; files.len()],
             files,
             state: State::load(&manifest.dest_dir),
         })
@@ -162,21 +263,36 @@ impl Syncer {
             };
         };
         let target = spec.target(&self.dest_dir);
+        // Checked every cycle: a symlink made in the shared directory since
+        // start-up must not lead a publication out of it either.
+        if let Some(dir) = target.parent()
+            && let Err(err) = check_inside(&self.dest_real, dir)
+        {
+            return Attempt {
+                result: Err(err),
+                bytes: 0,
+            };
+        }
         let published = self
             .state
             .current(&spec.name, &spec.source, &target)
             .cloned();
         let mut bytes = 0u64;
+        let rejected = &mut self.rejected[i];
         let result = fetch_verify_publish(
             spec,
             source,
             &target,
             published.as_ref(),
+            rejected,
             self.max_bytes,
             progress,
             &mut bytes,
         )
         .await;
+        if result.is_ok() {
+            *rejected = None;
+        }
         let result = result.map(|(outcome, version)| {
             if let Some(v) = version
                 && let Some((dev, ino, mtime, size)) = v.identity
@@ -207,20 +323,75 @@ struct Version {
     identity: Option<(u64, u64, i128, u64)>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn fetch_verify_publish(
     spec: &FileSpec,
     source: &Source,
     target: &Path,
     published: Option<&Record>,
+    rejected: &mut Option<Rejected>,
     max_bytes: u64,
     progress: &dyn Progress,
     bytes: &mut u64,
 ) -> Result<(Outcome, Option<Version>), SyncError> {
-    let have = published.map(|r| r.validators.clone()).unwrap_or_default();
-    let mut dl = match source.fetch(&have).await? {
-        Fetch::NotModified => return Ok((Outcome::Unchanged, None)),
+    // After a rejection, ask for anything but the rejected version: an
+    // unchanged source then costs no body, as when nothing is wrong.
+    let have = match rejected.as_ref() {
+        Some(r) if !r.validators.is_empty() => r.validators.clone(),
+        _ => published.map(|r| r.validators.clone()).unwrap_or_default(),
+    };
+    let dl = match source.fetch(&have).await? {
+        Fetch::NotModified => {
+            return match rejected.as_ref() {
+                Some(r) => Err(SyncError::Verify(format!(
+                    "{} (the source still has the rejected version; not downloaded again)",
+                    r.error
+                ))),
+                None => Ok((Outcome::Unchanged, None)),
+            };
+        }
         Fetch::Changed(dl) => dl,
     };
+    let validators = dl.validators.clone();
+    let mut sha_seen = None;
+    let result = verify_and_publish(
+        spec,
+        dl,
+        target,
+        published,
+        rejected.as_ref(),
+        max_bytes,
+        progress,
+        bytes,
+        &mut sha_seen,
+    )
+    .await;
+    let offered_again = sha_seen.is_some()
+        && rejected.as_ref().and_then(|r| r.sha256.as_ref()) == sha_seen.as_ref();
+    if let Err(SyncError::Verify(error)) = &result
+        && !offered_again
+    {
+        *rejected = Some(Rejected {
+            validators,
+            sha256: sha_seen,
+            error: error.clone(),
+        });
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn verify_and_publish(
+    spec: &FileSpec,
+    mut dl: crate::source::Download,
+    target: &Path,
+    published: Option<&Record>,
+    rejected: Option<&Rejected>,
+    max_bytes: u64,
+    progress: &dyn Progress,
+    bytes: &mut u64,
+    sha_seen: &mut Option<String>,
+) -> Result<(Outcome, Option<Version>), SyncError> {
     if let Some(size) = dl.size
         && size > max_bytes
     {
@@ -229,8 +400,10 @@ async fn fetch_verify_publish(
         )));
     }
     let dir = target.parent().unwrap_or(Path::new("."));
-    let mut tmp =
-        fleet_common::publish::temp_file_in(dir).map_err(|e| SyncError::Local(e.to_string()))?;
+    let mut tmp = fleet_common::publish::temp_file_in(dir).map_err(|e| {
+        let kind = io_kind(&e);
+        local(e, kind)
+    })?;
     let mut hasher = Sha256::new();
     progress.begin(&spec.name, dl.size);
     let streamed: Result<(), SyncError> = async {
@@ -242,8 +415,10 @@ async fn fetch_verify_publish(
                 )));
             }
             hasher.update(&chunk);
-            tmp.write_all(&chunk)
-                .map_err(|e| SyncError::Local(format!("{}: {e}", dir.display())))?;
+            tmp.write_all(&chunk).map_err(|e| {
+                let kind = e.kind();
+                local(format!("{}: {e}", dir.display()), Some(kind))
+            })?;
             progress.advance(chunk.len() as u64);
         }
         Ok(())
@@ -259,6 +434,16 @@ async fn fetch_verify_publish(
         ))));
     }
     let sha = hex::encode(hasher.finalize());
+    *sha_seen = Some(sha.clone());
+    if let Some(r) = rejected
+        && r.sha256.as_deref() == Some(sha.as_str())
+    {
+        // A source without validators offered the rejected bytes again.
+        return Err(SyncError::Verify(format!(
+            "{} (the source still has the rejected version)",
+            r.error
+        )));
+    }
     if let Some(pin) = &spec.sha256
         && *pin != sha
     {
@@ -302,8 +487,10 @@ async fn fetch_verify_publish(
         }
         // What was verified, as it will be after the rename.
         let id = identity(tmp.path());
-        fleet_common::publish::publish(tmp, &target_owned, kind.is_secret())
-            .map_err(|e| SyncError::Local(e.to_string()))?;
+        fleet_common::publish::publish(tmp, &target_owned, kind.is_secret()).map_err(|e| {
+            let kind = io_kind(&e);
+            local(e, kind)
+        })?;
         tracing::info!(file = %target_owned.display(), %summary, sha256 = %&published_sha[..12], bytes = total, "published");
         Ok((Outcome::Published { bytes: total, sha256: published_sha }, id))
     })
