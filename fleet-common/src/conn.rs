@@ -47,8 +47,9 @@ pub struct DeadlineIo<T> {
     io: T,
     deadlines: Deadlines,
     phase: Phase,
-    /// The last four bytes of the head read so far, to spot its end.
-    window: u32,
+    /// The last three bytes of the head read so far, to spot its end
+    /// across reads.
+    tail: [u8; 3],
     timer: Pin<Box<Sleep>>,
 }
 
@@ -60,7 +61,7 @@ impl<T> DeadlineIo<T> {
             io,
             deadlines,
             phase: Phase::Head,
-            window: 0,
+            tail: [0; 3],
             timer: Box::pin(tokio::time::sleep(deadlines.header)),
         }
     }
@@ -72,20 +73,31 @@ impl<T> DeadlineIo<T> {
     fn saw_bytes(&mut self, bytes: &[u8]) {
         if self.phase == Phase::Idle {
             self.phase = Phase::Head;
-            self.window = 0;
+            self.tail = [0; 3];
             let deadline = Instant::now() + self.deadlines.header;
             self.timer.as_mut().reset(deadline);
         }
         if self.phase != Phase::Head {
             return;
         }
-        for &b in bytes {
-            self.window = (self.window << 8) | u32::from(b);
-            // CRLF CRLF, or the bare LF LF that HTTP parsers also accept.
-            if self.window == 0x0d0a_0d0a || self.window & 0xffff == 0x0a0a {
+        // The head ends at CRLF CRLF, or the bare LF LF that HTTP parsers
+        // also accept: look only at the line feeds.
+        let tail = self.tail;
+        let before = |i: usize, back: usize| -> u8 {
+            if i >= back {
+                bytes[i - back]
+            } else {
+                tail[3 - (back - i)]
+            }
+        };
+        for i in memchr::memchr_iter(b'\n', bytes) {
+            if before(i, 1) == b'\n' || (before(i, 1) == b'\r' && before(i, 2) == b'\n') {
                 self.phase = Phase::InRequest;
                 return;
             }
+        }
+        for &b in bytes.iter().rev().take(3).rev() {
+            self.tail = [self.tail[1], self.tail[2], b];
         }
     }
 }
@@ -314,6 +326,19 @@ mod tests {
         assert!(
             idled >= Duration::from_millis(1200) && idled < Duration::from_millis(1300),
             "{idled:?}"
+        );
+
+        // A head whose blank line is split across reads is seen to end.
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut io = DeadlineIo::new(server, D);
+        for part in [&b"GET / HTTP/1.1\r\nHost: x\r"[..], b"\n", b"\r", b"\n"] {
+            client.write_all(part).await.unwrap();
+            assert!(read_some(&mut io).await.unwrap() > 0);
+        }
+        let waited = tokio::time::timeout(Duration::from_secs(5), read_some(&mut io)).await;
+        assert!(
+            waited.is_err(),
+            "no header deadline once the head is complete"
         );
 
         // In a request (after the head, before the answer) no deadline runs.
