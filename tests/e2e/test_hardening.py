@@ -381,26 +381,27 @@ def test_two_authorization_headers_are_refused(server):
 
 
 def test_failed_auth_limit_holds_under_concurrency(tmp_path):
-    """12. Eight threads of wrong tokens at a limit of 10: exactly 10 are
-    answered 401, every other 429."""
+    """12. Sixteen threads of wrong tokens at once, at a limit of 10:
+    exactly 10 are answered 401, every other 429."""
     d = tmp_path / "data"
     token = add_token(build_fixture_kb(d) / "tokens.yaml")
     s = McpServer(d, name="limit", auth_limit=10)
     try:
         statuses: list[int] = []
         lock = threading.Lock()
-        barrier = threading.Barrier(8)
+        barrier = threading.Barrier(16)
 
         def guess(n):
             c = KeepAlive(s.port)
+            c.conn.connect()
             barrier.wait()
-            for i in range(6):
+            for i in range(3):
                 st, _ = c.call(f"wrong-guess-{n}-{i}-00000000000000")
                 with lock:
                     statuses.append(st)
             c.close()
 
-        threads = [threading.Thread(target=guess, args=(n,)) for n in range(8)]
+        threads = [threading.Thread(target=guess, args=(n,)) for n in range(16)]
         for t in threads:
             t.start()
         for t in threads:
