@@ -1,17 +1,20 @@
 //! One complete sync of every file, with retries: what `kb-init` does, and
 //! `kb-sync-sidecar --once`.
 //!
-//! Exit status: 0 every file is published and current; 1 a source could not
-//! be fetched after the retries or within the overall timeout; 2 the
-//! destination cannot be written (permission denied, read-only, a path
-//! leading out of it: a local, permanent error, reported at once); 3 a
-//! fetched file failed verification (a bad file is never published, so
-//! retrying it would not help). Usage errors (also 2) are the binaries' to
-//! report.
+//! Exit status ([`Exit`]): 0 every file is published and current; 1 a
+//! source could not be fetched after the retries or within the overall
+//! timeout; 2 a usage or configuration error, or a destination that cannot
+//! be written (permission denied, read-only, a path leading out of it: a
+//! local, permanent error, reported at once); 3 a fetched file failed
+//! verification (a bad file is never published, so retrying it would not
+//! help).
 
 use std::time::Duration;
 
+use fleet_common::exit::Exit;
+
 use crate::backoff::Backoff;
+use crate::cli::SyncArgs;
 use crate::progress::Progress;
 use crate::sync::{SyncError, Syncer};
 
@@ -35,26 +38,44 @@ impl Default for OnceOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    Ok = 0,
-    FetchFailed = 1,
-    Denied = 2,
-    VerifyFailed = 3,
-}
-
-impl RunStatus {
-    pub fn code(self) -> u8 {
-        self as u8
+/// The whole one-shot run of `kb-init` and `kb-sync-sidecar --once`, from
+/// their flags to their exit status; SIGTERM or SIGINT ends it with
+/// [`Exit::Failed`] and nothing half published.
+pub async fn run(args: &SyncArgs, opts: OnceOptions) -> Exit {
+    let manifest = match args.manifest() {
+        Ok(m) => m,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "configuration error");
+            return Exit::Config;
+        }
+    };
+    let shutdown = match fleet_common::signals::termination_signal() {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot install signal handlers");
+            return Exit::Failed;
+        }
+    };
+    let mut syncer = match Syncer::new(&manifest, &args.source_options()).await {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "configuration error");
+            return Exit::Config;
+        }
+    };
+    let progress = crate::progress::for_stderr();
+    tokio::select! {
+        status = run_once(&mut syncer, opts, progress.as_ref()) => status,
+        () = shutdown => {
+            // Dropping the run drops any temporary file: nothing half published.
+            tracing::warn!("terminated before every file was published");
+            Exit::Failed
+        }
     }
 }
 
 /// Sync every file once, retrying what may succeed on a later try.
-pub async fn run_once(
-    syncer: &mut Syncer,
-    opts: OnceOptions,
-    progress: &dyn Progress,
-) -> RunStatus {
+pub async fn run_once(syncer: &mut Syncer, opts: OnceOptions, progress: &dyn Progress) -> Exit {
     match tokio::time::timeout(opts.timeout, all_files(syncer, opts, progress)).await {
         Ok(status) => status,
         Err(_) => {
@@ -62,13 +83,13 @@ pub async fn run_once(
                 timeout_s = opts.timeout.as_secs(),
                 "gave up: overall timeout reached"
             );
-            RunStatus::FetchFailed
+            Exit::Failed
         }
     }
 }
 
-async fn all_files(syncer: &mut Syncer, opts: OnceOptions, progress: &dyn Progress) -> RunStatus {
-    let mut status = RunStatus::Ok;
+async fn all_files(syncer: &mut Syncer, opts: OnceOptions, progress: &dyn Progress) -> Exit {
+    let mut status = Exit::Ok;
     let names: Vec<String> = syncer.specs().map(|s| s.name.clone()).collect();
     for (i, name) in names.iter().enumerate() {
         let mut backoff = Backoff::new(opts.backoff_base, Duration::from_secs(30));
@@ -88,16 +109,12 @@ async fn all_files(syncer: &mut Syncer, opts: OnceOptions, progress: &dyn Progre
                 Err(err) => {
                     tracing::error!(file = %name, error = %err, "sync failed; the previous file, if any, is left in place");
                     let this = match err {
-                        SyncError::Verify(_) => RunStatus::VerifyFailed,
-                        SyncError::Denied(_) => {
-                            // Every other file would meet the same wall.
-                            return RunStatus::Denied;
-                        }
-                        _ => RunStatus::FetchFailed,
+                        SyncError::Verify(_) => Exit::Invalid,
+                        // Every other file would meet the same wall.
+                        SyncError::Denied(_) => return Exit::Config,
+                        _ => Exit::Failed,
                     };
-                    if status != RunStatus::VerifyFailed {
-                        status = this;
-                    }
+                    status = status.worst(this);
                     break;
                 }
             }

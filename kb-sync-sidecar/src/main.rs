@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use fleet_common::exit::Exit;
 use fleet_sync::cli::SyncArgs;
-use fleet_sync::once::{OnceOptions, run_once};
+use fleet_sync::once::{self, OnceOptions};
 use fleet_sync::sync::Syncer;
 use kb_sync_sidecar::engine::{self, LoopOptions, Status};
 
@@ -79,20 +80,19 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     fleet_common::logging::init(cli.sync.log_format(), "kb-sync-sidecar");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(runtime) => runtime.block_on(run(cli)).into(),
         Err(err) => {
             eprintln!("kb-sync-sidecar: {err}");
-            return ExitCode::from(1);
+            Exit::Failed.into()
         }
-    };
-    ExitCode::from(runtime.block_on(run(cli)))
+    }
 }
 
-async fn run(cli: Cli) -> u8 {
+async fn run(cli: Cli) -> Exit {
     if let Some(Command::Push {
         files,
         request_timeout,
@@ -103,7 +103,7 @@ async fn run(cli: Cli) -> u8 {
             Ok(i) => i,
             Err(err) => {
                 tracing::error!(error = %err, "usage");
-                return 2;
+                return Exit::Config;
             }
         };
         let opts = fleet_sync::source::SourceOptions {
@@ -112,39 +112,36 @@ async fn run(cli: Cli) -> u8 {
         };
         return kb_sync_sidecar::push::push(&items, &opts).await;
     }
-    let manifest = match cli.sync.manifest() {
-        Ok(m) => m,
-        Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "configuration error");
-            return 2;
-        }
-    };
-    let shutdown = match fleet_common::signals::termination_signal() {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot install signal handlers");
-            return 1;
-        }
-    };
-    let mut syncer = match Syncer::new(&manifest, &cli.sync.source_options()).await {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "configuration error");
-            return 2;
-        }
-    };
-    let progress = fleet_sync::progress::for_stderr();
     if cli.once {
         let opts = OnceOptions {
             retries: cli.retries,
             timeout: cli.timeout,
             ..OnceOptions::default()
         };
-        return tokio::select! {
-            status = run_once(&mut syncer, opts, progress.as_ref()) => status.code(),
-            () = shutdown => 1,
-        };
+        return once::run(&cli.sync, opts).await;
     }
+    let manifest = match cli.sync.manifest() {
+        Ok(m) => m,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "configuration error");
+            return Exit::Config;
+        }
+    };
+    let shutdown = match fleet_common::signals::termination_signal() {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot install signal handlers");
+            return Exit::Failed;
+        }
+    };
+    let syncer = match Syncer::new(&manifest, &cli.sync.source_options()).await {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "configuration error");
+            return Exit::Config;
+        }
+    };
+    let progress = fleet_sync::progress::for_stderr();
     let opts = LoopOptions {
         interval: cli.interval,
         jitter: cli.jitter,
@@ -156,19 +153,19 @@ async fn run(cli: Cli) -> u8 {
             Ok(l) => l,
             Err(err) => {
                 tracing::error!(%addr, error = %err, "cannot listen");
-                return 2;
+                return Exit::Config;
             }
         };
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
         tokio::spawn(kb_sync_sidecar::http::serve(listener, status.clone()));
     }
     tokio::select! {
-        () = engine::run(syncer, status, opts, progress) => 0,
+        () = engine::run(syncer, status, opts, progress) => Exit::Ok,
         () = shutdown => {
             // Dropping the loop abandons any download in flight; its temporary
             // file is removed with it, so nothing is half published.
             tracing::info!("stopping");
-            0
+            Exit::Ok
         }
     }
 }

@@ -2,10 +2,12 @@
 //! then upload it with its sha256 in the object metadata, which the fetching
 //! side checks before it publishes. For CI.
 //!
-//! Exit codes: 0 uploaded, 1 upload failed, 2 usage, 3 verification failed.
+//! Exit statuses ([`Exit`]): 0 uploaded, 1 upload failed, 2 usage or a bad
+//! destination, 3 verification failed (nothing uploaded).
 
 use std::path::{Path, PathBuf};
 
+use fleet_common::exit::Exit;
 use fleet_common::kind::FileKind;
 use fleet_sync::source::{Source, SourceOptions};
 
@@ -30,8 +32,8 @@ pub fn parse_items(args: &[String]) -> anyhow::Result<Vec<PushItem>> {
         .collect()
 }
 
-/// Verify then upload every item; returns the exit code.
-pub async fn push(items: &[PushItem], opts: &SourceOptions) -> u8 {
+/// Verify then upload every item.
+pub async fn push(items: &[PushItem], opts: &SourceOptions) -> Exit {
     // Verify everything first: a bad file stops the push before any upload.
     let mut verified = Vec::with_capacity(items.len());
     for item in items {
@@ -55,11 +57,11 @@ pub async fn push(items: &[PushItem], opts: &SourceOptions) -> u8 {
             }
             Ok(Err(err)) => {
                 tracing::error!(file = %item.local.display(), error = %format!("{err:#}"), "verification failed; nothing uploaded");
-                return 3;
+                return Exit::Invalid;
             }
             Err(err) => {
                 tracing::error!(error = %err, "verification task failed");
-                return 1;
+                return Exit::Failed;
             }
         }
     }
@@ -73,7 +75,7 @@ pub async fn push(items: &[PushItem], opts: &SourceOptions) -> u8 {
             Ok(_) => Err("push supports s3:// and file:// destinations".to_string()),
             Err(e) => {
                 tracing::error!(dest = %item.dest, error = %e, "bad destination");
-                return 2;
+                return Exit::Config;
             }
         };
         match result {
@@ -82,11 +84,11 @@ pub async fn push(items: &[PushItem], opts: &SourceOptions) -> u8 {
             }
             Err(err) => {
                 tracing::error!(file = %item.local.display(), dest = %item.dest, error = %err, "upload failed");
-                return 1;
+                return Exit::Failed;
             }
         }
     }
-    0
+    Exit::Ok
 }
 
 fn copy_to_path(local: &Path, dest: &str) -> Result<(), String> {

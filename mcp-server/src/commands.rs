@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use fleet_common::exit::Exit;
+
 use anyhow::Context;
 use fleet_common::kind::{self, FileKind};
 use fleet_kb::build::{BuildOptions, build_from_dir};
@@ -191,9 +193,9 @@ pub fn check(args: CheckArgs) -> ExitCode {
         }
     }
     if failed {
-        ExitCode::FAILURE
+        Exit::Failed.into()
     } else {
-        ExitCode::SUCCESS
+        Exit::Ok.into()
     }
 }
 

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use fleet_common::exit::Exit;
 use fleet_common::logging;
 use mcp_server::cli::{Cli, Command, KbCommand, TokenCommand, UserCommand};
 use mcp_server::{commands, config, demo};
@@ -27,10 +28,10 @@ fn main() -> ExitCode {
         Command::Check(args) => return commands::check(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Exit::Ok.into(),
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(2)
+            Exit::Config.into()
         }
     }
 }
