@@ -8,8 +8,9 @@
 //! that was verified ([`published`]); a data file is only ever read as a
 //! regular file within its kind's size limit ([`read`]). The binaries also
 //! share their log format ([`logging`]), their shutdown signal
-//! ([`signals`]), their exit statuses ([`exit`]) and the deadlines and
-//! limits of their HTTP connections ([`conn`]).
+//! ([`signals`]), their exit statuses ([`exit`]), the deadlines and limits
+//! of their HTTP connections ([`conn`]) and the formats of their `/metrics`
+//! ([`metrics_text`]).
 //!
 //! The server loads files with exactly the same parsers that `kb-init` and
 //! `kb-sync-sidecar` use to verify them, so a file that passed verification is
@@ -21,6 +22,7 @@ pub mod exit;
 pub mod kb_file;
 pub mod kind;
 pub mod logging;
+pub mod metrics_text;
 pub mod publish;
 pub mod published;
 pub mod read;

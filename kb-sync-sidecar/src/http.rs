@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -97,12 +97,9 @@ async fn readyz(State(s): State<Arc<Status>>) -> impl IntoResponse {
     (code, axum::Json(s.report()))
 }
 
-async fn metrics(State(s): State<Arc<Status>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
+/// `/metrics`, in the format the scraper asks for.
+async fn metrics(State(s): State<Arc<Status>>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = fleet_common::metrics_text::negotiate(accept, s.metrics.encode());
+    ([(header::CONTENT_TYPE, content_type)], body)
 }

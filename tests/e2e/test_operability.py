@@ -11,6 +11,22 @@ from prometheus_client.parser import text_string_to_metric_families as parse_pro
 from harness import KeepAlive, McpServer, Nginx, http, make_data_dir, publish, rpc, search_text, tokens_yaml, wait_until
 
 
+OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+
+def families(base: str) -> tuple[dict, dict]:
+    """/metrics read by both real parsers, each asking for its own format as
+    a scraper does: {family name: type} for the Prometheus text parser and
+    for the OpenMetrics parser."""
+    status, headers, body = http("GET", f"{base}/metrics")
+    assert status == 200 and headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8", headers
+    prometheus = {f.name: f.type for f in parse_prometheus(body.decode())}
+    status, headers, body = http("GET", f"{base}/metrics", headers={"Accept": OPENMETRICS_ACCEPT})
+    assert status == 200 and headers["content-type"].startswith("application/openmetrics-text"), headers
+    openmetrics = {f.name: f.type for f in parse_openmetrics(body.decode())}
+    return prometheus, openmetrics
+
+
 def scrape(server) -> dict:
     """All samples as {(name, frozenset(labels)): value}, parsed by the real Prometheus parser."""
     status, headers, body = http("GET", f"{server.base}/metrics")
@@ -20,8 +36,35 @@ def scrape(server) -> dict:
     for family in parse_prometheus(text):
         for s in family.samples:
             samples[(s.name, frozenset(s.labels.items()))] = s.value
-    list(parse_openmetrics(text))  # also valid OpenMetrics
     return samples
+
+
+def test_metrics_formats_are_labelled_and_typed_on_both_binaries(data_dir, tmp_path):
+    """Both parsers read /metrics of the server and of the sidecar with
+    every counter typed as a counter."""
+    from sync_servers import Sidecar
+
+    d, token = data_dir
+    s = McpServer(d, name="metrics-formats")
+    try:
+        rpc(s.url, "tools/list", {}, token=token)
+        prometheus, openmetrics = families(s.base)
+        assert prometheus["mcp_requests"] == "counter" and openmetrics["mcp_requests"] == "counter"
+        assert "untyped" not in prometheus.values() and "unknown" not in prometheus.values(), prometheus
+        assert prometheus == openmetrics
+    finally:
+        s.stop()
+    src = tmp_path / "tokens.yaml"
+    src.write_text(tokens_yaml("metrics-format-token-0000000000"))
+    car = Sidecar("--dest", str(tmp_path / "dest"), "--file", f"tokens.yaml=file://{src}", "--interval", "1s")
+    try:
+        wait_until(lambda: car.get("/readyz")[0] == 200, 20, 0.1)
+        prometheus, openmetrics = families(car.base)
+        assert prometheus["kb_sync_syncs"] == "counter" and openmetrics["kb_sync_syncs"] == "counter"
+        assert "untyped" not in prometheus.values() and "unknown" not in prometheus.values(), prometheus
+        assert prometheus == openmetrics
+    finally:
+        car.stop()
 
 
 def value(samples, name, **labels):

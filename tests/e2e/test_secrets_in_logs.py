@@ -1,4 +1,6 @@
-"""Runs last: no token, password, hash or key used by the suite appears in any log line.
+"""No token, password, hash or key used by the suite appears in any log line.
+
+`conftest.py` runs this after every other test, whatever the file names.
 
 Every server in the suite logs at debug level (RUST_LOG=debug) into
 target/e2e-logs/, and every secret the tests created was recorded there too.
