@@ -335,6 +335,7 @@ def test_json_rpc_errors_are_json_rpc(server):
         # Found by the fuzz test: JSON the guard can read but rmcp cannot decode.
         (b'{"jsonrpc":"2.0","id":11,"method":"tools/list","params":{"cursor":"\\ud800"}}', 400, -32700, None),
         (b'{"jsonrpc":"2.0","id":12,"method":"tools/list","x":"\xff"}', 400, -32700, None),
+        (b'{"jsonrpc":"2.0","id":13,"method":"tools/list","params":{"_meta":{"progressToken":1e999}}}', 400, -32700, None),
     ]:
         got, answer = raw_post(s.port, body, auth)
         assert got == status, (body, got, answer)
