@@ -157,11 +157,18 @@ fn parse_connection_string(text: &str) -> Result<ConnectionString, SourceError> 
     Ok(cs)
 }
 
-/// `ACCOUNT` of `https://ACCOUNT.blob.core.windows.net`.
+/// `ACCOUNT` of `https://ACCOUNT.blob.core.windows.net`, or of a
+/// path-style endpoint such as Azurite's `http://127.0.0.1:10000/ACCOUNT`.
 fn account_of_endpoint(endpoint: &str) -> Option<&str> {
-    let host = endpoint.split_once("://")?.1.split(['/', ':']).next()?;
-    let (account, rest) = host.split_once('.')?;
-    rest.starts_with("blob.").then_some(account)
+    let rest = endpoint.split_once("://")?.1;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority.split(':').next()?;
+    if let Some((account, domain)) = host.split_once('.')
+        && domain.starts_with("blob.")
+    {
+        return Some(account);
+    }
+    path.split('/').find(|s| !s.is_empty())
 }
 
 impl AzureAccount {
@@ -342,19 +349,20 @@ impl AzureAuth {
                 url,
                 client_id,
                 cache,
-            } => cache
-                .get(|| async {
-                    let mut u = reqwest::Url::parse(url).map_err(|e| {
-                        SourceError::Permanent(format!("managed identity endpoint: {e}"))
-                    })?;
-                    u.query_pairs_mut()
-                        .append_pair("api-version", "2018-02-01")
-                        .append_pair("resource", STORAGE_RESOURCE);
-                    if let Some(id) = client_id {
-                        u.query_pairs_mut().append_pair("client_id", id);
-                    }
-                    let who = "the Azure instance metadata service (managed identity)";
-                    let resp = http
+            } => {
+                cache
+                    .get(|| async {
+                        let mut u = reqwest::Url::parse(url).map_err(|e| {
+                            SourceError::Permanent(format!("managed identity endpoint: {e}"))
+                        })?;
+                        u.query_pairs_mut()
+                            .append_pair("api-version", "2018-02-01")
+                            .append_pair("resource", STORAGE_RESOURCE);
+                        if let Some(id) = client_id {
+                            u.query_pairs_mut().append_pair("client_id", id);
+                        }
+                        let who = "the Azure instance metadata service (managed identity)";
+                        let resp = http
                         .get(u)
                         .header("Metadata", "true")
                         .send()
@@ -368,9 +376,10 @@ impl AzureAuth {
                                 e,
                             )
                         })?;
-                    token_answer(who, resp).await
-                })
-                .await?,
+                        token_answer(who, resp).await
+                    })
+                    .await?
+            }
         };
         Ok(Some(token))
     }
@@ -469,6 +478,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cs.blob_endpoint.as_deref(), Some(DEV_ENDPOINT));
+
+        let cs = parse_connection_string(
+            "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;SharedAccessSignature=sv=1&sig=x",
+        )
+        .unwrap();
+        assert_eq!(cs.account.as_deref(), Some(DEV_ACCOUNT));
 
         for bad in ["AccountKey=s3cret", "garbage s3cret"] {
             let e = parse_connection_string(bad).unwrap_err().to_string();
