@@ -549,6 +549,91 @@ mod tests {
         assert!(!e.contains("s3cret"), "{e}");
     }
 
+    #[tokio::test]
+    async fn workload_identity_and_managed_identity_tokens() {
+        use crate::source::token::test_endpoint::{form_value, serve};
+        let (base, log) = serve(|req| {
+            let assertion = form_value(&req.body, "client_assertion");
+            if req.target.ends_with("/tenant-1/oauth2/v2.0/token")
+                && assertion.as_deref() == Some("k8s-sa-token")
+                && form_value(&req.body, "scope").as_deref() == Some(STORAGE_SCOPE)
+                && form_value(&req.body, "client_id").as_deref() == Some("client-1")
+            {
+                (
+                    200,
+                    r#"{"access_token":"eyJ.entra","expires_in":3599,"token_type":"Bearer"}"#
+                        .into(),
+                )
+            } else if req.target.starts_with("/metadata/identity/oauth2/token?")
+                && req.headers.get("metadata").is_some()
+                && req
+                    .target
+                    .contains("resource=https%3A%2F%2Fstorage.azure.com%2F")
+            {
+                (
+                    200,
+                    r#"{"access_token":"eyJ.imds","expires_in":"3599","token_type":"Bearer"}"#
+                        .into(),
+                )
+            } else {
+                (
+                    400,
+                    r#"{"error":"invalid_client","error_description":"AADSTS700016"}"#.into(),
+                )
+            }
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "k8s-sa-token\n").unwrap();
+        let http = cloud::client(std::time::Duration::from_secs(5)).unwrap();
+        let wi = AzureAuth::WorkloadIdentity {
+            tenant: "tenant-1".into(),
+            client_id: "client-1".into(),
+            token_file: token_file.display().to_string(),
+            authority: format!("{base}/"),
+            cache: TokenCache::default(),
+        };
+        assert_eq!(
+            wi.token(&http).await.unwrap().unwrap().secret(),
+            "eyJ.entra"
+        );
+        assert_eq!(
+            wi.token(&http).await.unwrap().unwrap().secret(),
+            "eyJ.entra"
+        );
+        assert_eq!(log.lock().unwrap().len(), 1, "the token is cached");
+
+        let mi = AzureAuth::ManagedIdentity {
+            url: format!("{base}/metadata/identity/oauth2/token"),
+            client_id: None,
+            cache: TokenCache::default(),
+        };
+        assert_eq!(mi.token(&http).await.unwrap().unwrap().secret(), "eyJ.imds");
+
+        // The wrong client: refused for good, with the OAuth error code only.
+        let wrong = AzureAuth::WorkloadIdentity {
+            tenant: "tenant-1".into(),
+            client_id: "client-2".into(),
+            token_file: token_file.display().to_string(),
+            authority: format!("{base}/"),
+            cache: TokenCache::default(),
+        };
+        match wrong.token(&http).await {
+            Err(SourceError::Permanent(m)) => {
+                assert!(
+                    m.contains("invalid_client") && !m.contains("k8s-sa-token"),
+                    "{m}"
+                )
+            }
+            other => panic!("expected a permanent refusal, got {other:?}"),
+        }
+        assert!(matches!(
+            AzureAuth::Sas("sig=x".into()).token(&http).await,
+            Ok(None)
+        ));
+    }
+
     #[test]
     fn shared_key_signature_matches_the_documented_algorithm() {
         // Computed independently (Python hmac/hashlib, the string-to-sign of

@@ -453,6 +453,128 @@ mod tests {
             .expect("the signature verifies with the account's public key");
     }
 
+    #[tokio::test]
+    async fn service_account_token_exchange_and_cache() {
+        use crate::source::token::test_endpoint::{form_value, serve};
+        let (public, pem) = test_key();
+        let (base, log) = serve(move |req| {
+            let Some(jwt) = form_value(&req.body, "assertion") else {
+                return (400, r#"{"error":"invalid_request"}"#.into());
+            };
+            let parts: Vec<&str> = jwt.split('.').collect();
+            let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap_or_default();
+            let ok = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &public)
+                .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+                .is_ok();
+            if ok
+                && form_value(&req.body, "grant_type").as_deref()
+                    == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+            {
+                (
+                    200,
+                    r#"{"access_token":"ya29.sa-token","expires_in":3599,"token_type":"Bearer"}"#
+                        .into(),
+                )
+            } else {
+                (
+                    400,
+                    r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#
+                        .into(),
+                )
+            }
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sa.json");
+        let key_file = |uri: &str| {
+            serde_json::json!({
+                "type": "service_account",
+                "client_email": "kb@proj.iam.gserviceaccount.com",
+                "private_key": pem,
+                "token_uri": uri,
+            })
+            .to_string()
+        };
+        std::fs::write(&path, key_file(&format!("{base}/token"))).unwrap();
+        let auth = GoogleAuth::from_file(&path).unwrap();
+        let http = cloud::client(std::time::Duration::from_secs(5)).unwrap();
+        let t = auth.token(&http).await.unwrap().unwrap();
+        assert_eq!(t.secret(), "ya29.sa-token");
+        assert_eq!(
+            auth.token(&http).await.unwrap().unwrap().secret(),
+            "ya29.sa-token"
+        );
+        assert_eq!(log.lock().unwrap().len(), 1, "the token is cached");
+        assert_eq!(log.lock().unwrap()[0].method, "POST");
+
+        // Another key: the endpoint refuses its signature, for good.
+        let (_, other_pem) = test_key();
+        let mut v: serde_json::Value =
+            serde_json::from_str(&key_file(&format!("{base}/token"))).unwrap();
+        v["private_key"] = other_pem.into();
+        std::fs::write(&path, v.to_string()).unwrap();
+        let auth = GoogleAuth::from_file(&path).unwrap();
+        match auth.token(&http).await {
+            Err(SourceError::Permanent(m)) => {
+                assert!(
+                    m.contains("invalid_grant") && !m.contains("Invalid JWT"),
+                    "{m}"
+                );
+            }
+            other => panic!("expected a permanent refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn metadata_server_token() {
+        use crate::source::token::test_endpoint::serve;
+        let (base, log) = serve(|req| {
+            if req
+                .headers
+                .get("metadata-flavor")
+                .and_then(|v| v.to_str().ok())
+                == Some("Google")
+            {
+                (
+                    200,
+                    r#"{"access_token":"ya29.wi-token","expires_in":3599,"token_type":"Bearer"}"#
+                        .into(),
+                )
+            } else {
+                (403, String::new())
+            }
+        })
+        .await;
+        let auth = GoogleAuth::MetadataServer {
+            base,
+            cache: TokenCache::default(),
+        };
+        let http = cloud::client(std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            auth.token(&http).await.unwrap().unwrap().secret(),
+            "ya29.wi-token"
+        );
+        assert_eq!(
+            log.lock().unwrap()[0].target,
+            "/computeMetadata/v1/instance/service-accounts/default/token"
+        );
+
+        // No metadata server: a transient error that says what to set.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let auth = GoogleAuth::MetadataServer {
+            base,
+            cache: TokenCache::default(),
+        };
+        match auth.token(&http).await {
+            Err(SourceError::Transient(m)) => {
+                assert!(m.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{m}")
+            }
+            other => panic!("expected a transient error, got {other:?}"),
+        }
+    }
+
     #[test]
     fn bad_key_files_are_permanent_and_quote_nothing() {
         let dir = tempfile::tempdir().unwrap();

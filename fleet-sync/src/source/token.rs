@@ -155,3 +155,79 @@ mod tests {
         assert!(e.contains("endpoint") && !e.contains("s3cret"), "{e}");
     }
 }
+
+/// A token endpoint on 127.0.0.1 for tests: records every request and
+/// answers with what `reply` says.
+#[cfg(test)]
+pub(crate) mod test_endpoint {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::{Request, Response};
+
+    #[derive(Debug, Clone)]
+    pub struct Recorded {
+        pub method: String,
+        /// Path and query.
+        pub target: String,
+        pub headers: http::HeaderMap,
+        pub body: String,
+    }
+
+    pub type Log = Arc<Mutex<Vec<Recorded>>>;
+
+    /// Serve until the test ends; returns `http://127.0.0.1:PORT` and the log.
+    pub async fn serve<F>(reply: F) -> (String, Log)
+    where
+        F: Fn(&Recorded) -> (u16, String) + Send + Sync + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log: Log = Arc::default();
+        let reply = Arc::new(reply);
+        let l = log.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (log, reply) = (l.clone(), reply.clone());
+                tokio::spawn(async move {
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let (log, reply) = (log.clone(), reply.clone());
+                            async move {
+                                let (parts, body) = req.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let rec = Recorded {
+                                    method: parts.method.to_string(),
+                                    target: parts.uri.to_string(),
+                                    headers: parts.headers,
+                                    body: String::from_utf8_lossy(&body).into_owned(),
+                                };
+                                let (status, text) = reply(&rec);
+                                log.lock().unwrap().push(rec);
+                                let mut resp = Response::new(Full::new(Bytes::from(text)));
+                                *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                                Ok::<_, Infallible>(resp)
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (format!("http://{addr}"), log)
+    }
+
+    /// The value of `key` in an `application/x-www-form-urlencoded` body.
+    pub fn form_value(body: &str, key: &str) -> Option<String> {
+        form_urlencoded::parse(body.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    }
+}
