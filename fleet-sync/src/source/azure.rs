@@ -260,6 +260,15 @@ fn check_names(container: &str, blob: &str) -> Result<(), &'static str> {
 
 /// Split `az://container/blob`.
 fn parse_az_url(url: &str) -> Result<(String, String), SourceError> {
+    if url.contains(['?', '#']) {
+        // Not quoted: what follows may be a SAS token.
+        return Err(SourceError::Permanent(
+            "bad Azure source: az:// URLs take no query; give a SAS token in \
+             AZURE_STORAGE_SAS_TOKEN or the connection string, or use \
+             https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB?SAS"
+                .to_string(),
+        ));
+    }
     let bad = |why: &str| SourceError::Permanent(format!("bad Azure source {url:?}: {why}"));
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or("");
     let (container, blob) = rest
@@ -363,6 +372,10 @@ mod tests {
         ] {
             assert!(parse_az_url(bad).is_err(), "{bad}");
         }
+        let e = parse_az_url("az://kbs/kb.db?sv=1&sig=s3cret")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret") && e.contains("SAS"), "{e}");
     }
 
     #[test]
