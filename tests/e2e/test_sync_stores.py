@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import BIN, remember_secret, wait_until
+from harness import BIN, LOG_DIR, remember_secret, wait_until
 from sync_servers import (AZURITE_KEY, Azurite, AzureStore, CountingProxy, FakeGcs, GcsStore, Moto, S3Store,
                           Sidecar, azurite_connection_string, build_kbs, kb_init)
 
@@ -79,11 +79,13 @@ def synced(proc, name="kb.db") -> dict:
     raise AssertionError(f"no synced line for {name}: {proc.stderr}")
 
 
-def push(store, *pairs: str):
-    return subprocess.run([str(BIN / "kb-sync-sidecar"), "push",
-                           *[a for p in pairs for a in ("--file", p)]],
-                          capture_output=True, text=True, env={**os.environ, **store.env(store.proxy)},
-                          timeout=60)
+def push(env: dict, *pairs: str):
+    """`kb-sync-sidecar push`; its log goes to target/e2e-logs/push.log (the secrets check reads it)."""
+    proc = subprocess.run([str(BIN / "kb-sync-sidecar"), "push", *[a for p in pairs for a in ("--file", p)]],
+                          capture_output=True, text=True, env={**os.environ, **env}, timeout=60)
+    with open(LOG_DIR / "push.log", "a") as f:
+        f.write(f"$ kb-sync-sidecar push {' '.join(pairs)}\n{proc.stderr}\n")
+    return proc
 
 
 def test_first_fetch_then_unchanged_costs_no_body_then_changed(tmp_path, store, kbs):
@@ -159,7 +161,7 @@ def test_push_then_fetch_with_the_sha256_metadata_checked(tmp_path, store, kbs):
     build = tmp_path / "build"
     build.mkdir()
     (build / "kb.db").write_bytes(kbs["a"])
-    out = push(store, f"{build / 'kb.db'}={store.url('release/kb.db')}")
+    out = push(store.env(store.proxy), f"{build / 'kb.db'}={store.url('release/kb.db')}")
     assert out.returncode == 0, out.stderr
     assert store.sha256_meta("release/kb.db") == sha(kbs["a"]), "push records the sha256 the sources check"
 
@@ -178,7 +180,7 @@ def test_push_then_fetch_with_the_sha256_metadata_checked(tmp_path, store, kbs):
 
     # An invalid file is never uploaded.
     (build / "tokens.yaml").write_text("tokens:\n  a:\n    hash: not-a-hash\n")
-    refused = push(store, f"{build / 'tokens.yaml'}={store.url('release/tokens.yaml')}")
+    refused = push(store.env(store.proxy), f"{build / 'tokens.yaml'}={store.url('release/tokens.yaml')}")
     assert refused.returncode == 3, refused.stderr
     missing = kb_init("--dest", str(tmp_path / "other"), "--file", f"tokens.yaml={store.url('release/tokens.yaml')}",
                       "--retries", "0", env=env)
@@ -201,8 +203,7 @@ def test_azure_sas_token_from_a_connection_string(tmp_path, emulators, kbs):
     env = {"AZURE_STORAGE_CONNECTION_STRING": azurite_connection_string(azurite.port, sas=sas)}
     build = tmp_path / "kb.db"
     build.write_bytes(kbs["a"])
-    up = subprocess.run([str(BIN / "kb-sync-sidecar"), "push", "--file", f"{build}={store.url('kb.db')}"],
-                        capture_output=True, text=True, env={**os.environ, **env}, timeout=60)
+    up = push(env, f"{build}={store.url('kb.db')}")
     assert up.returncode == 0, up.stderr
     assert store.sha256_meta("kb.db") == sha(kbs["a"])
     d = tmp_path / "data"
