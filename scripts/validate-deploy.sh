@@ -108,6 +108,10 @@ kustomize_to() { kubectl kustomize "$1" > "$2"; }
 check "kubectl kustomize k8s/base" kustomize_to k8s/base "$OUT/kustomize-base.yaml"
 check "kubectl kustomize k8s/overlays/example" \
   kustomize_to k8s/overlays/example "$OUT/kustomize-example.yaml"
+check "kubectl kustomize k8s/overlays/gke (Workload Identity)" \
+  kustomize_to k8s/overlays/gke "$OUT/kustomize-gke.yaml"
+check "kubectl kustomize k8s/overlays/aks (workload identity)" \
+  kustomize_to k8s/overlays/aks "$OUT/kustomize-aks.yaml"
 
 # Helm through helm-python-sdk: lint (strict: warnings fail) and render with
 # the defaults (must match the kustomize base) and with the S3-auth variant.
@@ -150,6 +154,14 @@ check "helm lint (defaults)" helm_py lint "$CHART" - "$K8S_FLOOR"
 check "helm lint (auth from S3)" helm_py lint "$CHART" - "$K8S_FLOOR" "$HELM_S3_VALUES"
 check "helm render (defaults)" helm_py render "$CHART" "$OUT/helm-default.yaml" "$K8S_FLOOR"
 check "helm render (auth from S3)" helm_py render "$CHART" "$OUT/helm-s3.yaml" "$K8S_FLOOR" "$HELM_S3_VALUES"
+# GKE Workload Identity and AKS workload identity: the same chart, another store.
+HELM_GCS_VALUES='{"store":"gcs","auth":{"source":"store"},"gcs":{"bucket":"prod-mcp-artifacts","prefix":"fleet/"},"serviceAccount":{"annotations":{"eks.amazonaws.com/role-arn":null,"iam.gke.io/gcp-service-account":"pg-mcp-fleet-reader@my-project.iam.gserviceaccount.com"}}}'
+HELM_AZURE_VALUES='{"store":"azure","auth":{"source":"store"},"azure":{"account":"prodmcp","container":"mcp","prefix":"fleet/"},"serviceAccount":{"annotations":{"eks.amazonaws.com/role-arn":null,"azure.workload.identity/client-id":"00000000-0000-0000-0000-000000000000"}},"podLabels":{"azure.workload.identity/use":"true"}}'
+check "helm lint (GCS, Workload Identity)" helm_py lint "$CHART" - "$K8S_FLOOR" "$HELM_GCS_VALUES"
+check "helm lint (Azure, workload identity)" helm_py lint "$CHART" - "$K8S_FLOOR" "$HELM_AZURE_VALUES"
+check "helm render (GCS, Workload Identity)" helm_py render "$CHART" "$OUT/helm-gcs.yaml" "$K8S_FLOOR" "$HELM_GCS_VALUES"
+check "helm render (Azure, workload identity)" helm_py render "$CHART" "$OUT/helm-azure.yaml" "$K8S_FLOOR" "$HELM_AZURE_VALUES"
+check "helm refuses store=bogus" helm_py render-must-fail "$CHART" - "$K8S_FLOOR" '{"store":"bogus"}'
 check "helm refuses auth.source=bogus" helm_py render-must-fail "$CHART" - "$K8S_FLOOR" '{"auth":{"source":"bogus"}}'
 
 # ---------------------------------------------------------------------------
@@ -167,7 +179,7 @@ kv_strict() {
   echo "  $passed checks passed ($docs documents x 2 versions)"
   [ "$passed" -eq $((docs * 2)) ]
 }
-for f in kustomize-base kustomize-example helm-default helm-s3; do
+for f in kustomize-base kustomize-example kustomize-gke kustomize-aks helm-default helm-s3 helm-gcs helm-azure; do
   check "kubernetes-validate --strict $f.yaml" kv_strict "$OUT/$f.yaml"
 done
 must_fail_without_sidecars() {
@@ -188,6 +200,12 @@ check "docker-compose config -q" \
 check "docker-compose config -q (+ manifest override)" \
   docker-compose --env-file "$WORK/compose.env" -f compose/docker-compose.yml \
     -f compose/docker-compose.manifest.yml config -q
+check "docker-compose config -q (+ GCS override)" \
+  docker-compose --env-file "$WORK/compose.env" -f compose/docker-compose.yml \
+    -f compose/docker-compose.gcs.yml config -q
+check "docker-compose config -q (+ Azure override)" \
+  docker-compose --env-file "$WORK/compose.env" -f compose/docker-compose.yml \
+    -f compose/docker-compose.azure.yml config -q
 # The resolved configurations, for the runtime check and the tests.
 docker-compose --env-file "$WORK/compose.env" -f compose/docker-compose.yml config \
   > "$OUT/compose.yaml" 2>/dev/null || true

@@ -18,7 +18,7 @@ pub struct SyncArgs {
     /// Destination directory, with --file instead of a manifest.
     #[arg(long, env = "KB_DEST")]
     pub dest: Option<PathBuf>,
-    /// NAME=SOURCE, repeatable; SOURCE is s3://, https://, http:// or file://.
+    /// NAME=SOURCE, repeatable; SOURCE is s3://, gs://, az://, https://, http:// or file://.
     #[arg(long = "file", value_name = "NAME=SOURCE")]
     pub files: Vec<String>,
     /// Timeout of one request to a source (connect, and each read).

@@ -3,9 +3,13 @@
 //! `kb-sync-sidecar`.
 //!
 //! - [`manifest`]: which files, from where, of which kind (YAML or flags).
-//! - [`source`]: `s3://`, `https://`/`http://` and `file://`, each answering
-//!   "is there a newer version, and what are its bytes" without transferring
-//!   a body when nothing changed.
+//! - [`source`]: `s3://`, `gs://`, `az://` (and
+//!   `https://ACCOUNT.blob.core.windows.net/...`), `https://`/`http://` and
+//!   `file://`, each answering "is there a newer version, and what are its
+//!   bytes" without transferring a body when nothing changed; the cloud
+//!   stores' credentials (`source::google_auth`, `source::azure_auth`), the
+//!   client code GCS and Azure share (`source::cloud`, `source::token`), and
+//!   uploads with the sha256 metadata for `kb-sync-sidecar push`.
 //! - [`sync`]: one file's cycle: conditional fetch into a temporary file in
 //!   the destination, verification with the server's own parsers, pinned and
 //!   published sha256 checks, atomic publish.

@@ -5,7 +5,7 @@
 //! max_bytes: 4GiB            # optional size limit per file (default 4 GiB)
 //! files:
 //!   - name: kb.db                       # path under dest_dir
-//!     source: s3://bucket/prod/kb.db    # s3://, https://, http://, file://
+//!     source: s3://bucket/prod/kb.db    # s3://, gs://, az://, https://, http://, file://
 //!     kind: kb                          # kb | tokens | users | session-key | raw (default from name)
 //!     sha256: "..."                     # optional pin
 //! ```
@@ -153,7 +153,7 @@ impl Manifest {
             if !f.source.contains("://") {
                 // Not quoted: a source URL may carry a signature.
                 bail!(
-                    "file {:?}: the source has no scheme (s3://, https://, http://, file://)",
+                    "file {:?}: the source has no scheme (s3://, gs://, az://, https://, http://, file://)",
                     f.name
                 );
             }

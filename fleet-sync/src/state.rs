@@ -21,6 +21,8 @@ pub use fleet_common::published::{STATE_FILE, identity};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
+    /// The source as [`Source::describe`](crate::source::Source::describe)
+    /// shows it (no credentials).
     pub source: String,
     pub validators: Validators,
     pub sha256: String,
@@ -87,7 +89,7 @@ mod tests {
                 source: "s3://b/kb.db".into(),
                 validators: Validators {
                     etag: Some("\"e1\"".into()),
-                    last_modified: None,
+                    ..Validators::default()
                 },
                 sha256: "x".into(),
                 size,

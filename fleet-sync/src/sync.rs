@@ -273,10 +273,11 @@ impl Syncer {
                 bytes: 0,
             };
         }
-        let published = self
-            .state
-            .current(&spec.name, &spec.source, &target)
-            .cloned();
+        // Records name the source as `describe` shows it: no signature or
+        // key ever lands in the state file, and a rotated SAS token does not
+        // make the published version unknown.
+        let source_id = source.describe();
+        let published = self.state.current(&spec.name, &source_id, &target).cloned();
         let mut bytes = 0u64;
         let rejected = &mut self.rejected[i];
         let result = fetch_verify_publish(
@@ -298,7 +299,7 @@ impl Syncer {
                 && let Some((dev, ino, mtime, size)) = v.identity
             {
                 let record = Record {
-                    source: spec.source.clone(),
+                    source: source_id,
                     validators: v.validators,
                     sha256: v.sha256,
                     size,

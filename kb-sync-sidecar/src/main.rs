@@ -48,7 +48,7 @@ struct Cli {
 enum Command {
     /// Verify local files, then upload each with its sha256 in the metadata.
     Push {
-        /// LOCAL=DEST_URL, repeatable (s3:// or file://).
+        /// LOCAL=DEST_URL, repeatable (s3://, gs://, az://, https://ACCOUNT.blob.core.windows.net/... or file://).
         #[arg(long = "file", value_name = "LOCAL=DEST_URL", required = true)]
         files: Vec<String>,
         /// Timeout of one request.

@@ -1,6 +1,8 @@
 //! `kb-sync-sidecar push`: verify a local file with the server's own checks,
-//! then upload it with its sha256 in the object metadata, which the fetching
-//! side checks before it publishes. For CI.
+//! then upload it with its sha256 in the object metadata (`sha256` under
+//! S3's, GCS's or Azure's user metadata), which the fetching side checks
+//! before it publishes. For CI. Destinations: `s3://`, `gs://`, `az://`,
+//! `https://ACCOUNT.blob.core.windows.net/...` and `file://`.
 //!
 //! Exit statuses ([`Exit`]): 0 uploaded, 1 upload failed, 2 usage or a bad
 //! destination, 3 verification failed (nothing uploaded).
@@ -9,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use fleet_common::exit::Exit;
 use fleet_common::kind::FileKind;
-use fleet_sync::source::{Source, SourceOptions};
+use fleet_sync::source::{Source, SourceError, SourceOptions};
 
 /// One `LOCAL=DEST_URL` pair.
 pub struct PushItem {
@@ -66,24 +68,29 @@ pub async fn push(items: &[PushItem], opts: &SourceOptions) -> Exit {
         }
     }
     for (item, sha) in items.iter().zip(verified) {
-        let result = match Source::parse(&item.dest, opts).await {
-            Ok(Source::S3(s3)) => s3
-                .put_file(&item.local, &sha)
-                .await
-                .map_err(|e| e.to_string()),
-            Ok(Source::File(_)) => copy_to_path(&item.local, &item.dest),
-            Ok(_) => Err("push supports s3:// and file:// destinations".to_string()),
+        let dest = match Source::parse(&item.dest, opts).await {
+            Ok(d) => d,
             Err(e) => {
-                tracing::error!(dest = %item.dest, error = %e, "bad destination");
+                // The error names the destination without its credentials.
+                tracing::error!(error = %e, "bad destination");
                 return Exit::Config;
             }
         };
+        let shown = dest.describe();
+        let result = match &dest {
+            Source::File(f) => copy_to_path(&item.local, f.path()),
+            _ => dest.put_file(&item.local, &sha).await,
+        };
         match result {
             Ok(()) => {
-                tracing::info!(file = %item.local.display(), dest = %item.dest, sha256 = %sha, "uploaded")
+                tracing::info!(file = %item.local.display(), dest = %shown, sha256 = %sha, "uploaded")
+            }
+            Err(err @ SourceError::Permanent(_)) if matches!(dest, Source::Http(_)) => {
+                tracing::error!(file = %item.local.display(), error = %err, "bad destination");
+                return Exit::Config;
             }
             Err(err) => {
-                tracing::error!(file = %item.local.display(), dest = %item.dest, error = %err, "upload failed");
+                tracing::error!(file = %item.local.display(), dest = %shown, error = %err, "upload failed");
                 return Exit::Failed;
             }
         }
@@ -91,8 +98,9 @@ pub async fn push(items: &[PushItem], opts: &SourceOptions) -> Exit {
     Exit::Ok
 }
 
-fn copy_to_path(local: &Path, dest: &str) -> Result<(), String> {
-    let path = dest.strip_prefix("file://").ok_or("not a file:// URL")?;
-    let bytes = std::fs::read(local).map_err(|e| format!("{}: {e}", local.display()))?;
-    fleet_common::publish::write_atomic(Path::new(path), &bytes, false).map_err(|e| e.to_string())
+fn copy_to_path(local: &Path, dest: &Path) -> Result<(), SourceError> {
+    let bytes = std::fs::read(local)
+        .map_err(|e| SourceError::Permanent(format!("{}: {e}", local.display())))?;
+    fleet_common::publish::write_atomic(dest, &bytes, false)
+        .map_err(|e| SourceError::Transient(e.to_string()))
 }

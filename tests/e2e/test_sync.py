@@ -2,15 +2,14 @@
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from harness import BIN, FIXTURES, McpServer, http, free_port, run, search_text, tokens_yaml, wait_until
-from sync_servers import FileServer, Moto, Sidecar, kb_init
+from harness import BIN, McpServer, http, free_port, run, search_text, tokens_yaml, wait_until
+from sync_servers import FileServer, Moto, Sidecar, build_kbs, kb_init
 
 TOKEN = "sync-test-token-000000000000000000"
 
@@ -18,19 +17,7 @@ TOKEN = "sync-test-token-000000000000000000"
 @pytest.fixture(scope="module")
 def kbs(tmp_path_factory):
     """Two valid KBs (marker words 'aardvark' and 'bumblebee') and a corrupt one, as bytes."""
-    base = tmp_path_factory.mktemp("kbs")
-    out = {}
-    for name, word in [("a", "aardvark"), ("b", "bumblebee")]:
-        docs = base / f"docs-{name}"
-        shutil.copytree(FIXTURES / "docs", docs)
-        (docs / "marker.md").write_text(f"# Marker\n\nThis knowledge base mentions the {word} marker.\n")
-        run("mcp-server", "kb", "build", "--docs", str(docs), "--out", str(base / f"{name}.db"))
-        out[name] = (base / f"{name}.db").read_bytes()
-    good = bytearray(out["a"])
-    good[len(good) // 2: len(good) // 2 + 4096] = b"\x00" * 4096  # corrupt pages mid-file
-    out["corrupt"] = bytes(good)
-    out["dir"] = base
-    return out
+    return build_kbs(tmp_path_factory.mktemp("kbs"))
 
 
 @pytest.fixture

@@ -81,6 +81,7 @@ impl FileSource {
             validators: Validators {
                 etag: Some(etag),
                 last_modified,
+                version: None,
             },
             sha256_meta: None,
             size: Some(meta.size()),

@@ -88,15 +88,18 @@ impl HttpSource {
                 let validators = Validators {
                     etag: header_str(headers, header::ETAG.as_str()),
                     last_modified: header_str(headers, header::LAST_MODIFIED.as_str()),
+                    version: None,
                 };
-                if unchanged(have, &validators) {
+                if have.same_version(&validators) {
                     // The server ignored the conditions; drop the body unread.
                     return Ok(Fetch::NotModified);
                 }
-                let sha256_meta = SHA256_HEADERS
-                    .iter()
-                    .find_map(|h| header_str(headers, h))
-                    .filter(|s| !s.is_empty());
+                let sha256_meta = super::sha256_meta(
+                    SHA256_HEADERS
+                        .iter()
+                        .find_map(|h| header_str(headers, h))
+                        .as_deref(),
+                );
                 Ok(Fetch::Changed(Download {
                     validators,
                     sha256_meta,
@@ -138,17 +141,7 @@ impl HttpSource {
     }
 }
 
-/// Whether a 200 answer describes the version we already have: same ETag,
-/// or, when neither side has an ETag, the same Last-Modified.
-fn unchanged(have: &Validators, got: &Validators) -> bool {
-    match (&have.etag, &got.etag) {
-        (Some(a), Some(b)) => a == b,
-        (None, None) => have.last_modified.is_some() && have.last_modified == got.last_modified,
-        _ => false,
-    }
-}
-
-fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -156,7 +149,7 @@ fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A URL fit for logs: no userinfo, query string or fragment.
-fn redacted(url: &Url) -> String {
+pub(super) fn redacted(url: &Url) -> String {
     let mut u = url.clone();
     // These fail only for URLs that cannot have credentials at all.
     let _ = u.set_username("");
@@ -496,7 +489,7 @@ mod tests {
         // A different version held locally: the server's current one is new.
         let old = Validators {
             etag: Some("\"v0\"".into()),
-            last_modified: None,
+            ..Validators::default()
         };
         let Fetch::Changed(mut dl) = src.fetch(&old).await.unwrap() else {
             panic!("expected Changed");
@@ -526,7 +519,7 @@ mod tests {
         let (base, counters) = serve().await;
         let have = Validators {
             etag: Some(ETAG.into()),
-            last_modified: None,
+            ..Validators::default()
         };
         let r = fetch(&base, "/ignores", &have).await.unwrap();
         assert!(matches!(r, Fetch::NotModified));

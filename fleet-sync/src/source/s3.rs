@@ -18,13 +18,10 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use bytes::Bytes;
 
 use super::http::chain;
-use super::{Body, Download, Fetch, SourceError, SourceOptions, Validators};
+use super::{Body, Download, Fetch, SHA256_META, SourceError, SourceOptions, Validators};
 
 /// The region used when the chain (env, profile, IMDS) names none.
 const FALLBACK_REGION: &str = "us-east-1";
-
-/// The user metadata key holding the object's sha256 (`x-amz-meta-sha256`).
-const SHA256_META: &str = "sha256";
 
 /// Clients already built in this process, by (path style, timeout): the
 /// files of one manifest usually share a bucket, and one client shares its
@@ -65,9 +62,12 @@ impl S3Source {
             .send()
             .await
             .map_err(|e| self.error("HEAD", e))?;
-        if let (Some(want), Some(got)) = (have.etag.as_deref(), head.e_tag())
-            && want == got
-        {
+        let current = Validators {
+            etag: head.e_tag().map(str::to_string),
+            last_modified: head.last_modified().and_then(http_date),
+            version: None,
+        };
+        if have.same_version(&current) {
             return Ok(Fetch::NotModified);
         }
         // The object may change between HEAD and GET: the GET's own headers
@@ -83,12 +83,13 @@ impl S3Source {
         let validators = Validators {
             etag: get.e_tag().map(str::to_string),
             last_modified: get.last_modified().and_then(http_date),
+            version: None,
         };
-        let sha256_meta = get
-            .metadata()
-            .and_then(|m| m.get(SHA256_META))
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
+        let sha256_meta = super::sha256_meta(
+            get.metadata()
+                .and_then(|m| m.get(SHA256_META))
+                .map(String::as_str),
+        );
         let size = get.content_length().and_then(|n| u64::try_from(n).ok());
         Ok(Fetch::Changed(Download {
             validators,

@@ -56,9 +56,16 @@ app.kubernetes.io/part-of: pg-mcp-fleet
 {{- default (printf "%s-auth" (include "pg-mcp-fleet.fullname" .)) .Values.auth.existingSecret }}
 {{- end }}
 
-{{/* s3://bucket/prefix<file> */}}
+{{/* The source URL of <file> in the configured object store. */}}
 {{- define "pg-mcp-fleet.s3url" -}}
-{{- printf "s3://%s/%s%s" .root.Values.s3.bucket .root.Values.s3.prefix .file }}
+{{- $v := .root.Values }}
+{{- if eq $v.store "gcs" }}
+{{- printf "gs://%s/%s%s" $v.gcs.bucket $v.gcs.prefix .file }}
+{{- else if eq $v.store "azure" }}
+{{- printf "https://%s.blob.core.windows.net/%s/%s%s" $v.azure.account $v.azure.container $v.azure.prefix .file }}
+{{- else }}
+{{- printf "s3://%s/%s%s" $v.s3.bucket $v.s3.prefix .file }}
+{{- end }}
 {{- end }}
 
 {{/* The sync manifest read by kb-init and kb-sync-sidecar. */}}
@@ -71,7 +78,7 @@ files:
     {{- with .Values.sync.kbSha256 }}
     sha256: {{ . | quote }}
     {{- end }}
-{{- if eq .Values.auth.source "s3" }}
+{{- if ne .Values.auth.source "secret" }}
   - name: tokens.yaml
     source: {{ include "pg-mcp-fleet.s3url" (dict "root" . "file" "tokens.yaml") }}
     kind: tokens
