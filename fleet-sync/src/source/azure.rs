@@ -20,8 +20,8 @@ use super::azure_auth::{
     API_VERSION, AzureAccount, AzureAuth, SignedParts, process_env, shared_key_authorization,
 };
 use super::cloud;
-use super::http::{header_str, redacted};
 use super::{Body, Download, Fetch, SHA256_META, SourceError, SourceOptions, Validators};
+use super::{header_str, redacted};
 
 /// The host suffix that makes an `https://` URL an Azure Blob source.
 const BLOB_HOST_SUFFIX: &str = ".blob.core.windows.net";

@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use super::SourceError;
-use super::http::chain;
+use super::chain;
 
 /// Clients already built in this process, by timeout: one connection pool
 /// for every file of a manifest and for the token endpoints.

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 
-use super::{Body, Download, Fetch, SourceError, SourceOptions, Validators};
+use super::{
+    Body, Download, Fetch, SourceError, SourceOptions, Validators, chain, header_str, redacted,
+};
 
 /// Headers a publisher may use to announce the body's sha256 (hex).
 const SHA256_HEADERS: [&str; 2] = ["x-amz-meta-sha256", "x-checksum-sha256"];
@@ -141,41 +143,8 @@ impl HttpSource {
     }
 }
 
-pub(super) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_string())
-}
-
-/// A URL fit for logs: no userinfo, query string or fragment.
-pub(super) fn redacted(url: &Url) -> String {
-    let mut u = url.clone();
-    // These fail only for URLs that cannot have credentials at all.
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.set_query(None);
-    u.set_fragment(None);
-    u.to_string()
-}
-
 fn redacted_str(url: &str) -> Option<String> {
     Url::parse(url).ok().map(|u| redacted(&u))
-}
-
-/// An error and its sources, `: `-separated.
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        src = s.source();
-    }
-    out
 }
 
 /// The next chunk of the response body; a body cut short, a stalled read or

@@ -101,6 +101,41 @@ pub enum SourceError {
     Permanent(String),
 }
 
+/// A response header as trimmed text, if it is there and is text.
+pub(crate) fn header_str(headers: &::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
+/// A URL fit for logs: no userinfo, query string or fragment.
+pub(crate) fn redacted(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    // These fail only for URLs that cannot have credentials at all.
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
+/// An error and its sources, `: `-separated (what every client library's
+/// error needs to be told in one line).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let s_text = s.to_string();
+        if !out.contains(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        src = s.source();
+    }
+    out
+}
+
 /// The outcome of asking a source for a newer version.
 // One `Fetch` per sync cycle, moved once: boxing the download gains nothing.
 #[allow(clippy::large_enum_variant)]

@@ -17,7 +17,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use bytes::Bytes;
 
-use super::http::chain;
+use super::chain;
 use super::{Body, Download, Fetch, SHA256_META, SourceError, SourceOptions, Validators};
 
 /// The region used when the chain (env, profile, IMDS) names none.
