@@ -4,7 +4,7 @@
 //! as unchanged too, and its body is dropped unread.
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use reqwest::{StatusCode, Url};
 
 use super::{
