@@ -5,8 +5,9 @@
 //! [`session_key`], [`kb_file`]), how a kind of file is recognised and checked
 //! before anyone trusts it ([`kind`]), and how a file is published atomically
 //! into a shared directory ([`publish`]) and recognised later as the version
-//! that was verified ([`published`]); a data file is only ever read as a
-//! regular file within its kind's size limit ([`read`]). The binaries also
+//! that was verified ([`published`], by its [`identity`]); a data file is
+//! only ever read as a regular file within its kind's size limit
+//! ([`read`]). The binaries also
 //! share their log format ([`logging`]), their shutdown signal
 //! ([`signals`]), their exit statuses ([`exit`]), the deadlines and limits
 //! of their HTTP connections ([`conn`]) and the formats of their `/metrics`
@@ -19,6 +20,7 @@
 pub mod conn;
 pub mod error;
 pub mod exit;
+pub mod identity;
 pub mod kb_file;
 pub mod kind;
 pub mod logging;

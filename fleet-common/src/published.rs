@@ -1,42 +1,53 @@
 //! The sync state record, as the files' readers see it.
 //!
 //! `kb-init` and `kb-sync-sidecar` keep [`STATE_FILE`] beside what they
-//! publish: for each file, the sha256 of the version they verified and the
-//! identity (device, inode, modification time, size) the file had when it
-//! was published. A reader that finds a file still bearing that identity
+//! publish: for each file, one [`Record`]: the sha256 of the version they
+//! verified and the identity (device, inode, modification time, size) the
+//! file had when it was published. A reader that finds a file still bearing that identity
 //! knows it is the verified version, byte for byte, without reading it
 //! again: anything that replaces or rewrites the file changes its identity.
 //! That is what lets `mcp-server` start on a large published KB without
-//! hashing and checking every page a second time. The writer's side (with
-//! the source validators) is `fleet_sync::state`.
+//! hashing and checking every page a second time. The writer's side is
+//! `fleet_sync::state`, which fills the record's validators.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::identity::Identity;
 
 /// Name of the state file inside a destination directory.
 pub const STATE_FILE: &str = ".fleet-sync-state.json";
 
-/// What changes whenever anything replaces or rewrites a file:
-/// (device, inode, modification time in ns, size). Follows symlinks.
-pub fn identity(path: &Path) -> Option<(u64, u64, i128, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((
-        m.dev(),
-        m.ino(),
-        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        m.size(),
-    ))
+/// One published file's record, as `kb-init` and the sidecar write it and
+/// everyone reads it. `V` is how the source identified the version (the
+/// sync tools' validators); a reader that does not care reads it as
+/// [`serde::de::IgnoredAny`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record<V> {
+    /// The source, as shown in logs (no credentials).
+    pub source: String,
+    pub validators: V,
+    /// The sha256 of the verified content.
+    pub sha256: String,
+    pub size: u64,
+    /// (device, inode, modification time in ns) of the file as published.
+    pub identity: (u64, u64, i128),
 }
 
-/// The fields of a record a reader needs; the writer keeps more.
-#[derive(Deserialize)]
-struct Vouch {
-    sha256: String,
-    size: u64,
-    identity: (u64, u64, i128),
+impl<V> Record<V> {
+    /// Whether the file at `path` still is the one this record describes:
+    /// same device, inode, modification time and size.
+    pub fn describes(&self, path: &Path) -> bool {
+        Identity::of(path)
+            .is_some_and(|id| self.identity == published_key(&id) && self.size == id.size)
+    }
+}
+
+/// The part of an identity a record keeps.
+pub fn published_key(id: &Identity) -> (u64, u64, i128) {
+    (id.dev, id.ino, id.mtime_ns)
 }
 
 /// The sha256 of `path` as recorded when it was verified and published, if
@@ -48,13 +59,12 @@ pub fn vouched_sha256(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
     let dir = path.parent()?;
     let bytes = std::fs::read(dir.join(STATE_FILE)).ok()?;
-    let mut records: BTreeMap<String, Vouch> = serde_json::from_slice(&bytes).ok()?;
+    let mut records: BTreeMap<String, Record<serde::de::IgnoredAny>> =
+        serde_json::from_slice(&bytes).ok()?;
     let record = records.remove(name)?;
-    let (dev, ino, mtime, size) = identity(path)?;
     let valid_sha =
         record.sha256.len() == 64 && record.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-    (valid_sha && record.identity == (dev, ino, mtime) && record.size == size)
-        .then(|| record.sha256.to_ascii_lowercase())
+    (valid_sha && record.describes(path)).then(|| record.sha256.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -62,7 +72,8 @@ mod tests {
     use super::*;
 
     fn record(path: &Path, sha: &str) -> serde_json::Value {
-        let (dev, ino, mtime, size) = identity(path).unwrap();
+        let id = Identity::of(path).unwrap();
+        let (dev, ino, mtime, size) = (id.dev, id.ino, id.mtime_ns, id.size);
         serde_json::json!({
             "source": "s3://b/kb.db",
             "validators": {"etag": "\"e1\"", "last_modified": null},

@@ -13,23 +13,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::source::Validators;
 
-pub use fleet_common::published::{STATE_FILE, identity};
+pub use fleet_common::published::STATE_FILE;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// The source as [`Source::describe`](crate::source::Source::describe)
-    /// shows it (no credentials).
-    pub source: String,
-    pub validators: Validators,
-    pub sha256: String,
-    pub size: u64,
-    /// (device, inode, mtime ns) of the published file.
-    pub identity: (u64, u64, i128),
-}
+/// A published file's record (fleet-common's one record type), with this
+/// crate's validators.
+pub type Record = fleet_common::published::Record<Validators>;
 
 #[derive(Debug, Default)]
 pub struct State {
@@ -52,8 +42,7 @@ impl State {
     /// and came from `source`.
     pub fn current(&self, name: &str, source: &str, target: &Path) -> Option<&Record> {
         let r = self.records.get(name)?;
-        let (dev, ino, mtime, size) = identity(target)?;
-        (r.source == source && r.identity == (dev, ino, mtime) && r.size == size).then_some(r)
+        (r.source == source && r.describes(target)).then_some(r)
     }
 
     pub fn set(&mut self, name: &str, record: Record) {
@@ -81,7 +70,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("kb.db");
         std::fs::write(&target, b"v1").unwrap();
-        let (dev, ino, mtime, size) = identity(&target).unwrap();
+        let id = fleet_common::identity::Identity::of(&target).unwrap();
         let mut s = State::load(dir.path());
         s.set(
             "kb.db",
@@ -92,8 +81,8 @@ mod tests {
                     ..Validators::default()
                 },
                 sha256: "x".into(),
-                size,
-                identity: (dev, ino, mtime),
+                size: id.size,
+                identity: fleet_common::published::published_key(&id),
             },
         );
         s.save();

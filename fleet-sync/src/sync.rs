@@ -17,7 +17,10 @@ use sha2::{Digest, Sha256};
 use crate::manifest::{FileSpec, Manifest};
 use crate::progress::Progress;
 use crate::source::{Fetch, Source, SourceError, SourceOptions, Validators};
-use crate::state::{Record, State, identity};
+use fleet_common::identity::Identity;
+use fleet_common::published::published_key;
+
+use crate::state::{Record, State};
 
 /// What a cycle did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,14 +299,14 @@ impl Syncer {
         }
         let result = result.map(|(outcome, version)| {
             if let Some(v) = version
-                && let Some((dev, ino, mtime, size)) = v.identity
+                && let Some(id) = v.identity
             {
                 let record = Record {
                     source: source_id,
                     validators: v.validators,
                     sha256: v.sha256,
-                    size,
-                    identity: (dev, ino, mtime),
+                    size: id.size,
+                    identity: published_key(&id),
                 };
                 self.state.set(&spec.name, record);
                 self.state.save();
@@ -321,7 +324,7 @@ struct Version {
     /// The published file's identity when it was known to hold `sha256`
     /// (taken before the rename, which keeps it), or `None` if that is not
     /// certain; only then is no record written.
-    identity: Option<(u64, u64, i128, u64)>,
+    identity: Option<Identity>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -469,12 +472,14 @@ async fn verify_and_publish(
         let t = target_owned.clone();
         let known = published.map(|r| r.sha256.clone());
         move || {
-            let before = identity(&t)?;
+            let before = Identity::of(&t)?;
             let same = match known {
                 Some(k) => k == sha,
-                None => fleet_common::sha256_file(&t).is_ok_and(|s| s == sha),
+                None => {
+                    fleet_common::read::sha256_capped(&t, kind.max_bytes()).is_ok_and(|s| s == sha)
+                }
             };
-            (same && identity(&t) == Some(before)).then_some(before)
+            (same && Identity::of(&t) == Some(before)).then_some(before)
         }
     };
     let total = *bytes;
@@ -487,7 +492,7 @@ async fn verify_and_publish(
             return Ok((Outcome::SameContent { bytes: total }, Some(id)));
         }
         // What was verified, as it will be after the rename.
-        let id = identity(tmp.path());
+        let id = Identity::of(tmp.path());
         fleet_common::publish::publish(tmp, &target_owned, kind.is_secret()).map_err(|e| {
             let kind = io_kind(&e);
             local(e, kind)

@@ -1,23 +1,18 @@
-//! A cheap identity of a file on disk, to notice that it may have changed.
-//!
-//! Device, inode, size, modification and change times (ns) and the path's
-//! resolved target: a rename over the file changes the inode, an in-place
-//! rewrite the size or times (the change time even when the modification
-//! time is put back, which no user can do), and a Kubernetes `..data`
-//! symlink swap the target. A changed fingerprint only says "look again":
-//! the content hash decides. An unchanged one means the file is not read
-//! again, so a large file costs nothing while it stays as it is.
+//! What the reloader knows of a data file on disk, to notice that it may
+//! have changed: its [`Identity`] (device, inode, size, modification and
+//! change times) and the path's resolved target, which a Kubernetes
+//! `..data` symlink swap moves without touching the file. A changed
+//! fingerprint only says "look again": the content hash decides. An
+//! unchanged one means the file is not read again, so a large file costs
+//! nothing while it stays as it is.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use fleet_common::identity::Identity;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
+    identity: Identity,
     target: PathBuf,
 }
 
@@ -25,20 +20,15 @@ impl Fingerprint {
     /// The fingerprint of what `path` names now (following symlinks), or
     /// `None` if there is nothing there.
     pub fn of(path: &Path) -> Option<Fingerprint> {
-        let meta = std::fs::metadata(path).ok()?;
         Some(Fingerprint {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            identity: Identity::of(path)?,
             target: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
         })
     }
 
     /// Device and inode, as one value (for directories being watched).
     pub fn inode(&self) -> (u64, u64) {
-        (self.dev, self.ino)
+        self.identity.inode()
     }
 }
 
