@@ -12,15 +12,20 @@
 //!   uploads with the sha256 metadata for `kb-sync-sidecar push`.
 //! - [`sync`]: one file's cycle: conditional fetch into a temporary file in
 //!   the destination, verification with the server's own parsers, pinned and
-//!   published sha256 checks, atomic publish.
+//!   published sha256 checks, atomic publish; a rejected version is not
+//!   downloaded again. What a cycle ends with is in [`outcome`]; the
+//!   destination's checks (containment, writability) in [`dest`].
+//! - [`once`]: the one-shot run of `kb-init` and `kb-sync-sidecar --once`.
 //! - [`state`]: what was last published from where, kept beside the files so
 //!   a restarted sync does not download what it already has.
 //! - [`backoff`]: capped exponential backoff with jitter.
 
 pub mod backoff;
 pub mod cli;
+pub mod dest;
 pub mod manifest;
 pub mod once;
+pub mod outcome;
 pub mod progress;
 pub mod source;
 pub mod state;
