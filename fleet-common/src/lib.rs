@@ -2,7 +2,8 @@
 //!
 //! The binaries cooperate only through files, so this crate owns those files:
 //! how each one is parsed and validated ([`tokens`], [`users`],
-//! [`session_key`], [`kb_file`]), how a kind of file is recognised and checked
+//! [`session_key`], [`kb_file`], and the search index a KB carries,
+//! [`kb_index`]), how a kind of file is recognised and checked
 //! before anyone trusts it ([`kind`]), and how a file is published atomically
 //! into a shared directory ([`publish`]) and recognised later as the version
 //! that was verified ([`published`]). The binaries also share their log
@@ -14,6 +15,7 @@
 
 pub mod error;
 pub mod kb_file;
+pub mod kb_index;
 pub mod kind;
 pub mod logging;
 pub mod publish;
