@@ -738,6 +738,49 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn a_corrupt_stored_index_is_refused_at_load_vouched_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kb.db");
+        make_kb_with(&p, Layout::Ours, &ROWS);
+        let c = Connection::open(&p).unwrap();
+        let table = kb_index::stored::TABLE;
+        let mut part: Vec<u8> = c
+            .query_row(
+                &format!("SELECT data FROM {table} WHERE part = 0"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let at = part.len() - 10;
+        part[at] ^= 1;
+        c.execute(
+            &format!("UPDATE {table} SET data = ?1 WHERE part = 0"),
+            [part],
+        )
+        .unwrap();
+        drop(c);
+        let err = format!("{:#}", Kb::open(&p).unwrap_err());
+        assert!(
+            err.contains("search index") && err.contains("checksum"),
+            "{err}"
+        );
+        // Vouched for (only the schema checked), the copy of the index is
+        // still checked as it streams out of the KB.
+        let err = format!(
+            "{:#}",
+            Kb::open_with(
+                &p,
+                &OpenOptions {
+                    vouched: true,
+                    ..Default::default()
+                }
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("checksum"), "{err}");
+    }
+
     fn mapped(path: &Path) -> bool {
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         maps.contains(&*path.to_string_lossy())

@@ -72,6 +72,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<Demo> {
     let config = Config {
         listen,
         files,
+        index_cache_dir: None,
         instance_id: "demo".into(),
         log_format: LogFormat::Text,
         allowed_hosts: HostPolicy::Loopback,

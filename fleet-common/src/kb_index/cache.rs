@@ -154,6 +154,45 @@ pub fn prepare(kb: &Path, sha256: &str, info: &KbInfo, dir: &Path) -> Result<Pre
     })
 }
 
+/// What the sync tools run before they rename a verified KB into place at
+/// `target`: make its pack in [`published_dir`] (`kb` is the verified
+/// temporary file, `sha256` its content's), so that no server ever sees the
+/// KB without it. An I/O failure is [`Error::Io`]; anything else means the
+/// KB's index is unusable.
+pub fn prepare_for_publish(kb: &Path, sha256: &str, target: &Path) -> Result<Prepared> {
+    let info = kb_file::verify_vouched(kb)?;
+    prepare(kb, sha256, &info, &published_dir(target))
+}
+
+/// Remove what an interrupted run left in a pack directory: temporary
+/// files and tantivy's temporary directories. Returns how many.
+pub fn clean_temps(dir: &Path) -> Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(crate::publish::TEMP_PREFIX)
+        {
+            continue;
+        }
+        let path = entry.path();
+        let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        result.map_err(|e| Error::io(&path, e))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 /// Remove the packs in `dir` other than those of `keep` (sha256s); returns
 /// how many. A server that has a removed pack open keeps reading it (the
 /// mapping holds the file until it is unmapped).
