@@ -44,8 +44,11 @@ struct Args {
 /// `file_path`s, best first.
 type Engine<'a> = Box<dyn Fn(&str) -> Result<Vec<String>> + 'a>;
 
-/// The engines to compare, by name. Another engine over the same KB file is
-/// one more entry here.
+/// The engines to compare, by name, over the same KB file. Another engine is
+/// one more entry, e.g. one taking the file's path:
+/// `("fts5", Box::new(move |q| Ok(search_fts5(kb_path, &relevance::search_query(q))?
+/// .into_iter().map(|h| h.file_path).collect())))`. `bench/run.py` reports
+/// the engine named `current` against the one named `fts5`.
 fn engines<'a>(kb: &'a Kb, _kb_path: &'a Path) -> Vec<(&'static str, Engine<'a>)> {
     vec![("current", Box::new(relevance::kb_engine(kb)))]
 }
