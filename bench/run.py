@@ -984,6 +984,182 @@ def table(ctx: Context) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- python, kbbuild, relevance
+# Groups on the real PostgreSQL 15 manual and a Python MCP baseline. Their
+# targets, group names and rows are added here, so that this block stays one
+# piece of the file.
+
+PG_DOCS = Path("/usr/share/doc/postgresql-doc-15/html")  # Debian's postgresql-doc-15
+PY_SERVER = ROOT / "bench" / "py_fts5_server.py"
+KBBUILD_TRIALS = 3          # timed runs after one untimed (1 with --quick)
+RELEVANCE_ENGINE = "current"  # the engine measured in the relevance rows...
+RELEVANCE_BASELINE = "fts5"   # ...and its baseline, when the relevance binary lists it
+
+GROUPS += ["python", "kbbuild", "relevance"]
+TARGETS.update({
+    "python_pair.rps": "≥ 10×",
+    "kbbuild_s": "≤ 5 s",
+})
+
+PYTHON_SCENARIOS = [
+    Scenario("python_pair", "mcp", "mcp-server search, run back to back with the Python server", search_bodies),
+    Scenario("python_search", "python", "Python MCP server (official SDK, FTS5) search, same bodies",
+             search_bodies, auth="none"),
+]
+
+
+def measure_python(procs: Procs, ctx: Context, kb: Path) -> None:
+    """The search scenario against a stateless Python MCP server on the same
+    KB, back to back with the same scenario against mcp-server."""
+    python = VENV_BIN / "python"
+    if not python.exists() or subprocess.run([str(python), "-c", "import mcp"], capture_output=True).returncode:
+        print("bench: python rows skipped: needs .venv with mcp (scripts/test.sh installs it)", file=sys.stderr)
+        return
+    mcp_version = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('mcp'))"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    port = free_port()
+    log = LOGS / "py-fts5-server.log"
+    proc = procs.start("py_fts5_server", [str(python), str(PY_SERVER), "--kb", str(kb), "--port", str(port)], log)
+    wait_http_ok("py_fts5_server", proc, port, log, timeout=60)
+    ctx.ports["python"], ctx.pids["python"] = port, proc.pid
+    try:
+        # Its first reply, checked like mcp-server's: a result, not an error.
+        _, body = http_request(port, "POST", "/mcp", json.dumps(search_bodies(ctx)[0]).encode(), headers(ctx, "none"))
+        reply = json.loads(body)
+        if "error" in reply or reply.get("result", {}).get("isError"):
+            raise SystemExit(f"bench: py_fts5_server answered an error: {body[:500]!r}")
+        print(f"bench: py_fts5_server: {reply['result']['content'][0]['text'].splitlines()[0]}", file=sys.stderr)
+        for s in PYTHON_SCENARIOS:
+            ctx.results[s.name] = run_scenario(ctx, s)
+    finally:
+        procs.stop(proc)
+    ctx.notes.append(
+        f"python: bench/py_fts5_server.py, a stateless MCP server written with the official Python SDK (mcp "
+        f"{mcp_version}, MCPServer over uvicorn, streamable HTTP with JSON replies, no session) serving "
+        f"search_knowledgebase with the same arguments and the same FTS5 queries as mcp-server (BM25, weights title "
+        f"8, section 4, text 1; AND, then present terms, then OR) on the same KB; the tool runs on the SDK's worker "
+        f"threads, one SQLite connection each. Both servers get the same {len(QUERIES)} search bodies at "
+        f"{ctx.args.concurrency} connections ({ctx.args.warmup:g}s + {ctx.args.duration:g}s), mcp-server first, "
+        f"back to back.")
+
+
+def measure_kbbuild(tmp: Path, trials: int) -> dict[str, float] | None:
+    """`mcp-server kb build` of the PostgreSQL 15 manual, beside `cp -r` of
+    the same directory: reading the input and writing as many bytes."""
+    if not (PG_DOCS / "index.html").exists():
+        print(f"bench: kbbuild skipped: {PG_DOCS} is missing (apt-get install postgresql-doc-15)", file=sys.stderr)
+        return None
+    out = tmp / "kb-pgdocs.db"
+    build = [str(RELEASE / "mcp-server"), "kb", "build", "--docs", str(PG_DOCS), "--out", str(out),
+             "--project", "postgres", "--project-version", "15"]
+    builds, copies, report = [], [], ""
+    for i in range(trials + 1):  # the first of each is untimed: page cache, binary
+        t0 = time.perf_counter()
+        report = subprocess.run(build, capture_output=True, text=True, check=True).stderr.splitlines()[0]
+        dt = time.perf_counter() - t0
+        dest = tmp / f"pgdocs-copy-{i}"
+        t0 = time.perf_counter()
+        subprocess.run(["cp", "-r", str(PG_DOCS), str(dest)], check=True)
+        dc = time.perf_counter() - t0
+        shutil.rmtree(dest)
+        if i:
+            builds.append(dt)
+            copies.append(dc)
+    print(f"bench: kb build: {report}; {', '.join(f'{t:.2f}' for t in builds)} s; cp -r: "
+          f"{', '.join(f'{t:.3f}' for t in copies)} s", file=sys.stderr)
+    files = [p for p in PG_DOCS.rglob("*") if p.is_file()]
+    with sqlite3.connect(f"file:{out}?mode=ro&immutable=1", uri=True) as db:
+        chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    return {
+        "kbbuild_s": statistics.median(builds),
+        "kbbuild_cp_s": statistics.median(copies),
+        "kbbuild_max_s": max(builds),
+        "kbbuild_trials": float(trials),
+        "kbbuild_files": float(len(files)),
+        "kbbuild_bytes": float(sum(p.stat().st_size for p in files)),
+        "kbbuild_chunks": float(chunks),
+        "kbbuild_kb_bytes": float(out.stat().st_size),
+    }
+
+
+def measure_relevance(ctx: Context) -> None:
+    """The relevance binary on its question file (it builds its own KB of the
+    manual): hit@1, hit@5 and MRR@5 per question set."""
+    if not (PG_DOCS / "index.html").exists():
+        print(f"bench: relevance skipped: {PG_DOCS} is missing (apt-get install postgresql-doc-15)", file=sys.stderr)
+        return
+    proc = subprocess.run([str(RELEASE / "relevance"), "--json"], capture_output=True, text=True, check=True)
+    (LOGS / "relevance.log").write_text(proc.stderr + proc.stdout)
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    engines = got["engines"]
+    if RELEVANCE_ENGINE not in engines:
+        raise SystemExit(f"bench: the relevance binary has no engine {RELEVANCE_ENGINE!r}: {sorted(engines)}")
+    measured, base = engines[RELEVANCE_ENGINE], engines.get(RELEVANCE_BASELINE)
+    for set_name, m in measured.items():
+        if not isinstance(m, dict):
+            continue
+        for key in ("hit1", "hit5", "mrr5"):
+            scale = 1 if key == "mrr5" else 100
+            ctx.extra[f"relevance_{set_name}_{key}"] = m[key] * scale
+            if base and isinstance(base.get(set_name), dict):
+                ctx.extra[f"relevance_{set_name}_{key}_base"] = base[set_name][key] * scale
+        ctx.extra[f"relevance_{set_name}_n"] = m["questions"]
+    ctx.notes.append(
+        f"relevance: target/release/relevance on bench/relevance/questions.yaml ({got['questions']} questions: "
+        f"'users' in a user's words, 'away' phrased away from the manual's vocabulary), a KB of {got['corpus']} "
+        f"({got['chunks']:,} chunks) built by fleet_kb; each engine returns 20 chunks per question, collapsed to "
+        f"pages in first-seen order; hit@k = an answering page among the first k, MRR@5 = mean 1/rank within 5. "
+        f"Measured = engine '{RELEVANCE_ENGINE}' (Kb::search); baseline = engine '{RELEVANCE_BASELINE}'"
+        + ("." if base else " (not in this build: no baseline)."))
+
+
+def run_docs_groups(procs: Procs, ctx: Context, kb: Path) -> None:
+    """The groups of this block, each if selected."""
+    if ctx.selected("python"):
+        measure_python(procs, ctx, kb)
+    if ctx.selected("kbbuild"):
+        got = measure_kbbuild(ctx.tmp, 1 if ctx.args.quick else KBBUILD_TRIALS)
+        if got:
+            ctx.extra.update(got)
+            x = ctx.extra
+            ctx.notes.append(
+                f"kb build: `mcp-server kb build --docs {PG_DOCS}` (release) of Debian's postgresql-doc-15 "
+                f"({x['kbbuild_files']:,.0f} files, {x['kbbuild_bytes'] / 1e6:.1f} MB) into a "
+                f"{x['kbbuild_kb_bytes'] / 1e6:.1f} MB kb.db of {x['kbbuild_chunks']:,.0f} chunks; median of "
+                f"{x['kbbuild_trials']:.0f} after one untimed run (max {x['kbbuild_max_s']:.2f} s). Baseline = `cp -r` "
+                f"of the same directory in the same loop: reading the input and writing as many bytes.")
+    if ctx.selected("relevance"):
+        measure_relevance(ctx)
+
+
+def python_label(ctx: Context) -> str:
+    chunks = ctx.args.chunks
+    size = f"{chunks // 1000}k" if chunks % 1000 == 0 else f"{chunks:,}"
+    return f"search vs Python MCP server (FTS5), {size} chunks, {ctx.args.concurrency} in flight: requests/s"
+
+
+def relevance_row(set_name: str, key: str, what: str) -> Callable[[Context], Row | None]:
+    def row(ctx: Context) -> Row | None:
+        k = f"relevance_{set_name}_{key}"
+        if k not in ctx.extra:
+            return None
+        n = int(ctx.extra[f"relevance_{set_name}_n"])
+        label = {"users": "user's words", "away": "phrased away", "all": "all questions"}.get(set_name, set_name)
+        unit = "" if key == "mrr5" else "%"
+        return Row(k, f"relevance, {label} ({n} q): {what}", ctx.extra[k], unit, ctx.extra.get(f"{k}_base"))
+    return row
+
+
+ROWS += [
+    metric_row("python_pair", "rps", python_label, "req/s", "python_search"),
+    metric_row("python_pair", "server_cpu_us_per_req", "search vs Python MCP server: server CPU per request", "µs",
+               "python_search"),
+    extra_row("kbbuild_s", "kb build, PostgreSQL 15 manual (vs cp -r of it)", "s", "kbbuild_cp_s"),
+    *[relevance_row(s, k, w) for s in ("users", "away", "all")
+      for k, w in (("hit1", "hit@1"), ("hit5", "hit@5"), ("mrr5", "MRR@5"))],
+]
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -1067,6 +1243,7 @@ def main() -> int:
                 ctx.extra.update(measure_sync(procs, tmp, 4_700 if args.quick else 47_000, s3))
             if s3 and ctx.selected("propagation"):
                 ctx.extra.update(measure_propagation(procs, tmp, trials, s3))
+            run_docs_groups(procs, ctx, kb)
     finally:
         procs.stop_all()
 
