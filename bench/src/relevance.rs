@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use fleet_kb::build::{BuildOptions, BuildReport, build_from_dir};
+use fleet_kb::fts5::Fts5Kb;
 use fleet_kb::search::{Kb, SearchQuery};
 use serde::Deserialize;
 
@@ -309,6 +310,18 @@ pub fn search_query(question: &str) -> SearchQuery {
 
 /// The current engine ([`Kb::search`]) as a ranking of chunk file paths.
 pub fn kb_engine(kb: &Kb) -> impl Fn(&str) -> Result<Vec<String>> + '_ {
+    move |question| {
+        Ok(kb
+            .search(&search_query(question))?
+            .into_iter()
+            .map(|h| h.file_path)
+            .collect())
+    }
+}
+
+/// The previous engine (SQLite FTS5, [`Fts5Kb::search`]) over the same KB
+/// file, as a ranking of chunk file paths.
+pub fn fts5_engine(kb: &Fts5Kb) -> impl Fn(&str) -> Result<Vec<String>> + '_ {
     move |question| {
         Ok(kb
             .search(&search_query(question))?

@@ -8,13 +8,14 @@
 //! compares them. `--json` prints the same figures as one JSON line for
 //! `bench/run.py`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bench::relevance::{self, QuestionSet, Report};
 use clap::Parser;
+use fleet_kb::fts5::Fts5Kb;
 use fleet_kb::search::Kb;
 
 #[derive(Debug, Parser)]
@@ -44,13 +45,15 @@ struct Args {
 /// `file_path`s, best first.
 type Engine<'a> = Box<dyn Fn(&str) -> Result<Vec<String>> + 'a>;
 
-/// The engines to compare, by name, over the same KB file. Another engine is
-/// one more entry, e.g. one taking the file's path:
-/// `("fts5", Box::new(move |q| Ok(search_fts5(kb_path, &relevance::search_query(q))?
-/// .into_iter().map(|h| h.file_path).collect())))`. `bench/run.py` reports
-/// the engine named `current` against the one named `fts5`.
-fn engines<'a>(kb: &'a Kb, _kb_path: &'a Path) -> Vec<(&'static str, Engine<'a>)> {
-    vec![("current", Box::new(relevance::kb_engine(kb)))]
+/// The engines to compare, by name, over the same KB file: `current`, the
+/// search index (`Kb::search`), and `fts5`, the previous engine
+/// (`fleet_kb::fts5`). `bench/run.py` reports the engine named `current`
+/// against the one named `fts5`.
+fn engines<'a>(kb: &'a Kb, fts5: &'a Fts5Kb) -> Vec<(&'static str, Engine<'a>)> {
+    vec![
+        ("current", Box::new(relevance::kb_engine(kb))),
+        ("fts5", Box::new(relevance::fts5_engine(fts5))),
+    ]
 }
 
 fn main() -> ExitCode {
@@ -81,7 +84,8 @@ fn real_main() -> Result<()> {
     let chunks = kb.info().chunk_count;
 
     let mut reports: Vec<(&str, Report, f64)> = Vec::new();
-    for (name, engine) in engines(&kb, &kb_path) {
+    let fts5 = Fts5Kb::open(&kb_path).with_context(|| format!("opening {}", kb_path.display()))?;
+    for (name, engine) in engines(&kb, &fts5) {
         let t0 = Instant::now();
         let report = relevance::evaluate(&set, engine)?;
         let per_question_ms = t0.elapsed().as_secs_f64() * 1000.0 / set.questions.len() as f64;
