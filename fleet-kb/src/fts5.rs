@@ -15,8 +15,8 @@ use anyhow::Context;
 use fleet_common::kb_file::{self, KbInfo};
 use rusqlite::{Connection, params_from_iter};
 
-use crate::query::is_stop_word;
 use crate::search::{DEFAULT_TOP_N, Hit, MAX_TOP_N, SearchQuery};
+use fleet_common::kb_index::analyzer::is_stop_word;
 
 /// Terms of a query beyond this many are ignored.
 const MAX_TERMS: usize = 24;

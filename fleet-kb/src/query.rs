@@ -4,9 +4,9 @@
 //! names and wildcards are punctuation or plain words. The text is cut to
 //! [`MAX_QUERY_BYTES`], split into words exactly as the index splits text
 //! (runs of alphanumeric characters, in any script, and underscores; NUL
-//! bytes and everything else separate words), stop words are dropped unless
-//! nothing else remains, and each word is normalised as the index normalises
-//! it (lower case, ASCII folding, English stemming). An identifier such as
+//! bytes and everything else separate words), and each word is normalised
+//! as the index normalises it (stop words dropped, lower case, ASCII
+//! folding, English stemming). An identifier such as
 //! `shared_buffers` is looked up whole, as the index also keeps it, and by
 //! its parts only where the whole is not in the KB. At most [`MAX_TERMS`]
 //! distinct terms are kept.
@@ -34,19 +34,12 @@ pub struct Word {
 /// The distinct words of `text`, normalised, in order of first appearance.
 pub fn words(text: &str) -> Vec<Word> {
     let text = head(text, MAX_QUERY_BYTES);
-    let raw: Vec<&str> = analyzer::words(text).collect();
-    let content: Vec<&str> = raw
-        .iter()
-        .copied()
-        .filter(|w| !is_stop_word(&w.to_lowercase()))
-        .collect();
-    let chosen = if content.is_empty() { raw } else { content };
     let mut tok = KbTokenizer::default();
     let mut seen = HashSet::new();
     let mut out: Vec<Word> = Vec::new();
     let mut terms = 0;
-    for word in chosen {
-        let parts = analyzer::parts(word);
+    for word in analyzer::words(text) {
+        let parts: Vec<&str> = analyzer::parts(word).collect();
         let normalized = |tok: &mut KbTokenizer, w: &str| tok.normalized(w).map(str::to_string);
         let word = if parts.len() > 1 {
             let Some(whole) = normalized(&mut tok, &parts.join("_")) else {
@@ -91,29 +84,12 @@ fn head(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Words too common to rank by, in lower case (sorted for binary search).
-pub fn is_stop_word(w: &str) -> bool {
-    const STOP: [&str; 48] = [
-        "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how",
-        "i", "if", "in", "is", "it", "its", "me", "my", "not", "of", "on", "or", "should", "so",
-        "that", "the", "their", "then", "there", "these", "this", "to", "use", "was", "we", "what",
-        "when", "where", "which", "who", "why", "will", "with", "you",
-    ];
-    STOP.binary_search(&w).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn wholes(text: &str) -> Vec<String> {
         words(text).into_iter().map(|w| w.whole).collect()
-    }
-
-    #[test]
-    fn stop_words_are_sorted_for_binary_search() {
-        assert!(is_stop_word("the") && is_stop_word("you") && is_stop_word("a"));
-        assert!(!is_stop_word("vacuum"));
     }
 
     #[test]
@@ -137,7 +113,8 @@ mod tests {
             ]
         );
         assert_eq!(wholes("Café naïve"), ["cafe", "naiv"]);
-        assert_eq!(wholes("the"), ["the"]);
+        // Stop words are not indexed, so not searched either.
+        assert!(wholes("what is the").is_empty());
         assert!(words("  ?! \0 _ ").is_empty());
         assert_eq!(wholes("a\0b\0vacuum"), ["b", "vacuum"]);
         // Other scripts pass through as words of their own.
