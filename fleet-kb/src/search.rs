@@ -359,6 +359,15 @@ fn load_index(
         );
         Ok(index)
     };
+    // A pack file found by name must be a copy of the KB's own stored index
+    // when it has one (a sync record naming the wrong sha256 must not pair
+    // a KB with another KB's index).
+    let stored_header = if cache::stored_is_usable(info) {
+        kb_index::stored::header(&kb_file::open_read_only(path)?)?
+    } else {
+        None
+    };
+    let belongs = |pack: &Pack| stored_header.as_deref().is_none_or(|h| h == pack.header());
     if let Some(sha) = &opts.sha256 {
         let name = cache::file_name(sha);
         let mut found = vec![(cache::published_dir(path), IndexSource::Published)];
@@ -370,10 +379,10 @@ fn load_index(
             if !pack_path.exists() {
                 continue;
             }
-            // A bad pack is not the KB's fault: make a new one below.
-            if let Ok(index) = Pack::open_file(&pack_path)
-                .map_err(anyhow::Error::from)
-                .and_then(open_checked)
+            // A bad or foreign pack is not the KB's fault: make one below.
+            if let Ok(pack) = Pack::open_file(&pack_path)
+                && belongs(&pack)
+                && let Ok(index) = open_checked(pack)
             {
                 return Ok((index, source));
             }
@@ -838,6 +847,23 @@ pub(crate) mod tests {
         std::fs::write(&prepared.path, &bytes).unwrap();
         let kb = Kb::open_with(&p, &opts).unwrap();
         assert_eq!(kb.index_source(), IndexSource::Cached);
+        check_search(&kb);
+        drop(kb);
+
+        // Another KB's pack under this KB's name (a sync record that names
+        // the wrong sha256) is not used.
+        let other = dir.path().join("other.db");
+        // Same number of chunks, other words: only the pack's header tells.
+        let mut rows = ROWS;
+        rows[0][0] = "Zebra crossings and other stripes";
+        make_kb_with(&other, Layout::Ours, &rows);
+        let other_info = kb_file::verify(&other).unwrap();
+        let other_sha = fleet_common::sha256_file(&other).unwrap();
+        let foreign = cache::prepare(&other, &other_sha, &other_info, dir.path()).unwrap();
+        std::fs::rename(&foreign.path, &prepared.path).unwrap();
+        std::fs::remove_file(&pack).unwrap();
+        let kb = Kb::open_with(&p, &opts).unwrap();
+        assert_eq!(kb.index_source(), IndexSource::CopiedAtLoad);
         check_search(&kb);
     }
 }

@@ -221,7 +221,7 @@ fn read_and_apply(state: &Arc<AppState>, which: DataFile, path: &Path) -> Result
                 return Err("replaced while loading; loading the newer file".to_string());
             }
             let summary = format!(
-                "{} chunks, {checked}, {}",
+                "{} chunks, {}, {checked}",
                 kb.info().chunk_count,
                 kb.index_source().as_str()
             );

@@ -29,7 +29,7 @@ use super::{FORMAT_VERSION, invalid};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"FLEETIDX";
-const HEADER: usize = 32;
+pub(crate) const HEADER: usize = 32;
 /// A table of contents larger than this is not one of ours.
 const MAX_TOC: usize = 16 << 20;
 
@@ -352,6 +352,12 @@ impl Pack {
             toc,
             files,
         })
+    }
+
+    /// The pack's header (magic, version, CRC, lengths): equal headers mean
+    /// the same pack.
+    pub fn header(&self) -> &[u8] {
+        &self.bytes.as_slice()[..HEADER]
     }
 
     /// Documents in the index, as the table of contents says.

@@ -80,6 +80,21 @@ pub fn copy_to(conn: &Connection, out: &mut dyn Write) -> Result<u64> {
     Ok(len)
 }
 
+/// The first bytes of the stored pack (its header: magic, version, CRC,
+/// length), to tell whether a pack file is a copy of it; `None` if there is
+/// no stored pack.
+pub fn header(conn: &Connection) -> Result<Option<Vec<u8>>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT substr(data, 1, {}) FROM {TABLE} WHERE part = 0",
+        super::pack::HEADER
+    ))?;
+    let mut rows = stmt.query([])?;
+    Ok(match rows.next()? {
+        Some(row) => row.get_ref(0)?.as_blob().ok().map(<[u8]>::to_vec),
+        None => None,
+    })
+}
+
 /// Check the stored pack without keeping it: length, CRC, table of contents.
 pub fn check(conn: &Connection) -> Result<PackInfo> {
     let mut checker = Checker::new();
