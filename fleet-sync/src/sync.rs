@@ -341,11 +341,14 @@ async fn fetch_verify_publish(
         if kind == FileKind::Kb {
             // The search index pack goes in first, so no server ever sees
             // this KB without it; an index that does not open is refused.
-            kb_index::cache::prepare_for_publish(tmp.path(), &published_sha, &target_owned)
+            let pack = kb_index::cache::prepare_for_publish(tmp.path(), &published_sha, &target_owned)
                 .map_err(|e| match e {
                     fleet_common::Error::Io { .. } => SyncError::Local(e.to_string()),
                     e => SyncError::Verify(e.to_string()),
                 })?;
+            if let Some(origin) = pack.made {
+                tracing::info!(pack = %pack.path.display(), index = origin.as_str(), "search index ready");
+            }
         }
         if let Some(id) = same_as_published() {
             return Ok((Outcome::SameContent { bytes: total }, Some(id)));

@@ -271,7 +271,6 @@ pub fn check_file(file: &File, path: &Path) -> Result<PackInfo> {
 #[derive(Clone)]
 pub struct Pack {
     bytes: OwnedBytes,
-    body: usize,
     toc: Toc,
     files: HashMap<PathBuf, Range<usize>>,
 }
@@ -346,12 +345,7 @@ impl Pack {
                 (PathBuf::from(&f.name), start..start + f.len as usize)
             })
             .collect();
-        Ok(Pack {
-            bytes,
-            body,
-            toc,
-            files,
-        })
+        Ok(Pack { bytes, toc, files })
     }
 
     /// The pack's header (magic, version, CRC, lengths): equal headers mean
@@ -365,23 +359,9 @@ impl Pack {
         self.toc.docs
     }
 
-    /// Bytes of the whole pack.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
     /// One file of the index, without copying.
     pub fn file(&self, name: &Path) -> Option<OwnedBytes> {
         self.files.get(name).map(|r| self.bytes.slice(r.clone()))
-    }
-
-    /// Offset of the files' bytes (after the table of contents).
-    pub fn body_offset(&self) -> usize {
-        self.body
     }
 }
 
