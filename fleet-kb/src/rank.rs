@@ -22,6 +22,15 @@
 //! second's, pages best first, a page's chunks together. A page that
 //! matches in two places usually answers better than one that matches once.
 //!
+//! A KB of 50,000 chunks or more has two index segments, split at a file
+//! boundary. A search that has the server to itself runs them on two
+//! threads, each pruning with the best threshold either has reached; under
+//! concurrent searches they run in turn. Both ways give the same chunks in
+//! the same order (a file is never in both segments, and ties go to the
+//! first segment as they would in turn); should a file straddle them (a
+//! pgEdge KB whose rows of one file are not contiguous) and the cap bite,
+//! the stage is run again in turn.
+//!
 //! On the PostgreSQL manual's relevance questions (`bench/relevance`), the
 //! plain union ranked better than putting chunks holding every term first
 //! (an AND before the OR, as the FTS5 engine did), and page scores raised
