@@ -22,7 +22,7 @@
 //! second's, pages best first, a page's chunks together. A page that
 //! matches in two places usually answers better than one that matches once.
 //!
-//! A KB of 50,000 chunks or more has two index segments, split at a file
+//! A KB of 200,000 chunks or more has two index segments, split at a file
 //! boundary. A search that has the server to itself runs them on two
 //! threads, each pruning with the best threshold either has reached; under
 //! concurrent searches they run in turn. Both ways give the same chunks in
