@@ -78,7 +78,11 @@ TARGETS: dict[str, str] = {
     "rss_idle_mb": "≤ 20 MB",
     "rss_load_mb": "≤ 60 MB",
     "tools_list_paired.rps": "≥ 0.7×",
-    "search1m.p50_ms": "≤ 5 ms",
+    "search.rps": "≥ 3,000 req/s",
+    "search1m.p50_ms": "≤ 2 ms",
+    "search1m.p99_ms": "≤ 10 ms",
+    "rss1m_anon_load_mb": "≤ 60 MB",
+    "pgedge_load_s": "≤ 2 s",
     "reload_watch_p99": "≤ 10 ms",
     "kb_init_s": "≤ 1.5×",
     "sidecar_bytes_per_cycle": "0 B",
@@ -90,7 +94,7 @@ TARGETS: dict[str, str] = {
 
 # Measurement groups, for --only; scenario names (search, tools_list, ...)
 # select single loadgen scenarios.
-GROUPS = ["memory", "loadgen", "search1m", "reload", "sync", "startup", "propagation"]
+GROUPS = ["memory", "loadgen", "search1m", "pgedge", "reload", "sync", "startup", "propagation"]
 
 LOAD_CONCURRENCY = 64       # connections for the memory-under-load rows
 RSS_SAMPLE_S = 0.05         # VmRSS sampling period under load
@@ -100,6 +104,7 @@ PROPAGATION_INSTANCES = 3
 PROPAGATION_INTERVAL = "5s"
 PROPAGATION_POLL_S = 0.02
 SEARCH1M_CHUNKS = 1_000_000  # 100,000 with --quick
+PGEDGE_CHUNKS = 100_000     # pgEdge-format KB (no index) loaded by the server; 10,000 with --quick
 RELOAD_TRIALS = 100
 PAIRS = 5                   # interleaved baseline/tools_list pairs (2 with --quick)
 PAIR_SECONDS = 3.0          # measured seconds per side of a pair (1 with --quick)
@@ -208,11 +213,17 @@ def vm_bytes(pid: int, key: str = "VmRSS") -> int:
     raise SystemExit(f"bench: no {key} in /proc/{pid}/status")
 
 
+def anon_bytes(pid: int) -> int:
+    """Anonymous resident memory (RssAnon): the process's own pages, not
+    the file pages it maps (binary, KB index), which the kernel can drop."""
+    return vm_bytes(pid, "RssAnon")
+
+
 class RssSampler:
-    """Peak VmRSS of a process, sampled every RSS_SAMPLE_S in a thread."""
+    """Peak VmRSS and RssAnon of a process, sampled every RSS_SAMPLE_S in a thread."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self.samples = pid, 0, 0
+        self.pid, self.peak, self.peak_anon, self.samples = pid, 0, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -220,6 +231,7 @@ class RssSampler:
         while not self._stop.is_set():
             try:
                 self.peak = max(self.peak, vm_bytes(self.pid))
+                self.peak_anon = max(self.peak_anon, anon_bytes(self.pid))
                 self.samples += 1
             except (OSError, SystemExit):
                 return
@@ -248,14 +260,20 @@ def build() -> None:
     subprocess.run(["cargo", "build", "--release", *[a for p in packages for a in ("-p", p)]], cwd=ROOT, check=True)
 
 
-def ensure_kb(chunks: int) -> Path:
-    """The cached KB of `chunks` chunks, generated if missing or stale."""
+def ensure_kb(chunks: int, pgedge: bool = False) -> Path:
+    """The cached KB of `chunks` chunks, generated if missing or stale. With
+    `pgedge`, in pgEdge's layout (no kb_meta, FTS5 or search index); its
+    generator id is then kept in a `.generator` file beside it."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"kb-{chunks}.db"
-    want = subprocess.run([str(RELEASE / "gen-kb"), "--chunks", str(chunks), "--describe"],
+    path = CACHE / (f"kb-{chunks}-pgedge.db" if pgedge else f"kb-{chunks}.db")
+    flags = ["--pgedge"] if pgedge else []
+    want = subprocess.run([str(RELEASE / "gen-kb"), "--chunks", str(chunks), *flags, "--describe"],
                           capture_output=True, text=True, check=True).stdout.strip()
     have = None
-    if path.exists():
+    if path.exists() and pgedge:
+        marker = path.with_name(path.name + ".generator")
+        have = marker.read_text().strip() if marker.exists() else None
+    elif path.exists():
         try:
             with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
                 row = db.execute("SELECT value FROM kb_meta WHERE key = 'generator'").fetchone()
@@ -264,7 +282,7 @@ def ensure_kb(chunks: int) -> Path:
             have = None
     if have != want:
         print(f"bench: generating {path.name} ({want})", file=sys.stderr)
-        subprocess.run([str(RELEASE / "gen-kb"), "--chunks", str(chunks), "--out", str(path)], check=True)
+        subprocess.run([str(RELEASE / "gen-kb"), "--chunks", str(chunks), *flags, "--out", str(path)], check=True)
     else:
         print(f"bench: reusing {path}", file=sys.stderr)
     return path
@@ -354,6 +372,12 @@ LOAD_SCENARIOS = [
              search_bodies, concurrency=LOAD_CONCURRENCY),
     Scenario("load_baseline", "baseline", f"baseline-server under {LOAD_CONCURRENCY} connections, sampling VmRSS",
              search_bodies, concurrency=LOAD_CONCURRENCY),
+]
+LOAD1M_SCENARIOS = [
+    Scenario("load1m_mcp", "mcp1m", f"mcp-server on the large KB under {LOAD_CONCURRENCY} connections, sampling "
+             "VmRSS and RssAnon", search_bodies, concurrency=LOAD_CONCURRENCY),
+    Scenario("load1m_baseline", "baseline", f"baseline-server under {LOAD_CONCURRENCY} connections, sampling VmRSS "
+             "and RssAnon", search_bodies, concurrency=LOAD_CONCURRENCY),
 ]
 SEARCH1M_SCENARIOS = [
     Scenario("search1m", "mcp1m", "mcp-server search on the large KB, one request in flight", search_bodies, concurrency=1),
@@ -454,6 +478,7 @@ def run_scenario(ctx: Context, scenario: Scenario, duration: float | None = None
         # The sampled peak, or the kernel's high-water mark if it saw more
         # between samples (VmHWM covers the process's whole life).
         result["rss_peak_mb"] = max(sampler.peak, vm_bytes(pid, "VmHWM")) / 1e6
+        result["rss_anon_peak_mb"] = max(sampler.peak_anon, anon_bytes(pid)) / 1e6
         result["rss_samples"] = sampler.samples
     if result["errors"]:
         print(f"bench: {scenario.name}: {result['errors']} errors {result['error_kinds']}; {proc.stderr.strip()}", file=sys.stderr)
@@ -534,14 +559,134 @@ def measure_search1m(procs: Procs, ctx: Context) -> None:
     ctx.ports["mcp1m"], ctx.pids["mcp1m"] = port, proc.pid
     ctx.extra["search1m_chunks"] = chunks
     try:
+        # Idle: after one of each search body, before any load.
+        smoke_check(ctx, SEARCH1M_SCENARIOS[0], write_bodies(ctx, SEARCH1M_SCENARIOS[0]))
+        time.sleep(0.5)
+        x = ctx.extra
+        x["rss1m_idle_mb"], x["rss1m_anon_idle_mb"] = vm_bytes(proc.pid) / 1e6, anon_bytes(proc.pid) / 1e6
+        base = ctx.pids["baseline"]
+        x["rss1m_idle_base_mb"], x["rss1m_anon_idle_base_mb"] = vm_bytes(base) / 1e6, anon_bytes(base) / 1e6
         for s in SEARCH1M_SCENARIOS:
             ctx.results[s.name] = run_scenario(ctx, s)
+        duration, warmup = (2, 0.5) if ctx.args.quick else (5, 1)
+        for s in LOAD1M_SCENARIOS:
+            ctx.results[s.name] = run_scenario(ctx, s, duration, warmup, sample_rss=True)
+        for key, scenario in (("", "load1m_mcp"), ("_base", "load1m_baseline")):
+            x[f"rss1m_load{key}_mb"] = ctx.results[scenario]["rss_peak_mb"]
+            x[f"rss1m_anon_load{key}_mb"] = ctx.results[scenario]["rss_anon_peak_mb"]
     finally:
         procs.stop(proc)
     ctx.notes.append(
         f"search, {chunks:,}-chunk KB ({kb.stat().st_size / 2**20:,.0f} MiB, {kb.name}): a second mcp-server on that KB, "
         f"loadgen with ONE connection (one request in flight) rotating the same {len(QUERIES)} search bodies; "
-        f"baseline = baseline-server at one request in flight, same bodies.")
+        f"baseline = baseline-server at one request in flight, same bodies. Memory with that KB: idle = after one of "
+        f"each search body; under load = peak of samples every {RSS_SAMPLE_S * 1000:.0f} ms during {warmup:g}s + "
+        f"{duration:g}s at {LOAD_CONCURRENCY} connections (VmRSS: or VmHWM at the end if higher); VmRSS counts the "
+        f"mapped pages of the binary and of the search index (file pages, shared, dropped by the kernel under "
+        f"pressure); RssAnon is the process's own memory. Baseline = baseline-server, same points and load.")
+
+
+# --------------------------------------------------------------------------- pgEdge KB load
+
+
+def fts5_index_seconds(kb: Path, tmp: Path) -> float:
+    """What the previous release did when it loaded a KB without an index:
+    SQLite FTS5 over the chunks, built into a temporary database (same
+    table, tokenizer and 'optimize' as fleet_kb::fts5), in seconds."""
+    side = tmp / "fts5-side.db"
+    side.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    with sqlite3.connect(side) as db:
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("ATTACH DATABASE ? AS kb", (f"file:{kb}?mode=ro&immutable=1",))
+        db.execute("CREATE VIRTUAL TABLE main.chunks_fts USING fts5(title, section, text, content='', "
+                   "content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')")
+        db.execute("INSERT INTO main.chunks_fts(rowid, title, section, text) SELECT id, coalesce(title,''), "
+                   "coalesce(section,''), coalesce(text,'') FROM kb.chunks")
+        db.commit()
+        db.execute("INSERT INTO main.chunks_fts(chunks_fts) VALUES('optimize')")
+        db.commit()
+    dt = time.perf_counter() - t0
+    side.unlink(missing_ok=True)
+    return dt
+
+
+def searchable(port: int, token: str) -> bool:
+    """One search of the first bench query answers with results."""
+    body = json.dumps(rpc("tools/call", {"name": "search_knowledgebase", "arguments": QUERIES[0]})).encode()
+    status, reply = http_request(port, "POST", "/mcp", body, {"Content-Type": "application/json", "Accept": ACCEPT,
+                                                              "Authorization": f"Bearer {token}"})
+    text = json.loads(reply).get("result", {}).get("content", [{}])[0].get("text", "")
+    return status == 200 and " results for " in text
+
+
+def measure_pgedge(procs: Procs, tmp: Path, chunks: int, trials: int) -> dict[str, float]:
+    """Load to searchable of a pgEdge-format KB (no index): the server alone
+    (it verifies, hashes and indexes the file), and the same file published
+    by kb-init (which builds the index pack), beside what the previous
+    release did (an FTS5 index of the same chunks)."""
+    kb = ensure_kb(chunks, pgedge=True)
+    token = "bench-pgedge-token-0000000000000"
+    placed, published = tmp / "pgedge-placed", tmp / "pgedge-published"
+    placed.mkdir()
+    (placed / "tokens.yaml").write_text(tokens_yaml(token))
+
+    def load(name: str, args: Callable[[int], list[str]], i: int) -> float:
+        port = free_port()
+        log = LOGS / f"pgedge-{name}-{i}.log"
+        t0 = time.perf_counter()
+        proc = procs.start(f"mcp-server (pgEdge KB, {name})", args(port), log, env={"RUST_LOG": "warn"})
+        try:
+            while True:
+                try:
+                    status, body = http_request(port, "GET", "/health", timeout=1)
+                    if status == 200 and json.loads(body)["kb"]["chunk_count"] == chunks:
+                        break
+                except OSError:
+                    pass
+                if proc.poll() is not None:
+                    raise SystemExit(f"bench: pgedge {name} server exited; see {log}")
+                if time.perf_counter() - t0 > 600:
+                    raise SystemExit(f"bench: pgedge {name} server not ready after 600 s; see {log}")
+                time.sleep(STARTUP_POLL_S)
+            if not searchable(port, token):
+                raise SystemExit(f"bench: pgedge {name} server is ready but its search finds nothing; see {log}")
+            return time.perf_counter() - t0
+        finally:
+            procs.stop(proc)
+
+    placed_s, published_s, init_s, fts5_s = [], [], [], []
+    for i in range(trials + 1):  # the first of each is untimed: page cache, binary
+        dt = load("placed", lambda p: mcp_serve_args(p, placed, "--kb-file", str(kb)), i)
+        if published.exists():
+            shutil.rmtree(published)
+        t0 = time.perf_counter()
+        subprocess.run([str(RELEASE / "kb-init"), "--dest", str(published), "--file", f"kb.db=file://{kb}",
+                        "--log-format", "json"], check=True, capture_output=True)
+        di = time.perf_counter() - t0
+        (published / "tokens.yaml").write_text(tokens_yaml(token))
+        dp = load("published", lambda p: mcp_serve_args(p, published), i)
+        df = fts5_index_seconds(kb, tmp)
+        if i:
+            placed_s.append(dt)
+            published_s.append(dp)
+            init_s.append(di)
+            fts5_s.append(df)
+    print(f"bench: pgEdge KB load to searchable: placed {', '.join(f'{t:.2f}' for t in placed_s)} s; kb-init "
+          f"{', '.join(f'{t:.2f}' for t in init_s)} s then server {', '.join(f'{t * 1000:.0f}' for t in published_s)} ms; "
+          f"FTS5 build {', '.join(f'{t:.2f}' for t in fts5_s)} s", file=sys.stderr)
+    return {
+        "pgedge_load_s": statistics.median(placed_s),
+        "pgedge_load_max_s": max(placed_s),
+        "pgedge_init_s": statistics.median(init_s),
+        "pgedge_published_ms": statistics.median(published_s) * 1000,
+        "pgedge_fts5_s": statistics.median(fts5_s),
+        "pgedge_fts5_ms": statistics.median(fts5_s) * 1000,
+        "pgedge_chunks": float(chunks),
+        "pgedge_bytes": float(kb.stat().st_size),
+        "pgedge_trials": float(trials),
+    }
 
 
 # --------------------------------------------------------------------------- reload
@@ -1075,6 +1220,11 @@ def search1m_label(what: str) -> Label:
     return label
 
 
+def search1m_kb(ctx: Context) -> str:
+    chunks = int(ctx.extra.get("search1m_chunks", SEARCH1M_CHUNKS))
+    return f"{chunks:,}-chunk"
+
+
 def startup_label(what: str) -> Label:
     def label(ctx: Context) -> str:
         return f"start-up to /health 200, {ctx.extra.get('startup_kb_bytes', 0) / 1e6:,.0f} MB KB, {what}"
@@ -1095,6 +1245,20 @@ ROWS: list[Callable[[Context], Row | None]] = [
     metric_row("search1m", "p50_ms", search1m_label("p50 latency"), "ms", "search1m_baseline"),
     metric_row("search1m", "p99_ms", search1m_label("p99 latency"), "ms", "search1m_baseline"),
     metric_row("search1m", "server_cpu_us_per_req", search1m_label("server CPU per request"), "µs", "search1m_baseline"),
+    extra_row("rss1m_idle_mb", lambda ctx: f"resident memory (VmRSS) with the {search1m_kb(ctx)} KB, idle", "MB",
+              "rss1m_idle_base_mb"),
+    extra_row("rss1m_anon_idle_mb", lambda ctx: f"anonymous memory (RssAnon) with the {search1m_kb(ctx)} KB, idle",
+              "MB", "rss1m_anon_idle_base_mb"),
+    extra_row("rss1m_load_mb", lambda ctx: f"resident memory (VmRSS) with the {search1m_kb(ctx)} KB, peak under "
+              f"{LOAD_CONCURRENCY} connections", "MB", "rss1m_load_base_mb"),
+    extra_row("rss1m_anon_load_mb", lambda ctx: f"anonymous memory (RssAnon) with the {search1m_kb(ctx)} KB, peak "
+              f"under {LOAD_CONCURRENCY} connections", "MB", "rss1m_anon_load_base_mb"),
+    extra_row("pgedge_load_s", lambda ctx: f"pgEdge-format KB (no index, {ctx.extra['pgedge_chunks']:,.0f} chunks) "
+              "placed in the data dir: start to searchable (vs FTS5 index of it)", "s", "pgedge_fts5_s"),
+    extra_row("pgedge_published_ms", lambda ctx: "the same KB published by kb-init (index built there): start to "
+              "searchable (vs FTS5 index of it)", "ms", "pgedge_fts5_ms"),
+    extra_row("pgedge_init_s", "kb-init of that KB: copy + verify + build the index + publish (vs FTS5 index of it)",
+              "s", "pgedge_fts5_s"),
     metric_row("tools_list_paired", "rps", lambda ctx: "tools/list: requests/s, median of "
                f"{len(ctx.extra.get('tools_list_pair_ratios', []))} interleaved pairs", "req/s", "baseline_paired"),
     metric_row("tools_list", "rps", "tools/list: requests/s, one run", "req/s"),
@@ -1132,6 +1296,182 @@ def table(ctx: Context) -> str:
         lines.append(f"| {r.what} | {fmt(r.value, r.unit)} | {base} | {rat} | {target or '—'} | "
                      f"{met(r, target) if target else ''} |")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- python, kbbuild, relevance
+# Groups on the real PostgreSQL 15 manual and a Python MCP baseline. Their
+# targets, group names and rows are added here, so that this block stays one
+# piece of the file.
+
+PG_DOCS = Path("/usr/share/doc/postgresql-doc-15/html")  # Debian's postgresql-doc-15
+PY_SERVER = ROOT / "bench" / "py_fts5_server.py"
+KBBUILD_TRIALS = 3          # timed runs after one untimed (1 with --quick)
+RELEVANCE_ENGINE = "current"  # the engine measured in the relevance rows...
+RELEVANCE_BASELINE = "fts5"   # ...and its baseline, when the relevance binary lists it
+
+GROUPS += ["python", "kbbuild", "relevance"]
+TARGETS.update({
+    "python_pair.rps": "≥ 10×",
+    "kbbuild_s": "≤ 5 s",
+})
+
+PYTHON_SCENARIOS = [
+    Scenario("python_pair", "mcp", "mcp-server search, run back to back with the Python server", search_bodies),
+    Scenario("python_search", "python", "Python MCP server (official SDK, FTS5) search, same bodies",
+             search_bodies, auth="none"),
+]
+
+
+def measure_python(procs: Procs, ctx: Context, kb: Path) -> None:
+    """The search scenario against a stateless Python MCP server on the same
+    KB, back to back with the same scenario against mcp-server."""
+    python = VENV_BIN / "python"
+    if not python.exists() or subprocess.run([str(python), "-c", "import mcp"], capture_output=True).returncode:
+        print("bench: python rows skipped: needs .venv with mcp (scripts/test.sh installs it)", file=sys.stderr)
+        return
+    mcp_version = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('mcp'))"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    port = free_port()
+    log = LOGS / "py-fts5-server.log"
+    proc = procs.start("py_fts5_server", [str(python), str(PY_SERVER), "--kb", str(kb), "--port", str(port)], log)
+    wait_http_ok("py_fts5_server", proc, port, log, timeout=60)
+    ctx.ports["python"], ctx.pids["python"] = port, proc.pid
+    try:
+        # Its first reply, checked like mcp-server's: a result, not an error.
+        _, body = http_request(port, "POST", "/mcp", json.dumps(search_bodies(ctx)[0]).encode(), headers(ctx, "none"))
+        reply = json.loads(body)
+        if "error" in reply or reply.get("result", {}).get("isError"):
+            raise SystemExit(f"bench: py_fts5_server answered an error: {body[:500]!r}")
+        print(f"bench: py_fts5_server: {reply['result']['content'][0]['text'].splitlines()[0]}", file=sys.stderr)
+        for s in PYTHON_SCENARIOS:
+            ctx.results[s.name] = run_scenario(ctx, s)
+    finally:
+        procs.stop(proc)
+    ctx.notes.append(
+        f"python: bench/py_fts5_server.py, a stateless MCP server written with the official Python SDK (mcp "
+        f"{mcp_version}, MCPServer over uvicorn, streamable HTTP with JSON replies, no session) serving "
+        f"search_knowledgebase with the same arguments and the same FTS5 queries as mcp-server (BM25, weights title "
+        f"8, section 4, text 1; AND, then present terms, then OR) on the same KB; the tool runs on the SDK's worker "
+        f"threads, one SQLite connection each. Both servers get the same {len(QUERIES)} search bodies at "
+        f"{ctx.args.concurrency} connections ({ctx.args.warmup:g}s + {ctx.args.duration:g}s), mcp-server first, "
+        f"back to back.")
+
+
+def measure_kbbuild(tmp: Path, trials: int) -> dict[str, float] | None:
+    """`mcp-server kb build` of the PostgreSQL 15 manual, beside `cp -r` of
+    the same directory: reading the input and writing as many bytes."""
+    if not (PG_DOCS / "index.html").exists():
+        print(f"bench: kbbuild skipped: {PG_DOCS} is missing (apt-get install postgresql-doc-15)", file=sys.stderr)
+        return None
+    out = tmp / "kb-pgdocs.db"
+    build = [str(RELEASE / "mcp-server"), "kb", "build", "--docs", str(PG_DOCS), "--out", str(out),
+             "--project", "postgres", "--project-version", "15"]
+    builds, copies, report = [], [], ""
+    for i in range(trials + 1):  # the first of each is untimed: page cache, binary
+        t0 = time.perf_counter()
+        report = subprocess.run(build, capture_output=True, text=True, check=True).stderr.splitlines()[0]
+        dt = time.perf_counter() - t0
+        dest = tmp / f"pgdocs-copy-{i}"
+        t0 = time.perf_counter()
+        subprocess.run(["cp", "-r", str(PG_DOCS), str(dest)], check=True)
+        dc = time.perf_counter() - t0
+        shutil.rmtree(dest)
+        if i:
+            builds.append(dt)
+            copies.append(dc)
+    print(f"bench: kb build: {report}; {', '.join(f'{t:.2f}' for t in builds)} s; cp -r: "
+          f"{', '.join(f'{t:.3f}' for t in copies)} s", file=sys.stderr)
+    files = [p for p in PG_DOCS.rglob("*") if p.is_file()]
+    with sqlite3.connect(f"file:{out}?mode=ro&immutable=1", uri=True) as db:
+        chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    return {
+        "kbbuild_s": statistics.median(builds),
+        "kbbuild_cp_s": statistics.median(copies),
+        "kbbuild_max_s": max(builds),
+        "kbbuild_trials": float(trials),
+        "kbbuild_files": float(len(files)),
+        "kbbuild_bytes": float(sum(p.stat().st_size for p in files)),
+        "kbbuild_chunks": float(chunks),
+        "kbbuild_kb_bytes": float(out.stat().st_size),
+    }
+
+
+def measure_relevance(ctx: Context) -> None:
+    """The relevance binary on its question file (it builds its own KB of the
+    manual): hit@1, hit@5 and MRR@5 per question set."""
+    if not (PG_DOCS / "index.html").exists():
+        print(f"bench: relevance skipped: {PG_DOCS} is missing (apt-get install postgresql-doc-15)", file=sys.stderr)
+        return
+    proc = subprocess.run([str(RELEASE / "relevance"), "--json"], capture_output=True, text=True, check=True)
+    (LOGS / "relevance.log").write_text(proc.stderr + proc.stdout)
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    engines = got["engines"]
+    if RELEVANCE_ENGINE not in engines:
+        raise SystemExit(f"bench: the relevance binary has no engine {RELEVANCE_ENGINE!r}: {sorted(engines)}")
+    measured, base = engines[RELEVANCE_ENGINE], engines.get(RELEVANCE_BASELINE)
+    for set_name, m in measured.items():
+        if not isinstance(m, dict):
+            continue
+        for key in ("hit1", "hit5", "mrr5"):
+            scale = 1 if key == "mrr5" else 100
+            ctx.extra[f"relevance_{set_name}_{key}"] = m[key] * scale
+            if base and isinstance(base.get(set_name), dict):
+                ctx.extra[f"relevance_{set_name}_{key}_base"] = base[set_name][key] * scale
+        ctx.extra[f"relevance_{set_name}_n"] = m["questions"]
+    ctx.notes.append(
+        f"relevance: target/release/relevance on bench/relevance/questions.yaml ({got['questions']} questions: "
+        f"'users' in a user's words, 'away' phrased away from the manual's vocabulary), a KB of {got['corpus']} "
+        f"({got['chunks']:,} chunks) built by fleet_kb; each engine returns 20 chunks per question, collapsed to "
+        f"pages in first-seen order; hit@k = an answering page among the first k, MRR@5 = mean 1/rank within 5. "
+        f"Measured = engine '{RELEVANCE_ENGINE}' (Kb::search); baseline = engine '{RELEVANCE_BASELINE}'"
+        + ("." if base else " (not in this build: no baseline)."))
+
+
+def run_docs_groups(procs: Procs, ctx: Context, kb: Path) -> None:
+    """The groups of this block, each if selected."""
+    if ctx.selected("python"):
+        measure_python(procs, ctx, kb)
+    if ctx.selected("kbbuild"):
+        got = measure_kbbuild(ctx.tmp, 1 if ctx.args.quick else KBBUILD_TRIALS)
+        if got:
+            ctx.extra.update(got)
+            x = ctx.extra
+            ctx.notes.append(
+                f"kb build: `mcp-server kb build --docs {PG_DOCS}` (release) of Debian's postgresql-doc-15 "
+                f"({x['kbbuild_files']:,.0f} files, {x['kbbuild_bytes'] / 1e6:.1f} MB) into a "
+                f"{x['kbbuild_kb_bytes'] / 1e6:.1f} MB kb.db of {x['kbbuild_chunks']:,.0f} chunks; median of "
+                f"{x['kbbuild_trials']:.0f} after one untimed run (max {x['kbbuild_max_s']:.2f} s). Baseline = `cp -r` "
+                f"of the same directory in the same loop: reading the input and writing as many bytes.")
+    if ctx.selected("relevance"):
+        measure_relevance(ctx)
+
+
+def python_label(ctx: Context) -> str:
+    chunks = ctx.args.chunks
+    size = f"{chunks // 1000}k" if chunks % 1000 == 0 else f"{chunks:,}"
+    return f"search vs Python MCP server (FTS5), {size} chunks, {ctx.args.concurrency} in flight: requests/s"
+
+
+def relevance_row(set_name: str, key: str, what: str) -> Callable[[Context], Row | None]:
+    def row(ctx: Context) -> Row | None:
+        k = f"relevance_{set_name}_{key}"
+        if k not in ctx.extra:
+            return None
+        n = int(ctx.extra[f"relevance_{set_name}_n"])
+        label = {"users": "user's words", "away": "phrased away", "all": "all questions"}.get(set_name, set_name)
+        unit = "" if key == "mrr5" else "%"
+        return Row(k, f"relevance, {label} ({n} q): {what}", ctx.extra[k], unit, ctx.extra.get(f"{k}_base"))
+    return row
+
+
+ROWS += [
+    metric_row("python_pair", "rps", python_label, "req/s", "python_search"),
+    metric_row("python_pair", "server_cpu_us_per_req", "search vs Python MCP server: server CPU per request", "µs",
+               "python_search"),
+    extra_row("kbbuild_s", "kb build, PostgreSQL 15 manual (vs cp -r of it)", "s", "kbbuild_cp_s"),
+    *[relevance_row(s, k, w) for s in ("users", "away", "all")
+      for k, w in (("hit1", "hit@1"), ("hit5", "hit@5"), ("mrr5", "MRR@5"))],
+]
 
 
 # --------------------------------------------------------------------------- main
@@ -1204,6 +1544,9 @@ def main() -> int:
                 measure_tools_list_pairs(ctx)
             if ctx.selected("search1m"):
                 measure_search1m(procs, ctx)
+            if ctx.selected("pgedge"):
+                ctx.extra.update(measure_pgedge(procs, tmp, PGEDGE_CHUNKS // 10 if args.quick else PGEDGE_CHUNKS,
+                                                trials if args.quick else 3))
             if ctx.selected("reload"):
                 for watch in (True, False):
                     lat = measure_reload(procs, kb, tmp, watch)
@@ -1220,6 +1563,7 @@ def main() -> int:
                 for store in stores:
                     if store:
                         ctx.extra.update(measure_propagation(procs, tmp, trials, store))
+            run_docs_groups(procs, ctx, kb)
     finally:
         procs.stop_all()
 
@@ -1251,6 +1595,15 @@ def main() -> int:
               f"(kb.db + .fleet-sync-state.json); 'without a state record' = the same kb.db copied into a directory "
               f"without one (the server verifies it fully). Max of the trials: {x['startup_max_ms']:.0f} ms published, "
               f"{x['startup_placed_max_ms']:.0f} ms without a record. Baseline = baseline-server, spawn to first 200.")
+    if "pgedge_load_s" in x:
+        print(f"pgEdge KB: a {x['pgedge_chunks']:,.0f}-chunk KB in pgEdge's layout ({x['pgedge_bytes'] / 1e6:,.0f} MB, "
+              f"chunks and source_files only). 'placed' = mcp-server started with --kb-file on it and no sync record: it "
+              f"hashes and checks the file, builds the search index into an unnamed temporary file, maps it; measured "
+              f"from spawn to the first /health 200 showing every chunk, plus one search that finds results (max "
+              f"{x['pgedge_load_max_s']:.2f} s). 'published by kb-init' = kb-init --file kb.db=file://... into a fresh "
+              f"directory (it builds the index pack at publish), then the server started on it. Median of "
+              f"{x['pgedge_trials']:.0f} after one untimed round. Baseline = the previous release's work on such a file: "
+              f"an SQLite FTS5 index of the same chunks (Python's sqlite3, same tokenizer and 'optimize').")
     for p, name in PROPAGATION_ROWS:
         if f"{p}_max_s" not in x:
             continue

@@ -20,6 +20,9 @@ command -v npm >/dev/null || need_apt+=(nodejs npm)
 if ! command -v initdb >/dev/null && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
   need_apt+=(postgresql-15)
 fi
+# The PostgreSQL 15 HTML manual: the real corpus of the relevance test
+# (bench/tests/relevance.rs) and of bench/run.py's kbbuild row.
+[ -f /usr/share/doc/postgresql-doc-15/html/index.html ] || need_apt+=(postgresql-doc-15)
 if ((${#need_apt[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"

@@ -1,9 +1,11 @@
 //! Shared pieces of the benchmark binaries: the deterministic synthetic
 //! corpus behind `gen-kb` ([`corpus`]) and the classification of MCP replies
-//! that `loadgen` uses to count errors ([`reply`]), and how every bench
+//! that `loadgen` uses to count errors ([`reply`]), the relevance check of
+//! search engines on a real corpus ([`relevance`]), and how every bench
 //! binary exits ([`exit_with`]).
 
 pub mod corpus;
+pub mod relevance;
 pub mod reply;
 
 /// Finish a bench binary: print its error as every bench tool does and exit

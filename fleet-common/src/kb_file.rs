@@ -1,10 +1,12 @@
 //! `kb.db`: the SQLite knowledge base, its schema and its check.
 //!
-//! The schema is pgEdge's (`chunks`, `source_files`) plus two additions of
-//! ours: `chunks_fts`, an external-content FTS5 index over the chunks, and
-//! `kb_meta(key, value)` (schema version, build id, built_at). A pgEdge file
-//! without the additions is still accepted; [`KbInfo::has_fts`] tells the
-//! server to index it itself.
+//! The schema is pgEdge's (`chunks`, `source_files`) plus additions of ours:
+//! `kb_meta(key, value)` (schema version, build id, built_at, search index
+//! version), the ranked-search index in `kb_search_index`
+//! ([`crate::kb_index`]), and `chunks_fts`, an external-content FTS5 index
+//! over the chunks (kept for servers of the previous release and for FTS5
+//! comparisons). A pgEdge file without the additions is still accepted:
+//! [`KbInfo::search_index`] tells a reader to build the index itself.
 //!
 //! Knowledge bases are opened read-only and immutable: publishers replace the
 //! file by renaming a new one over it, so an open handle's inode never changes.
@@ -90,6 +92,9 @@ pub fn create_new(conn: &Connection) -> Result<()> {
 pub struct KbInfo {
     pub chunk_count: u64,
     pub has_fts: bool,
+    /// Format version of the stored ranked-search index
+    /// (`kb_meta.search_index_version`), if the file carries one.
+    pub search_index: Option<u32>,
     pub schema_version: Option<i64>,
     pub build_id: Option<String>,
     pub built_at: Option<String>,
@@ -118,8 +123,10 @@ fn uri_path(path: &Path) -> String {
     out
 }
 
-/// Check a knowledge base file completely: SQLite header, `quick_check`, and
-/// the schema. This is the check run before a KB is published or loaded.
+/// Check a knowledge base file completely: SQLite header, `quick_check`, the
+/// schema, and the stored search index if there is one of a version this
+/// build reads (length, CRC, table of contents, one document per chunk).
+/// This is the check run before a KB is published or loaded.
 pub fn verify(path: &Path) -> Result<KbInfo> {
     let conn = open_checked_header(path)?;
     let result: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
@@ -129,7 +136,20 @@ pub fn verify(path: &Path) -> Result<KbInfo> {
             format!("quick_check failed: {result}"),
         ));
     }
-    inspect(&conn)
+    let info = inspect(&conn)?;
+    if crate::kb_index::cache::stored_is_usable(&info) {
+        let pack = crate::kb_index::stored::check(&conn)?;
+        if pack.docs != info.chunk_count {
+            return Err(Error::invalid(
+                "kb.db",
+                format!(
+                    "search index: indexes {} chunks, the KB holds {}",
+                    pack.docs, info.chunk_count
+                ),
+            ));
+        }
+    }
+    Ok(info)
 }
 
 /// Check the header and the schema only, not every page: for a file whose
@@ -192,6 +212,7 @@ pub fn inspect(conn: &Connection) -> Result<KbInfo> {
             .exists([])?;
     }
     let (mut schema_version, mut build_id, mut built_at) = (None, None, None);
+    let mut search_index = None;
     if table_exists("kb_meta")? {
         let mut stmt = conn.prepare("SELECT key, value FROM kb_meta")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
@@ -201,6 +222,11 @@ pub fn inspect(conn: &Connection) -> Result<KbInfo> {
                 "schema_version" => schema_version = v.parse().ok(),
                 "build_id" => build_id = Some(v),
                 "built_at" => built_at = Some(v),
+                crate::kb_index::META_KEY => {
+                    search_index = Some(v.parse::<u32>().map_err(|_| {
+                        Error::invalid("kb.db", format!("{k} {v:?} is not a version number"))
+                    })?);
+                }
                 _ => {}
             }
         }
@@ -213,9 +239,19 @@ pub fn inspect(conn: &Connection) -> Result<KbInfo> {
             ));
         }
     }
+    if search_index.is_some() && !table_exists(crate::kb_index::stored::TABLE)? {
+        return Err(Error::invalid(
+            "kb.db",
+            format!(
+                "kb_meta records a search index but there is no {} table",
+                crate::kb_index::stored::TABLE
+            ),
+        ));
+    }
     Ok(KbInfo {
         chunk_count: chunk_count.max(0) as u64,
         has_fts,
+        search_index,
         schema_version,
         build_id,
         built_at,

@@ -1,5 +1,6 @@
 //! Chunks → `kb.db`: this module owns collecting documentation files from a
-//! directory and writing them, chunked, into a new knowledge base.
+//! directory and writing them, chunked, into a new knowledge base, with its
+//! search index ([`fleet_common::kb_index`]) and its FTS5 index.
 //!
 //! The file is written to a temporary name next to its destination, checked
 //! with [`fleet_common::kb_file::verify`] and only then renamed over the
@@ -17,6 +18,7 @@ use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 
 use fleet_common::kb_file::{self, SCHEMA_VERSION};
+use fleet_common::kb_index::{self, build::BuildOptions as IndexOptions};
 use fleet_common::publish::{publish, temp_file_in};
 
 use crate::chunk::{Chunk, DocType, chunk_document};
@@ -217,10 +219,13 @@ pub fn build(docs: &[SourceDoc], out: &Path, opts: &BuildOptions) -> Result<Buil
     let info = kb_file::verify(tmp.path())
         .with_context(|| format!("verifying the new knowledge base {}", tmp.path().display()))?;
     ensure!(
-        info.chunk_count == chunks as u64 && info.has_fts,
-        "the new knowledge base holds {} chunk(s) (FTS: {}), expected {chunks}",
+        info.chunk_count == chunks as u64
+            && info.has_fts
+            && info.search_index == Some(kb_index::FORMAT_VERSION),
+        "the new knowledge base holds {} chunk(s) (FTS: {}, search index: {:?}), expected {chunks}",
         info.chunk_count,
-        info.has_fts
+        info.has_fts,
+        info.search_index
     );
     publish(tmp, out, false).with_context(|| format!("publishing {}", out.display()))?;
 
@@ -320,6 +325,12 @@ fn write_db(
     }
     tx.execute("INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')", [])
         .context("building the full-text index")?;
+    let work_dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    kb_index::build_and_store(&tx, work_dir, &IndexOptions::deterministic())
+        .context("building the search index")?;
     let mut meta: Vec<(&str, String)> = vec![
         ("schema_version", SCHEMA_VERSION.to_string()),
         ("build_id", build_id.to_string()),
@@ -500,9 +511,11 @@ mod tests {
                 "built_at",
                 "project_name",
                 "project_version",
-                "schema_version"
+                "schema_version",
+                "search_index_version"
             ]
         );
+        assert_eq!(info.search_index, Some(kb_index::FORMAT_VERSION));
         let mode: String = c
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
@@ -510,6 +523,18 @@ mod tests {
         let page: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
         assert_eq!(page, 4096);
         drop(c);
+
+        // The stored search index finds the same chunk, stemmed.
+        let kb = crate::search::Kb::open(&out).unwrap();
+        let hits = kb
+            .search(&crate::search::SearchQuery {
+                query: "zeppelins".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].id, rowid);
+        drop(kb);
 
         // Nothing but kb.db left behind.
         let names: Vec<String> = fs::read_dir(dir.path())

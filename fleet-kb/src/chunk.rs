@@ -8,6 +8,11 @@
 //! boundaries), and a tiny remainder is merged into the chunk before it. The
 //! output depends only on the input: the same document always gives the same
 //! chunks.
+//!
+//! Navigation is not content: HTML's `<nav>`, `role="navigation"`, and the
+//! chrome classes of DocBook's output (Prev / Up / Home / Next bars, tables
+//! of contents, the book index) are skipped, so a search for a topic finds
+//! the page about it rather than every page that links to it.
 
 use html5gum::{DefaultEmitter, Token, Tokenizer};
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
@@ -477,6 +482,25 @@ fn markdown_blocks(content: &str) -> Vec<Block> {
 
 /// Elements whose content is never indexed.
 const HTML_SKIP: &[&str] = &["script", "style", "nav", "noscript", "template", "svg"];
+/// Classes of navigation chrome: an element carrying one is skipped with
+/// everything inside it, like `<nav>`. These are DocBook XSL's (the
+/// PostgreSQL manual's): the Prev / Up / Home / Next bars above and below
+/// every page, the tables of contents of chapters and sections (titles of
+/// other pages, or headings the page repeats), and the entries and letter
+/// links of the book index (`bookindex.html`, 15,000 words of "term,
+/// page title" lines).
+const HTML_CHROME_CLASSES: &[&str] = &[
+    "navheader",
+    "navfooter",
+    "toc",
+    "indexdiv",
+    "indexdiv-quicklinks",
+];
+/// Elements that have no content (and no end tag) in HTML.
+const HTML_VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+    "wbr",
+];
 /// Elements that may appear in `<head>`; any other start tag ends it.
 const HTML_HEAD: &[&str] = &[
     "title", "meta", "link", "style", "script", "base", "noscript", "template",
@@ -525,6 +549,9 @@ struct HtmlState {
     pre: Option<String>,
     pre_depth: usize,
     skip_depth: usize,
+    /// Inside navigation chrome: the element that started it and how many
+    /// elements of that name are open (the chrome ends when it reaches 0).
+    chrome: Option<(String, usize)>,
     in_head: bool,
     title: Option<String>,
     title_buf: Option<String>,
@@ -551,7 +578,15 @@ impl HtmlState {
         }
     }
 
-    fn start(&mut self, name: &str, self_closing: bool) {
+    /// A start tag; `chrome` tells whether its attributes mark it as
+    /// navigation chrome ([`is_chrome`]).
+    fn start(&mut self, name: &str, self_closing: bool, chrome: bool) {
+        if let Some((tag, open)) = self.chrome.as_mut() {
+            if name == tag && !self_closing {
+                *open += 1;
+            }
+            return;
+        }
         if name == "title" {
             if self.skip_depth == 0 && !self_closing {
                 self.title_buf = Some(String::new());
@@ -581,6 +616,11 @@ impl HtmlState {
         if self.skip_depth > 0 {
             return;
         }
+        if chrome && !self_closing && !HTML_VOID.contains(&name) {
+            self.break_para();
+            self.chrome = Some((name.to_string(), 1));
+            return;
+        }
         if let Some(level) = html_heading_level(name) {
             if self.heading.is_none() && self.pre.is_none() {
                 push_para(&mut self.blocks, &mut self.para);
@@ -600,6 +640,17 @@ impl HtmlState {
     }
 
     fn end(&mut self, name: &str) {
+        if let Some((tag, open)) = self.chrome.as_mut() {
+            if name == tag {
+                *open -= 1;
+            }
+            // An unbalanced page must not lose everything after its chrome.
+            if *open == 0 || name == "body" || name == "html" {
+                self.chrome = None;
+                self.break_para();
+            }
+            return;
+        }
         if name == "title" {
             if let Some(buf) = self.title_buf.take() {
                 let text = normalize(&buf);
@@ -649,7 +700,7 @@ impl HtmlState {
     fn text(&mut self, text: &str) {
         if let Some(buf) = self.title_buf.as_mut() {
             buf.push_str(text);
-        } else if self.in_head || self.skip_depth > 0 {
+        } else if self.in_head || self.skip_depth > 0 || self.chrome.is_some() {
         } else if let Some((_, buf)) = self.heading.as_mut() {
             buf.push_str(text);
         } else if let Some(buf) = self.pre.as_mut() {
@@ -686,6 +737,16 @@ fn html_heading_level(name: &str) -> Option<usize> {
     }
 }
 
+/// Whether an element with these `class` and `role` attributes is
+/// navigation chrome: one of [`HTML_CHROME_CLASSES`], or ARIA's
+/// `role="navigation"` (what `<nav>` means, e.g. Sphinx's bars).
+fn is_chrome(class: Option<&str>, role: Option<&str>) -> bool {
+    class.is_some_and(|c| {
+        c.split_ascii_whitespace()
+            .any(|c| HTML_CHROME_CLASSES.contains(&c))
+    }) || role.is_some_and(|r| r.trim().eq_ignore_ascii_case("navigation"))
+}
+
 /// Blocks of an HTML document (or fragment) and its `<title>`, if any.
 fn html_blocks(content: &str) -> (Vec<Block>, Option<String>) {
     let mut emitter = DefaultEmitter::default();
@@ -697,7 +758,13 @@ fn html_blocks(content: &str) -> (Vec<Block>, Option<String>) {
         match token {
             Token::StartTag(tag) => {
                 let name = String::from_utf8_lossy(&tag.name).to_ascii_lowercase();
-                state.start(&name, tag.self_closing);
+                let attr = |key: &[u8]| {
+                    tag.attributes
+                        .get(key)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                };
+                let chrome = is_chrome(attr(b"class").as_deref(), attr(b"role").as_deref());
+                state.start(&name, tag.self_closing, chrome);
             }
             Token::EndTag(tag) => {
                 let name = String::from_utf8_lossy(&tag.name).to_ascii_lowercase();
@@ -1354,6 +1421,107 @@ Config
         for hidden in ["secret", "color", "Home nav", "hidden-heading"] {
             assert!(!all.contains(hidden), "{hidden} leaked: {all}");
         }
+    }
+
+    /// Pages of the PostgreSQL 15 manual (Debian's postgresql-doc-15), as
+    /// shipped: DocBook XSL output with navigation bars, a table of
+    /// contents, and the book index.
+    const PG_CHAPTER: &str = include_str!("../testdata/postgresql-15/diskusage.html");
+    const PG_SECTION: &str = include_str!("../testdata/postgresql-15/disk-full.html");
+    const PG_BOOK_INDEX: &str = include_str!("../testdata/postgresql-15/bookindex-excerpt.html");
+
+    fn all_text(chunks: &[Chunk]) -> String {
+        chunks
+            .iter()
+            .map(|c| format!("{} | {}\n", c.section, c.text))
+            .collect()
+    }
+
+    #[test]
+    fn docbook_navigation_bars_are_not_indexed() {
+        // The bars' words are there to be skipped.
+        for bar in [
+            "Prev",
+            "Up",
+            "Home",
+            "Next",
+            "Reliability and the Write-Ahead Log",
+        ] {
+            assert!(PG_SECTION.contains(bar), "fixture lacks {bar}");
+        }
+        let chunks = chunk_document("disk-full.html", PG_SECTION, DocType::Html);
+        let text = all_text(&chunks);
+        assert!(chunks.iter().all(|c| c.title == "29.2. Disk Full Failure"));
+        // Before: a first chunk of the header bar alone ("29.2. Disk Full
+        // Failure Prev Up Chapter 29. Monitoring Disk Usage Home Next") and
+        // the footer's neighbour titles glued to the last paragraph.
+        assert!(
+            chunks[0]
+                .text
+                .starts_with("The most important disk monitoring task"),
+            "{text}"
+        );
+        assert!(text.contains("by making use of tablespaces"), "{text}");
+        assert!(
+            chunks
+                .last()
+                .is_some_and(|c| c.text.ends_with("running out of disk space entirely.")),
+            "{text}"
+        );
+        for chrome in [
+            "Prev",
+            "Home",
+            "Next",
+            "Monitoring Disk Usage",
+            "Determining Disk Usage",
+            "Reliability and the Write-Ahead Log",
+        ] {
+            assert!(!text.contains(chrome), "{chrome} indexed:\n{text}");
+        }
+    }
+
+    #[test]
+    fn docbook_table_of_contents_is_not_indexed() {
+        let chunks = chunk_document("diskusage.html", PG_CHAPTER, DocType::Html);
+        // What is left of a chapter page is its own introduction.
+        assert_eq!(chunks.len(), 1, "{chunks:#?}");
+        assert_eq!(chunks[0].title, "Chapter 29. Monitoring Disk Usage");
+        assert_eq!(
+            chunks[0].text,
+            "This chapter discusses how to monitor the disk usage of a PostgreSQL database system."
+        );
+        assert!(PG_CHAPTER.contains("29.2. Disk Full Failure</a>"));
+    }
+
+    #[test]
+    fn docbook_book_index_gives_no_chunks() {
+        assert!(PG_BOOK_INDEX.contains("zero_damaged_pages configuration parameter"));
+        let chunks = chunk_document("bookindex.html", PG_BOOK_INDEX, DocType::Html);
+        assert!(chunks.is_empty(), "{chunks:#?}");
+    }
+
+    #[test]
+    fn chrome_by_class_or_role_ends_with_its_element() {
+        let html = "<html><body>\
+            <div class='page navheader'><div><p>bar one</p></div><p>bar two</p></div>\
+            <p>kept one</p>\
+            <div role='Navigation'><div>crumbs</div></div>\
+            <hr class='toc'><p>kept two</p>\
+            <ul class='toc'><li>entry<ul><li>nested</li></ul></li></ul>\
+            <p>kept three</p>\
+            <div class='navfooter'><div>never closed\
+            </body></html>";
+        let chunks = chunk_document("x.html", html, DocType::Html);
+        assert_eq!(chunks.len(), 1, "{chunks:#?}");
+        assert_eq!(chunks[0].text, "kept one\n\nkept two\n\nkept three");
+        // Content after an unclosed chrome element in a later document is
+        // unaffected: each document starts clean.
+        let after = chunk_document("y.html", "<p>next doc</p>", DocType::Html);
+        assert_eq!(after[0].text, "next doc");
+        // Classes that merely contain a chrome class name are content.
+        let similar = "<div class='tocify navheaderish'><p>content</p></div>";
+        let chunks = chunk_document("z.html", similar, DocType::Html);
+        assert_eq!(chunks[0].text, "content");
     }
 
     #[test]

@@ -1,9 +1,23 @@
-//! `fleet-kb`: the knowledge base: turning documentation into `kb.db`
-//! ([`chunk`], [`build`]) and searching it with a full-text index ([`search`]).
+//! `fleet-kb`: the knowledge base: turning documentation into `kb.db` and
+//! searching it.
+//!
+//! - [`chunk`]: documents (Markdown, reStructuredText, HTML, text) → chunks.
+//! - [`build`]: chunks → a new `kb.db`, with its search index and FTS5 index.
+//! - [`search`]: one loaded generation of a KB ([`search::Kb`]): verify,
+//!   open the index, search, list products.
+//! - [`rank`]: BM25 ranking with block-max WAND, field boosts, AND before
+//!   OR, and the per-file cap.
+//! - [`query`]: untrusted query text → index terms.
+//! - [`fts5`]: the previous engine (SQLite FTS5), kept for comparisons.
 //!
 //! The file format itself (schema, check) lives in
-//! [`fleet_common::kb_file`], because the sync tools verify KBs too.
+//! [`fleet_common::kb_file`], and the search index's format (schema,
+//! analyzer, pack, caches) in [`fleet_common::kb_index`], because the sync
+//! tools verify KBs and prepare their indexes too.
 
 pub mod build;
 pub mod chunk;
+pub mod fts5;
+pub mod query;
+pub mod rank;
 pub mod search;

@@ -1,38 +1,43 @@
-//! Full-text search over one `kb.db`, ranked by FTS5's BM25.
+//! One loaded generation of the knowledge base and searching it.
 //!
-//! A [`Kb`] is one immutable generation of the knowledge base: opened
-//! read-only, verified, and then shared by every search until a newer
-//! generation replaces it. All its SQLite connections are opened together at
-//! load, so they all read the same inode even if a newer file is renamed over
-//! the path a moment later; a search borrows one (waiting if all are busy),
-//! and the connections close when the last search holding the generation
-//! finishes.
+//! A [`Kb`] is immutable: `kb.db` opened read-only and verified, its search
+//! index opened from a mapped pack file, and then shared by every search
+//! until a newer generation replaces it. Everything is opened at load (the
+//! SQLite connections and the pack), so a generation keeps reading its own
+//! files even if newer ones are renamed over the paths a moment later; a
+//! search borrows a connection (waiting if all are busy) only to read its
+//! hits' rows. The last search holding a generation closes it: connections
+//! closed, pack unmapped.
 //!
-//! pgEdge's `kb.db` has no full-text index. For such a file the index is built
-//! once, at load, into a private temporary database attached beside it; the
-//! published file is never written.
+//! Where the index comes from, first found wins ([`IndexSource`]): the pack
+//! the sync tools made at publish time (`.kb-index/<sha256>.kbidx` beside
+//! the KB), the server's own cache directory, or one made now (copied out
+//! of `kb.db`, or built from the chunks of a pgEdge file) into that cache
+//! directory or an unnamed temporary file. The published file is never
+//! written. Ranking is [`crate::rank`]; query text handling is
+//! [`crate::query`].
 
-use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use anyhow::Context;
 use fleet_common::kb_file::{self, KbInfo};
-use rusqlite::{Connection, params_from_iter};
+use fleet_common::kb_index::{self, Pack, SearchIndex, cache};
+use rusqlite::Connection;
 use serde::Serialize;
+
+use crate::rank::{self, Filters};
 
 /// Results per search when the caller does not say.
 pub const DEFAULT_TOP_N: usize = 5;
 /// The most results one search returns.
 pub const MAX_TOP_N: usize = 20;
-/// Terms of a query beyond this many are ignored.
-const MAX_TERMS: usize = 24;
-/// Connections per generation: enough to keep every core searching.
+/// Connections per generation: enough to keep every core reading rows.
 fn pool_size() -> usize {
     std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).clamp(2, 8))
 }
-/// BM25 weights of the indexed columns: title, section, text.
-const BM25_WEIGHTS: &str = "8.0, 4.0, 1.0";
 
 /// A search request, as `search_knowledgebase` receives it.
 #[derive(Debug, Clone, Default)]
@@ -65,15 +70,87 @@ pub struct Product {
     pub chunks: u64,
 }
 
+/// How to load a KB.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// The KB's sha256, when the caller knows it (from its sync record or by
+    /// hashing it): it names the KB's pack in the index caches.
+    pub sha256: Option<String>,
+    /// A sync record vouches that this exact content was verified before it
+    /// was published: check only the header and schema
+    /// ([`kb_file::verify_vouched`]), not every page.
+    pub vouched: bool,
+    /// A directory this process may write packs to (`<sha256>.kbidx`),
+    /// reused across restarts; without one, a pack that has to be made goes
+    /// into an unnamed temporary file.
+    pub index_cache_dir: Option<PathBuf>,
+}
+
+/// Where a generation's index was found or made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexSource {
+    /// The pack `kb-init` or the sidecar wrote beside the KB.
+    Published,
+    /// A pack in the server's cache directory from an earlier load.
+    Cached,
+    /// Copied out of `kb.db` at this load.
+    CopiedAtLoad,
+    /// Built from the chunks at this load (a file without a usable index).
+    BuiltAtLoad,
+    /// Copied out of `kb.db` into memory (no writable temporary directory).
+    InMemory,
+}
+
+impl IndexSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexSource::Published => "index from the sync tools' pack",
+            IndexSource::Cached => "index from the cache",
+            IndexSource::CopiedAtLoad => "index copied from kb.db",
+            IndexSource::BuiltAtLoad => "index built at load",
+            IndexSource::InMemory => "index copied into memory",
+        }
+    }
+}
+
 /// One loaded generation of the knowledge base.
 pub struct Kb {
     path: PathBuf,
     info: KbInfo,
-    /// Side database holding the FTS index of a pgEdge file, if one was built.
-    side_index: Option<tempfile::TempPath>,
+    index: SearchIndex,
+    source: IndexSource,
     pool: Mutex<Vec<Connection>>,
     returned: Condvar,
     products: OnceLock<Vec<Product>>,
+    /// Searches running now.
+    searching: AtomicUsize,
+}
+
+/// Counts a search in [`Kb::searching`] while it lives.
+struct Busy<'a> {
+    count: &'a AtomicUsize,
+    /// No other search was running when this one started.
+    alone: bool,
+}
+
+impl<'a> Busy<'a> {
+    fn enter(count: &'a AtomicUsize) -> Busy<'a> {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        Busy {
+            count,
+            alone: before == 0,
+        }
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl std::fmt::Debug for Kb {
@@ -81,6 +158,7 @@ impl std::fmt::Debug for Kb {
         f.debug_struct("Kb")
             .field("path", &self.path)
             .field("info", &self.info)
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -88,40 +166,74 @@ impl std::fmt::Debug for Kb {
 impl Kb {
     /// Verify the file at `path` completely and load it. Blocking.
     pub fn open(path: &Path) -> anyhow::Result<Kb> {
-        let info = kb_file::verify(path)?;
-        Self::open_verified(path, info)
+        Self::open_with(path, &OpenOptions::default())
     }
 
     /// Load a file whose content a sync state record vouches for: its pages
     /// were checked before it was published, so only its schema is checked
     /// here ([`kb_file::verify_vouched`]). Blocking.
     pub fn open_vouched(path: &Path) -> anyhow::Result<Kb> {
+        Self::open_with(
+            path,
+            &OpenOptions {
+                sha256: fleet_common::published::vouched_sha256(path),
+                vouched: true,
+                index_cache_dir: None,
+            },
+        )
+    }
+
+    /// Verify (fully, or the schema only if `opts.vouched`) and load. Blocking.
+    ///
+    /// The caller is responsible for noticing a file replaced while this
+    /// runs (compare the file's identity before and after): every
+    /// connection and the index are opened here, and none is ever opened by
+    /// path again.
+    pub fn open_with(path: &Path, opts: &OpenOptions) -> anyhow::Result<Kb> {
+        // The schema first (milliseconds); the full check of every page, when
+        // asked for, runs beside the index's copy or build, and its verdict
+        // decides: a file that fails it is never loaded.
         let info = kb_file::verify_vouched(path)?;
-        Self::open_verified(path, info)
+        if opts.vouched {
+            return Self::load(path, info, opts);
+        }
+        std::thread::scope(|scope| {
+            let check = scope.spawn(|| kb_file::verify(path));
+            let kb = Self::load(path, info, opts);
+            let checked = check
+                .join()
+                .map_err(|_| anyhow::anyhow!("the check of {} panicked", path.display()))?;
+            let checked = checked?;
+            let kb = kb?;
+            anyhow::ensure!(
+                checked == kb.info,
+                "{} changed while it was loaded",
+                path.display()
+            );
+            Ok(kb)
+        })
     }
 
     /// Load a file already verified by [`kb_file::verify`]. Blocking.
-    ///
-    /// The caller is responsible for noticing a file replaced while this
-    /// runs (compare the file's identity before and after): every connection
-    /// is opened here, and none is ever opened by path again.
     pub fn open_verified(path: &Path, info: KbInfo) -> anyhow::Result<Kb> {
-        let side_index = if info.has_fts {
-            None
-        } else {
-            Some(build_side_index(path).context("building the full-text index of a pgEdge kb.db")?)
-        };
+        Self::load(path, info, &OpenOptions::default())
+    }
+
+    fn load(path: &Path, info: KbInfo, opts: &OpenOptions) -> anyhow::Result<Kb> {
+        let (index, source) = load_index(path, &info, opts)?;
         let mut conns = Vec::with_capacity(pool_size());
         for _ in 0..pool_size() {
-            conns.push(connect(path, side_index.as_deref())?);
+            conns.push(kb_file::open_read_only(path)?);
         }
         Ok(Kb {
             path: path.to_path_buf(),
             info,
-            side_index,
+            index,
+            source,
             pool: Mutex::new(conns),
             returned: Condvar::new(),
             products: OnceLock::new(),
+            searching: AtomicUsize::new(0),
         })
     }
 
@@ -133,17 +245,15 @@ impl Kb {
         &self.path
     }
 
-    /// Whether the full-text index was built at load (a pgEdge file).
-    pub fn indexed_at_load(&self) -> bool {
-        self.side_index.is_some()
+    /// Where this generation's index came from.
+    pub fn index_source(&self) -> IndexSource {
+        self.source
     }
 
-    fn fts_table(&self) -> &'static str {
-        if self.side_index.is_some() {
-            "idx.chunks_fts"
-        } else {
-            "main.chunks_fts"
-        }
+    /// Whether the search index was built from the chunks at load (a
+    /// pgEdge file that no sync tool indexed).
+    pub fn indexed_at_load(&self) -> bool {
+        self.source == IndexSource::BuiltAtLoad
     }
 
     /// Run `f` on a pooled connection, waiting for one if all are busy.
@@ -171,126 +281,59 @@ impl Kb {
         out
     }
 
-    /// Rank chunks for `q`. Blocking: call from a blocking thread.
-    ///
-    /// Chunks holding every term come first (an AND match is small and
-    /// precise); when they are fewer than `top_n`, chunks holding every term
-    /// that occurs at all, and only then chunks holding any term. Ranking
-    /// reads the FTS index alone; the chunks' rows are read for the winners
-    /// only, unless a product or version filter needs them.
+    /// Rank chunks for `q` ([`crate::rank`]), then read the winners' rows.
+    /// Blocking: call from a blocking thread. Any query text is accepted;
+    /// one without a usable word finds nothing.
     pub fn search(&self, q: &SearchQuery) -> anyhow::Result<Vec<Hit>> {
         let top_n = q.top_n.unwrap_or(DEFAULT_TOP_N).clamp(1, MAX_TOP_N);
-        let Some(terms) = fts_terms(&q.query) else {
+        let words = crate::query::words(&q.query);
+        if words.is_empty() {
             return Ok(Vec::new());
+        }
+        fn non_empty(v: &[String]) -> Vec<&str> {
+            v.iter()
+                .map(String::as_str)
+                .filter(|s| !s.is_empty())
+                .collect()
+        }
+        let filters = Filters {
+            project_names: non_empty(&q.project_names),
+            project_versions: non_empty(&q.project_versions),
         };
-        let filters: Vec<(&str, Vec<&String>)> = [
-            ("project_name", &q.project_names),
-            ("project_version", &q.project_versions),
-        ]
-        .into_iter()
-        .map(|(c, v)| (c, v.iter().filter(|s| !s.is_empty()).collect::<Vec<_>>()))
-        .filter(|(_, v)| !v.is_empty())
-        .collect();
+        // Only a search with the server to itself spreads over the cores.
+        let _busy = Busy::enter(&self.searching);
+        let parallel = _busy.alone && cores() > 1;
+        let ranked = catch_unwind(AssertUnwindSafe(|| {
+            rank::rank(&self.index, &words, &filters, top_n, parallel)
+        }))
+        .map_err(|_| anyhow::anyhow!("the search engine failed on this query"))??;
         self.with_conn(|conn| {
-            let mut ranked = self.rank(conn, &terms.join(" AND "), &filters, top_n)?;
-            let fill = |expr: String, ranked: &mut Vec<(i64, f64)>| -> anyhow::Result<()> {
-                let seen: HashSet<i64> = ranked.iter().map(|(id, _)| *id).collect();
-                let more = self.rank(conn, &expr, &filters, top_n)?;
-                ranked.extend(more.into_iter().filter(|(id, _)| !seen.contains(id)));
-                ranked.truncate(top_n);
-                Ok(())
-            };
-            if ranked.len() < top_n && terms.len() > 1 {
-                // A word no chunk has empties the AND match; the words that
-                // are there, all together, come next. Only then any of them,
-                // which on a large KB means ranking most of it.
-                let present = self.present_terms(conn, &terms)?;
-                if present.len() < terms.len() && !present.is_empty() {
-                    fill(present.join(" AND "), &mut ranked)?;
-                }
-                if ranked.len() < top_n && present.len() > 1 {
-                    fill(present.join(" OR "), &mut ranked)?;
-                }
-            }
             let mut stmt = conn.prepare_cached(
                 "SELECT coalesce(title,''), coalesce(section,''), project_name, project_version, \
                  coalesce(file_path,''), text FROM main.chunks WHERE id = ?1",
             )?;
             let mut hits = Vec::with_capacity(ranked.len());
-            for (id, score) in ranked {
-                let hit = stmt.query_row([id], |r| {
+            for r in ranked {
+                let hit = stmt.query_row([r.chunk_id], |row| {
                     Ok(Hit {
-                        id,
-                        title: r.get(0)?,
-                        section: r.get(1)?,
-                        project_name: r.get(2)?,
-                        project_version: r.get(3)?,
-                        file_path: r.get(4)?,
-                        text: r.get(5)?,
-                        score,
+                        id: r.chunk_id,
+                        title: row.get(0)?,
+                        section: row.get(1)?,
+                        project_name: row.get(2)?,
+                        project_version: row.get(3)?,
+                        file_path: row.get(4)?,
+                        text: row.get(5)?,
+                        score: f64::from(r.score),
                     })
-                })?;
-                hits.push(hit);
+                });
+                match hit {
+                    Ok(hit) => hits.push(hit),
+                    Err(rusqlite::Error::QueryReturnedNoRows) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             Ok(hits)
         })
-    }
-
-    /// The terms found in at least one chunk (one index probe each).
-    fn present_terms<'t>(
-        &self,
-        conn: &Connection,
-        terms: &'t [String],
-    ) -> anyhow::Result<Vec<&'t str>> {
-        let sql = format!(
-            "SELECT 1 FROM {} AS f WHERE f.chunks_fts MATCH ?1 LIMIT 1",
-            self.fts_table()
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut present = Vec::with_capacity(terms.len());
-        for t in terms {
-            if stmt.exists([t])? {
-                present.push(t.as_str());
-            }
-        }
-        Ok(present)
-    }
-
-    /// The best `top_n` (id, score) for an FTS5 expression, best first.
-    fn rank(
-        &self,
-        conn: &Connection,
-        expr: &str,
-        filters: &[(&str, Vec<&String>)],
-        top_n: usize,
-    ) -> anyhow::Result<Vec<(i64, f64)>> {
-        let fts = self.fts_table();
-        let mut sql = if filters.is_empty() {
-            format!(
-                "SELECT f.rowid, bm25(f.chunks_fts, {BM25_WEIGHTS}) AS score \
-                 FROM {fts} AS f WHERE f.chunks_fts MATCH ?"
-            )
-        } else {
-            format!(
-                "SELECT f.rowid, bm25(f.chunks_fts, {BM25_WEIGHTS}) AS score \
-                 FROM {fts} AS f JOIN main.chunks AS c ON c.id = f.rowid \
-                 WHERE f.chunks_fts MATCH ?"
-            )
-        };
-        let mut args: Vec<&str> = vec![expr];
-        for (column, values) in filters {
-            sql.push_str(&format!(
-                " AND c.{column} IN ({})",
-                vec!["?"; values.len()].join(",")
-            ));
-            args.extend(values.iter().map(|v| v.as_str()));
-        }
-        sql.push_str(&format!(" ORDER BY score LIMIT {top_n}"));
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-            Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// Every product and version in the knowledge base, with chunk counts.
@@ -316,185 +359,219 @@ impl Kb {
     }
 }
 
-fn connect(path: &Path, side_index: Option<&Path>) -> anyhow::Result<Connection> {
-    let conn = kb_file::open_read_only(path)?;
-    if let Some(idx) = side_index {
-        conn.execute(
-            "ATTACH DATABASE ?1 AS idx",
-            [format!("file:{}?mode=ro", idx.display())],
-        )?;
-    }
-    Ok(conn)
-}
-
-/// Build the FTS index of a file that has none, in a temporary database.
-fn build_side_index(kb: &Path) -> anyhow::Result<tempfile::TempPath> {
-    let tmp = tempfile::Builder::new()
-        .prefix("mcp-kb-index-")
-        .suffix(".db")
-        .tempfile()?
-        .into_temp_path();
-    let conn = Connection::open(&tmp)?;
-    conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")?;
-    conn.execute(
-        "ATTACH DATABASE ?1 AS kb",
-        [format!("file:{}?mode=ro&immutable=1", kb.display())],
-    )?;
-    conn.execute_batch(&kb_file::create_fts_sql("main", ""))?;
-    conn.execute_batch(
-        "BEGIN; INSERT INTO main.chunks_fts(rowid, title, section, text) \
-         SELECT id, coalesce(title,''), coalesce(section,''), coalesce(text,'') FROM kb.chunks; \
-         COMMIT; INSERT INTO main.chunks_fts(chunks_fts) VALUES('optimize');",
-    )?;
-    conn.execute_batch("DETACH DATABASE kb")?;
-    drop(conn);
-    Ok(tmp)
-}
-
-/// Turn free text into safe FTS5 terms: every word becomes a quoted term (so
-/// no FTS5 syntax in the query can take effect), and stop words are dropped
-/// unless nothing else remains.
-pub fn fts_terms(text: &str) -> Option<Vec<String>> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric() && c != '_')
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect();
-    let mut seen = HashSet::new();
-    let content: Vec<&String> = words.iter().filter(|w| !is_stop_word(w)).collect();
-    let chosen: Vec<&String> = if content.is_empty() {
-        words.iter().collect()
-    } else {
-        content
+/// Find or make the pack of the KB at `path` and open it.
+fn load_index(
+    path: &Path,
+    info: &KbInfo,
+    opts: &OpenOptions,
+) -> anyhow::Result<(SearchIndex, IndexSource)> {
+    let open_checked = |pack: Pack| -> anyhow::Result<SearchIndex> {
+        let index = kb_index::open(pack)?;
+        anyhow::ensure!(
+            index.docs == info.chunk_count,
+            "the search index holds {} chunks, the KB {}",
+            index.docs,
+            info.chunk_count
+        );
+        Ok(index)
     };
-    let terms: Vec<String> = chosen
-        .into_iter()
-        .filter(|w| seen.insert(w.as_str()))
-        .take(MAX_TERMS)
-        .map(|w| format!("\"{w}\""))
-        .collect();
-    (!terms.is_empty()).then_some(terms)
-}
-
-fn is_stop_word(w: &str) -> bool {
-    const STOP: [&str; 48] = [
-        "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how",
-        "i", "if", "in", "is", "it", "its", "me", "my", "not", "of", "on", "or", "should", "so",
-        "that", "the", "their", "then", "there", "these", "this", "to", "use", "was", "we", "what",
-        "when", "where", "which", "who", "why", "will", "with", "you",
-    ];
-    STOP.binary_search(&w).is_ok()
+    // A pack file found by name must be a copy of the KB's own stored index
+    // when it has one (a sync record naming the wrong sha256 must not pair
+    // a KB with another KB's index).
+    let stored_header = if cache::stored_is_usable(info) {
+        kb_index::stored::header(&kb_file::open_read_only(path)?)?
+    } else {
+        None
+    };
+    let belongs = |pack: &Pack| stored_header.as_deref().is_none_or(|h| h == pack.header());
+    if let Some(sha) = &opts.sha256 {
+        let name = cache::file_name(sha);
+        let mut found = vec![(cache::published_dir(path), IndexSource::Published)];
+        if let Some(dir) = &opts.index_cache_dir {
+            found.push((dir.clone(), IndexSource::Cached));
+        }
+        for (dir, source) in found {
+            let pack_path = dir.join(&name);
+            if !pack_path.exists() {
+                continue;
+            }
+            // A bad or foreign pack is not the KB's fault: make one below.
+            if let Ok(pack) = Pack::open_file(&pack_path)
+                && belongs(&pack)
+                && let Ok(index) = open_checked(pack)
+            {
+                return Ok((index, source));
+            }
+        }
+        if let Some(dir) = &opts.index_cache_dir {
+            // An unwritable cache directory is not fatal either: the
+            // unnamed temporary file below does the same job.
+            if let Ok(prepared) = cache::prepare(path, sha, info, dir) {
+                let index = open_checked(Pack::open_file(&prepared.path)?)?;
+                let _ = cache::remove_others(dir, &[sha.as_str()]);
+                let source = match prepared.made {
+                    None => IndexSource::Cached,
+                    Some(cache::Origin::Stored) => IndexSource::CopiedAtLoad,
+                    Some(cache::Origin::Built) => IndexSource::BuiltAtLoad,
+                };
+                return Ok((index, source));
+            }
+        }
+    }
+    let tmp_dir = std::env::temp_dir();
+    match tempfile::tempfile_in(&tmp_dir) {
+        Ok(mut file) => {
+            let (origin, _) = cache::write_pack(path, info, &tmp_dir, &mut file)
+                .context("making the search index")?;
+            let index = open_checked(Pack::open(&file, Path::new("temporary index file"))?)?;
+            let source = match origin {
+                cache::Origin::Stored => IndexSource::CopiedAtLoad,
+                cache::Origin::Built => IndexSource::BuiltAtLoad,
+            };
+            Ok((index, source))
+        }
+        Err(e) if cache::stored_is_usable(info) => {
+            let _ = e;
+            let conn = kb_file::open_read_only(path)?;
+            let mut bytes = Vec::new();
+            kb_index::stored::copy_to(&conn, &mut bytes)?;
+            Ok((open_checked(Pack::from_vec(bytes)?)?, IndexSource::InMemory))
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "building the search index needs a writable temporary directory ({}): {e}",
+            tmp_dir.display()
+        )),
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn stop_words_are_sorted_for_binary_search() {
-        assert!(is_stop_word("the") && is_stop_word("you") && is_stop_word("a"));
-        assert!(!is_stop_word("vacuum"));
+    /// What a test KB carries besides pgEdge's tables.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub(crate) enum Layout {
+        /// FTS5 and the search index, as `kb build` writes.
+        Ours,
+        /// Neither.
+        PgEdge,
+        /// FTS5 only (a KB of the previous release).
+        FtsOnly,
     }
 
-    #[test]
-    fn queries_cannot_inject_fts_syntax() {
-        let fts_query = |text: &str| fts_terms(text).map(|t| t.join(" OR "));
-        assert_eq!(
-            fts_query("How do I VACUUM a table?").as_deref(),
-            Some("\"vacuum\" OR \"table\"")
-        );
-        assert_eq!(
-            fts_query("title:x NEAR(\"a\" b) *").as_deref(),
-            Some("\"title\" OR \"x\" OR \"near\" OR \"b\"")
-        );
-        assert_eq!(fts_query("the").as_deref(), Some("\"the\""));
-        assert_eq!(fts_query("  ?! "), None);
-    }
-
-    fn make_kb(path: &Path, with_fts: bool) {
+    pub(crate) fn make_kb_with(path: &Path, layout: Layout, rows: &[[&str; 6]]) {
         let c = Connection::open(path).unwrap();
         c.execute_batch(kb_file::CREATE_SCHEMA).unwrap();
-        let rows = [
-            (
-                "Routine vacuuming of tables reclaims storage",
-                "Maintenance",
-                "Vacuum",
-                "postgres",
-                "17",
-            ),
-            (
-                "Indexes speed up lookups on large tables",
-                "Indexes",
-                "B-tree",
-                "postgres",
-                "16",
-            ),
-            (
-                "The replication slot keeps WAL for a standby",
-                "Replication",
-                "Slots",
-                "postgres",
-                "17",
-            ),
-            (
-                "Vacuum settings in the spock extension",
-                "Spock",
-                "Config",
-                "spock",
-                "5",
-            ),
-        ];
-        for (text, title, section, p, v) in rows {
+        for [text, title, section, p, v, file] in rows {
             c.execute(
-                "INSERT INTO chunks(text,title,section,project_name,project_version,file_path) VALUES (?1,?2,?3,?4,?5,'doc.md')",
-                [text, title, section, p, v],
+                "INSERT INTO chunks(text,title,section,project_name,project_version,file_path) VALUES (?1,?2,?3,?4,?5,?6)",
+                [text, title, section, p, v, file],
             )
             .unwrap();
         }
-        if with_fts {
+        if layout != Layout::PgEdge {
             c.execute_batch(&kb_file::create_fts_sql("main", "chunks"))
                 .unwrap();
             c.execute_batch("INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')")
                 .unwrap();
         }
+        if layout == Layout::Ours {
+            let dir = path.parent().unwrap();
+            kb_index::build_and_store(&c, dir, &kb_index::build::BuildOptions::deterministic())
+                .unwrap();
+        }
+    }
+
+    pub(crate) const ROWS: [[&str; 6]; 4] = [
+        [
+            "Routine vacuuming of tables reclaims storage",
+            "Maintenance",
+            "Vacuum",
+            "postgres",
+            "17",
+            "doc.md",
+        ],
+        [
+            "Indexes speed up lookups on large tables",
+            "Indexes",
+            "B-tree",
+            "postgres",
+            "16",
+            "doc.md",
+        ],
+        [
+            "The replication slot keeps WAL for a standby",
+            "Replication",
+            "Slots",
+            "postgres",
+            "17",
+            "doc.md",
+        ],
+        [
+            "Vacuum settings in the spock extension",
+            "Spock",
+            "Config",
+            "spock",
+            "5",
+            "doc.md",
+        ],
+    ];
+
+    /// The four sample chunks with FTS5 (`with_fts`) or none of our additions.
+    pub(crate) fn make_kb(path: &Path, with_fts: bool) {
+        let layout = if with_fts {
+            Layout::FtsOnly
+        } else {
+            Layout::PgEdge
+        };
+        make_kb_with(path, layout, &ROWS);
+    }
+
+    pub(crate) fn row_titles(hits: &[Hit]) -> Vec<&str> {
+        hits.iter().map(|h| h.title.as_str()).collect()
+    }
+
+    fn q(text: &str) -> SearchQuery {
+        SearchQuery {
+            query: text.into(),
+            ..Default::default()
+        }
     }
 
     fn check_search(kb: &Kb) {
-        let hits = kb
-            .search(&SearchQuery {
-                query: "how to vacuum".into(),
-                ..Default::default()
-            })
-            .unwrap();
+        let hits = kb.search(&q("how to vacuum")).unwrap();
         assert_eq!(hits.len(), 2);
         assert!(
             hits.iter()
                 .all(|h| h.text.to_lowercase().contains("vacuum"))
         );
-        assert!(hits[0].score >= hits[1].score);
+        assert!(hits[0].score >= hits[1].score && hits[1].score > 0.0);
         let filtered = kb
             .search(&SearchQuery {
-                query: "vacuum".into(),
                 project_names: vec!["spock".into()],
-                ..Default::default()
+                ..q("vacuum")
             })
             .unwrap();
-        assert_eq!(filtered.len(), 1);
-        assert_eq!(filtered[0].project_name, "spock");
+        assert_eq!(row_titles(&filtered), ["Spock"]);
         let by_version = kb
             .search(&SearchQuery {
-                query: "tables".into(),
                 project_versions: vec!["16".into()],
-                ..Default::default()
+                ..q("tables")
             })
             .unwrap();
-        assert_eq!(by_version.len(), 1);
-        assert_eq!(by_version[0].title, "Indexes");
+        assert_eq!(row_titles(&by_version), ["Indexes"]);
+        let none = kb
+            .search(&SearchQuery {
+                project_names: vec!["spock".into()],
+                project_versions: vec!["17".into()],
+                ..q("vacuum")
+            })
+            .unwrap();
+        assert!(none.is_empty());
         let one = kb
             .search(&SearchQuery {
-                query: "postgres vacuum standby indexes".into(),
                 top_n: Some(1),
-                ..Default::default()
+                ..q("postgres vacuum standby indexes")
             })
             .unwrap();
         assert_eq!(one.len(), 1);
@@ -511,92 +588,160 @@ mod tests {
     }
 
     #[test]
-    fn searches_our_kb_with_its_own_index() {
+    fn searches_our_kb_with_its_stored_index() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("kb.db");
-        make_kb(&p, true);
+        make_kb_with(&p, Layout::Ours, &ROWS);
         let kb = Kb::open(&p).unwrap();
         assert!(!kb.indexed_at_load());
+        assert_eq!(kb.index_source(), IndexSource::CopiedAtLoad);
         check_search(&kb);
     }
 
     #[test]
-    fn searches_a_pgedge_kb_without_writing_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("kb.db");
-        make_kb(&p, false);
-        let before = std::fs::read(&p).unwrap();
-        let kb = Kb::open(&p).unwrap();
-        assert!(kb.indexed_at_load());
-        check_search(&kb);
-        assert_eq!(
-            std::fs::read(&p).unwrap(),
-            before,
-            "the published file must not change"
-        );
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "nothing written beside it"
-        );
+    fn indexes_a_pgedge_kb_at_load_without_writing_beside_it() {
+        for layout in [Layout::PgEdge, Layout::FtsOnly] {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("kb.db");
+            make_kb_with(&p, layout, &ROWS);
+            let before = std::fs::read(&p).unwrap();
+            let kb = Kb::open(&p).unwrap();
+            assert!(kb.indexed_at_load());
+            check_search(&kb);
+            assert_eq!(
+                std::fs::read(&p).unwrap(),
+                before,
+                "the published file must not change"
+            );
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                1,
+                "nothing written beside it"
+            );
+        }
     }
 
     #[test]
-    fn chunks_with_every_term_come_first_and_or_fills_the_rest() {
+    fn chunks_holding_more_terms_rank_first_and_absent_words_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("kb.db");
-        make_kb(&p, true);
+        make_kb_with(&p, Layout::Ours, &ROWS);
         let kb = Kb::open(&p).unwrap();
-        // Only the Spock chunk has both words; Maintenance has "vacuum" only,
-        // repeated in its title, which would win a pure OR ranking.
-        let q = SearchQuery {
-            query: "vacuum spock".into(),
-            top_n: Some(3),
-            ..Default::default()
+        // Only the Spock chunk has both words; Maintenance has "vacuum" in
+        // its section heading and body.
+        let top = |text: &str, n| {
+            kb.search(&SearchQuery {
+                top_n: Some(n),
+                ..q(text)
+            })
+            .unwrap()
         };
-        let hits = kb.search(&q).unwrap();
-        assert_eq!(hits[0].title, "Spock");
-        assert_eq!(hits.len(), 2, "OR fills in the other vacuum chunk");
-        assert_eq!(hits[1].title, "Maintenance");
-        let one = kb
-            .search(&SearchQuery {
-                query: "vacuum spock".into(),
-                top_n: Some(1),
-                ..Default::default()
+        assert_eq!(
+            row_titles(&top("vacuum spock", 3)),
+            ["Spock", "Maintenance"]
+        );
+        assert_eq!(row_titles(&top("vacuum spock", 1)), ["Spock"]);
+        // A word no chunk has does not change the ranking.
+        let with_absent = top("vacuum spock zyzzyva", 3);
+        assert_eq!(row_titles(&with_absent), ["Spock", "Maintenance"]);
+        assert_eq!(with_absent, top("vacuum spock", 3));
+        assert!(top("zyzzyva", 3).is_empty());
+    }
+
+    #[test]
+    fn title_and_section_matches_outrank_body_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kb.db");
+        let filler = "lorem ipsum dolor sit amet consectetur adipiscing elit";
+        let rows = [
+            [
+                &*format!("{filler} checkpoint"),
+                "Body",
+                "Other",
+                "p",
+                "1",
+                "a.md",
+            ],
+            [filler, "Checkpoint", "Other", "p", "1", "b.md"],
+            [filler, "Other", "Checkpoint", "p", "1", "c.md"],
+        ];
+        let rows: Vec<[&str; 6]> = rows.to_vec();
+        make_kb_with(&p, Layout::Ours, &rows);
+        let kb = Kb::open(&p).unwrap();
+        let hits = kb.search(&q("checkpoints")).unwrap();
+        assert_eq!(row_titles(&hits), ["Checkpoint", "Other", "Body"]);
+    }
+
+    #[test]
+    fn at_most_two_chunks_per_file_while_other_files_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kb.db");
+        // Six strong chunks in big.md, weaker ones in three other files.
+        let mut rows: Vec<[String; 6]> = (0..6)
+            .map(|i| {
+                [
+                    format!("autovacuum autovacuum autovacuum part {i}"),
+                    "Autovacuum".into(),
+                    format!("Part {i}"),
+                    "p".into(),
+                    "1".into(),
+                    "big.md".into(),
+                ]
             })
-            .unwrap();
-        assert_eq!(one.len(), 1);
-        assert_eq!(one[0].title, "Spock");
-        // A word no chunk has does not demote the chunk holding all the others.
-        let absent = kb
-            .search(&SearchQuery {
-                query: "vacuum spock zyzzyva".into(),
-                top_n: Some(3),
-                ..Default::default()
+            .collect();
+        for f in ["x.md", "y.md", "z.md"] {
+            rows.push([
+                format!("{f} mentions autovacuum once among many other words here"),
+                "Misc".into(),
+                "Misc".into(),
+                "p".into(),
+                "1".into(),
+                f.into(),
+            ]);
+        }
+        let refs: Vec<[&str; 6]> = rows
+            .iter()
+            .map(|r| [&*r[0], &*r[1], &*r[2], &*r[3], &*r[4], &*r[5]])
+            .collect();
+        make_kb_with(&p, Layout::Ours, &refs);
+        let kb = Kb::open(&p).unwrap();
+        let files = |n| -> Vec<String> {
+            kb.search(&SearchQuery {
+                top_n: Some(n),
+                ..q("autovacuum")
             })
-            .unwrap();
-        let titles: Vec<&str> = absent.iter().map(|h| h.title.as_str()).collect();
-        assert_eq!(titles, ["Spock", "Maintenance"]);
+            .unwrap()
+            .into_iter()
+            .map(|h| h.file_path)
+            .collect()
+        };
+        // Two of big.md (its best), then the other files.
+        let five = files(5);
+        assert_eq!(&five[..2], ["big.md", "big.md"]);
+        let mut rest = five[2..].to_vec();
+        rest.sort();
+        assert_eq!(rest, ["x.md", "y.md", "z.md"]);
+        // Asked for more than the other files can give: big.md fills in.
+        let nine = files(9);
+        assert_eq!(nine.len(), 9);
+        assert_eq!(nine.iter().filter(|f| *f == "big.md").count(), 6);
+        assert!(nine[..5].iter().filter(|f| *f == "big.md").count() == 2);
     }
 
     #[test]
     fn a_generation_keeps_reading_its_own_file_after_a_rename_over_it() {
-        for with_fts in [true, false] {
+        for layout in [Layout::Ours, Layout::PgEdge] {
             let dir = tempfile::tempdir().unwrap();
             let p = dir.path().join("kb.db");
-            make_kb(&p, with_fts);
+            make_kb_with(&p, layout, &ROWS);
             let kb = std::sync::Arc::new(Kb::open(&p).unwrap());
             // Publish a different KB over the path, as the sidecar does.
             let next = dir.path().join("next.db");
-            let c = Connection::open(&next).unwrap();
-            c.execute_batch(kb_file::CREATE_SCHEMA).unwrap();
-            c.execute("INSERT INTO chunks(text,project_name,project_version) VALUES ('zebra crossing','z','1')", [])
-                .unwrap();
-            c.execute_batch(&kb_file::create_fts_sql("main", "chunks"))
-                .unwrap();
-            c.execute_batch("INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')")
-                .unwrap();
-            drop(c);
+            make_kb_with(
+                &next,
+                layout,
+                &[["zebra crossing", "Z", "", "z", "1", "z.md"]],
+            );
             std::fs::rename(&next, &p).unwrap();
             // More parallel searches than pooled connections: all must see
             // the old generation, none may open the new file.
@@ -604,10 +749,6 @@ mod tests {
                 .map(|_| {
                     let kb = kb.clone();
                     std::thread::spawn(move || {
-                        let q = |text: &str| SearchQuery {
-                            query: text.into(),
-                            ..Default::default()
-                        };
                         (
                             kb.search(&q("vacuum")).unwrap().len(),
                             kb.search(&q("zebra")).unwrap().len(),
@@ -616,19 +757,129 @@ mod tests {
                 })
                 .collect();
             for t in threads {
-                assert_eq!(t.join().unwrap(), (2, 0), "with_fts={with_fts}");
+                assert_eq!(t.join().unwrap(), (2, 0), "{layout:?}");
             }
-            assert_eq!(
-                Kb::open(&p)
-                    .unwrap()
-                    .search(&SearchQuery {
-                        query: "zebra".into(),
-                        ..Default::default()
-                    })
-                    .unwrap()
-                    .len(),
-                1
-            );
+            assert_eq!(Kb::open(&p).unwrap().search(&q("zebra")).unwrap().len(), 1);
         }
+    }
+
+    #[test]
+    fn a_corrupt_stored_index_is_refused_at_load_vouched_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kb.db");
+        make_kb_with(&p, Layout::Ours, &ROWS);
+        let c = Connection::open(&p).unwrap();
+        let table = kb_index::stored::TABLE;
+        let mut part: Vec<u8> = c
+            .query_row(
+                &format!("SELECT data FROM {table} WHERE part = 0"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let at = part.len() - 10;
+        part[at] ^= 1;
+        c.execute(
+            &format!("UPDATE {table} SET data = ?1 WHERE part = 0"),
+            [part],
+        )
+        .unwrap();
+        drop(c);
+        let err = format!("{:#}", Kb::open(&p).unwrap_err());
+        assert!(
+            err.contains("search index") && err.contains("checksum"),
+            "{err}"
+        );
+        // Vouched for (only the schema checked), the copy of the index is
+        // still checked as it streams out of the KB.
+        let err = format!(
+            "{:#}",
+            Kb::open_with(
+                &p,
+                &OpenOptions {
+                    vouched: true,
+                    ..Default::default()
+                }
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("checksum"), "{err}");
+    }
+
+    fn mapped(path: &Path) -> bool {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.contains(&*path.to_string_lossy())
+    }
+
+    #[test]
+    fn packs_are_found_by_sha_reused_and_freed_with_their_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let cache_dir = dir.path().join("cache");
+        std::fs::create_dir(&data).unwrap();
+        let p = data.join("kb.db");
+        make_kb_with(&p, Layout::Ours, &ROWS);
+        let sha = fleet_common::sha256_file(&p).unwrap();
+        let opts = OpenOptions {
+            sha256: Some(sha.clone()),
+            vouched: false,
+            index_cache_dir: Some(cache_dir.clone()),
+        };
+        let pack = cache_dir.join(cache::file_name(&sha));
+        // Made once into the cache directory, then reused from it.
+        std::fs::create_dir(&cache_dir).unwrap();
+        std::fs::write(cache_dir.join(cache::file_name(&"0".repeat(64))), b"stale").unwrap();
+        let kb = Kb::open_with(&p, &opts).unwrap();
+        assert_eq!(kb.index_source(), IndexSource::CopiedAtLoad);
+        assert!(mapped(&pack));
+        let names: Vec<_> = std::fs::read_dir(&cache_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            [std::ffi::OsString::from(cache::file_name(&sha))],
+            "stale packs removed"
+        );
+        let again = Kb::open_with(&p, &opts).unwrap();
+        assert_eq!(again.index_source(), IndexSource::Cached);
+        check_search(&again);
+        // A hot swap drops the old generation: its pack is unmapped.
+        drop(kb);
+        drop(again);
+        assert!(!mapped(&pack), "the old generation's pack is still mapped");
+
+        // A pack the sync tools published beside the KB comes first; a
+        // corrupt one is passed over for a good one.
+        let published = cache::published_dir(&p);
+        let prepared = cache::prepare(&p, &sha, &kb_file::verify(&p).unwrap(), &published).unwrap();
+        assert!(prepared.made.is_some());
+        let kb = Kb::open_with(&p, &opts).unwrap();
+        assert_eq!(kb.index_source(), IndexSource::Published);
+        drop(kb);
+        let mut bytes = std::fs::read(&prepared.path).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 1;
+        std::fs::write(&prepared.path, &bytes).unwrap();
+        let kb = Kb::open_with(&p, &opts).unwrap();
+        assert_eq!(kb.index_source(), IndexSource::Cached);
+        check_search(&kb);
+        drop(kb);
+
+        // Another KB's pack under this KB's name (a sync record that names
+        // the wrong sha256) is not used.
+        let other = dir.path().join("other.db");
+        // Same number of chunks, other words: only the pack's header tells.
+        let mut rows = ROWS;
+        rows[0][0] = "Zebra crossings and other stripes";
+        make_kb_with(&other, Layout::Ours, &rows);
+        let other_info = kb_file::verify(&other).unwrap();
+        let other_sha = fleet_common::sha256_file(&other).unwrap();
+        let foreign = cache::prepare(&other, &other_sha, &other_info, dir.path()).unwrap();
+        std::fs::rename(&foreign.path, &prepared.path).unwrap();
+        std::fs::remove_file(&pack).unwrap();
+        let kb = Kb::open_with(&p, &opts).unwrap();
+        assert_eq!(kb.index_source(), IndexSource::CopiedAtLoad);
+        check_search(&kb);
     }
 }

@@ -49,6 +49,11 @@ impl State {
         self.records.insert(name.to_string(), record);
     }
 
+    /// The sha256 of every file recorded as published.
+    pub fn sha256s(&self) -> Vec<&str> {
+        self.records.values().map(|r| r.sha256.as_str()).collect()
+    }
+
     /// Write the state atomically; failure is logged, never fatal.
     pub fn save(&self) {
         let bytes = match serde_json::to_vec_pretty(&self.records) {

@@ -5,13 +5,16 @@
 //! then checked: its length against what the source announced (a truncated
 //! download is a fetch failure, retried), its sha256 against the manifest's
 //! pin and the publisher's metadata, and its content with the parser the
-//! server itself loads it with. Only then is it renamed over the target. A
+//! server itself loads it with; a KB's search index is prepared beside it
+//! (`fleet_common::kb_index::cache`). Only then is it renamed over the target. A
 //! cycle abandoned halfway (an error, or SIGTERM dropping the future) drops
 //! the temporary file, so nothing half-written is ever visible.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use fleet_common::kb_index;
+use fleet_common::kind::FileKind;
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{FileSpec, Manifest};
@@ -76,7 +79,8 @@ impl Syncer {
         dirs.dedup();
         for dir in dirs {
             prepare_dir(&dest_real, &dir)?;
-            let removed = fleet_common::publish::clean_stale_temps(&dir)?;
+            let removed = fleet_common::publish::clean_stale_temps(&dir)?
+                + kb_index::cache::clean_temps(&dir.join(kb_index::cache::PUBLISHED_DIR))?;
             if removed > 0 {
                 tracing::info!(dir = %dir.display(), removed, "removed temporary files left by an interrupted run");
             }
@@ -171,10 +175,42 @@ impl Syncer {
                 };
                 self.state.set(&spec.name, record);
                 self.state.save();
+                if spec.kind == FileKind::Kb {
+                    // Packs of KBs no longer published go; a server still
+                    // reading one keeps its mapping.
+                    let dir = kb_index::cache::published_dir(&target);
+                    if let Err(e) = kb_index::cache::remove_others(&dir, &self.state.sha256s()) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "could not remove old search index packs");
+                    }
+                }
             }
             outcome
         });
         Attempt { result, bytes }
+    }
+}
+
+/// Make the search index pack of the KB published at `target` (content
+/// `sha256`) if it is missing, e.g. after an upgrade from a release that
+/// made none. Best effort: a server without a pack makes its own.
+async fn ensure_index(target: &Path, sha256: &str) {
+    let dir = kb_index::cache::published_dir(target);
+    if dir.join(kb_index::cache::file_name(sha256)).exists() {
+        return;
+    }
+    let (target, sha) = (target.to_path_buf(), sha256.to_string());
+    let made = tokio::task::spawn_blocking(move || {
+        kb_index::cache::prepare_for_publish(&target, &sha, &target)
+    })
+    .await;
+    match made {
+        Ok(Ok(p)) => {
+            tracing::info!(pack = %p.path.display(), "made the search index of the published KB")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not make the search index of the published KB")
+        }
+        Err(e) => tracing::warn!(error = %e, "could not make the search index of the published KB"),
     }
 }
 
@@ -212,7 +248,12 @@ async fn fetch_verify_publish(
                     "{} (the source still has the rejected version; not downloaded again)",
                     r.error
                 ))),
-                None => Ok((Outcome::Unchanged, None)),
+                None => {
+                    if let (FileKind::Kb, Some(record)) = (spec.kind, published) {
+                        ensure_index(target, &record.sha256).await;
+                    }
+                    Ok((Outcome::Unchanged, None))
+                }
             };
         }
         Fetch::Changed(dl) => dl,
@@ -349,6 +390,18 @@ async fn verify_and_publish(
     let (outcome, identity) = tokio::task::spawn_blocking(move || -> Result<_, SyncError> {
         tmp.as_file().sync_all().map_err(|e| SyncError::Local(e.to_string()))?;
         let summary = fleet_common::kind::verify(kind, tmp.path()).map_err(|e| SyncError::Verify(e.to_string()))?;
+        if kind == FileKind::Kb {
+            // The search index pack goes in first, so no server ever sees
+            // this KB without it; an index that does not open is refused.
+            let pack = kb_index::cache::prepare_for_publish(tmp.path(), &published_sha, &target_owned)
+                .map_err(|e| match e {
+                    fleet_common::Error::Io { .. } => SyncError::Local(e.to_string()),
+                    e => SyncError::Verify(e.to_string()),
+                })?;
+            if let Some(origin) = pack.made {
+                tracing::info!(pack = %pack.path.display(), index = origin.as_str(), "search index ready");
+            }
+        }
         if let Some(id) = same_as_published() {
             return Ok((Outcome::SameContent { bytes: total }, Some(id)));
         }

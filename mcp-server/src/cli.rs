@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// Knowledge base [default: DATA_DIR/kb.db].
     #[arg(long, env = "MCP_KB_FILE")]
     pub kb_file: Option<PathBuf>,
+    /// Directory where the server may keep search index files it makes
+    /// (`<sha256>.kbidx`), reused across restarts; never the data directory
+    /// [default: none: an unnamed temporary file per KB].
+    #[arg(long, env = "MCP_INDEX_CACHE_DIR")]
+    pub index_cache_dir: Option<PathBuf>,
     /// YAML configuration file; flags and MCP_* variables override it.
     #[arg(long, env = "MCP_CONFIG")]
     pub config: Option<PathBuf>,

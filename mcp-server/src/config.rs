@@ -60,6 +60,9 @@ pub enum HostPolicy {
 pub struct Config {
     pub listen: SocketAddr,
     pub files: DataFiles,
+    /// Where the server keeps search index files it makes itself (none: an
+    /// unnamed temporary file per KB generation).
+    pub index_cache_dir: Option<PathBuf>,
     pub instance_id: String,
     pub log_format: LogFormat,
     pub allowed_hosts: HostPolicy,
@@ -108,6 +111,7 @@ struct FileConfig {
     users_file: Option<PathBuf>,
     session_key_file: Option<PathBuf>,
     kb_file: Option<PathBuf>,
+    index_cache_dir: Option<PathBuf>,
     instance_id: Option<String>,
     log_format: Option<LogFormat>,
     allowed_hosts: Option<Vec<String>>,
@@ -208,6 +212,16 @@ impl Config {
                 .unwrap_or(defaults.session_key),
             kb: args.kb_file.or(file.kb_file).unwrap_or(defaults.kb),
         };
+        let index_cache_dir = args.index_cache_dir.or(file.index_cache_dir);
+        if let Some(dir) = &index_cache_dir {
+            let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+            anyhow::ensure!(
+                !real(dir).starts_with(real(&data_dir)),
+                "index_cache_dir {} is inside the data directory {}: the server never writes there",
+                dir.display(),
+                data_dir.display()
+            );
+        }
         let allowed_hosts = match args.allowed_hosts.or(file.allowed_hosts) {
             Some(list) if list.iter().any(|h| h == "*") => HostPolicy::Any,
             Some(list) if !list.is_empty() => HostPolicy::List(list),
@@ -225,6 +239,7 @@ impl Config {
         Ok(Config {
             listen,
             files,
+            index_cache_dir,
             instance_id: args
                 .instance_id
                 .or(file.instance_id)
@@ -359,6 +374,43 @@ mod tests {
         assert_eq!(c.shutdown.drain_delay, Duration::from_secs(2));
         assert_eq!(c.shutdown.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
         assert_eq!(c.allowed_hosts, HostPolicy::Loopback);
+        assert_eq!(c.index_cache_dir, None);
+    }
+
+    #[test]
+    fn the_index_cache_dir_comes_from_flag_or_file_and_is_never_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.yaml");
+        std::fs::write(&cfg, "index_cache_dir: /var/cache/mcp\n").unwrap();
+        let from_file = Config::resolve(ServeArgs {
+            config: Some(cfg.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            from_file.index_cache_dir,
+            Some(PathBuf::from("/var/cache/mcp"))
+        );
+        let from_flag = Config::resolve(ServeArgs {
+            config: Some(cfg),
+            index_cache_dir: Some("/tmp/idx".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(from_flag.index_cache_dir, Some(PathBuf::from("/tmp/idx")));
+        let err = Config::resolve(ServeArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            index_cache_dir: Some(dir.path().join(".").to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("never writes"), "{err:#}");
+        let inside = Config::resolve(ServeArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            index_cache_dir: Some(dir.path().join("cache")),
+            ..Default::default()
+        });
+        assert!(inside.is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use fleet_common::kind::FileKind;
-use fleet_kb::search::Kb;
+use fleet_kb::search::{Kb, OpenOptions};
 use serde::Serialize;
 
 use crate::auth::TokenStore;
@@ -405,17 +405,26 @@ fn prepare_kb<'a>(
     if is_current(state, DataFile::Kb, &sha) {
         return Ok(None);
     }
-    let (kb, checked) = match vouched {
-        Some(_) => (Kb::open_vouched(path), "verified at publish"),
-        None => (Kb::open(path), "verified at load"),
+    let checked = match vouched {
+        Some(_) => "verified at publish",
+        None => "verified at load",
     };
-    let kb = kb.map_err(|e| format!("{e:#}"))?;
+    let opts = OpenOptions {
+        sha256: Some(sha.clone()),
+        vouched: vouched.is_some(),
+        index_cache_dir: state.config.index_cache_dir.clone(),
+    };
+    let kb = Kb::open_with(path, &opts).map_err(|e| format!("{e:#}"))?;
     if Fingerprint::of(path).as_ref() != before {
         // Replaced while loading: what was hashed and what was opened
         // may differ. The reloader sees the new fingerprint and retries.
         return Err("replaced while loading; loading the newer file".to_string());
     }
-    let summary = format!("{} chunks, {checked}", kb.info().chunk_count);
+    let summary = format!(
+        "{} chunks, {}, {checked}",
+        kb.info().chunk_count,
+        kb.index_source().as_str()
+    );
     let audit = vouched.is_some().then(|| Undo {
         vouched_sha: sha.clone(),
         previous_kb: state.kb.load_full(),

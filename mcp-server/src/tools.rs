@@ -290,10 +290,13 @@ impl McpHandler {
             project_versions: args.project_versions.unwrap_or_default(),
             top_n: args.top_n.map(|n| n as usize),
         };
-        let hits = tokio::task::spawn_blocking(move || kb.search(&q))
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
-            .map_err(|e| ErrorData::internal_error(format!("search failed: {e:#}"), None))?;
+        // Any query text is searchable; should the engine still fail, the
+        // caller gets a tool error, not a protocol error.
+        let hits = match tokio::task::spawn_blocking(move || kb.search(&q)).await {
+            Ok(Ok(hits)) => hits,
+            Ok(Err(e)) => return Ok(tool_error(format!("search failed: {e:#}"))),
+            Err(_) => return Ok(tool_error("search failed on this query")),
+        };
         if hits.is_empty() {
             return Ok(text_result(format!("No results for {query:?}.")));
         }

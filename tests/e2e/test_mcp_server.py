@@ -11,7 +11,8 @@ import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
-from harness import ACCEPT, BIN, LOG_DIR, ROOT, McpServer, free_port, http, rpc, search_text, sha256_hex
+from harness import (ACCEPT, BIN, LOG_DIR, ROOT, McpServer, free_port, http, make_data_dir, publish, rpc, search_text,
+                     sha256_hex, wait_until)
 
 
 def client(url: str, token: str, mode: str, http_client=None) -> Client:
@@ -229,6 +230,57 @@ def test_serves_a_pgedge_kb_without_our_additions(tmp_path):
         s.stop()
     assert (d / "kb.db").read_bytes() == before, "the server must never write the KB"
     assert sorted(p.name for p in d.iterdir()) == ["kb.db", "tokens.yaml"]
+
+
+def test_a_kb_with_a_corrupt_search_index_is_refused_and_the_last_good_serves(tmp_path):
+    """A kb.db that is a valid SQLite file but whose stored search index has
+    one flipped byte is refused at load: the previous KB keeps serving and
+    /health and the metrics say why. No file appears in the data directory."""
+    d = tmp_path / "data"
+    token = make_data_dir(d)
+    good = (d / "kb.db").read_bytes()
+    bad_path = tmp_path / "bad.db"
+    bad_path.write_bytes(good)
+    db = sqlite3.connect(bad_path)
+    part = bytearray(db.execute("SELECT data FROM kb_search_index WHERE part = 0").fetchone()[0])
+    part[len(part) // 2] ^= 0x10
+    db.execute("UPDATE kb_search_index SET data = ? WHERE part = 0", (bytes(part),))
+    db.execute("UPDATE chunks SET text = text || ' zebra' WHERE id = 1")  # a different file
+    db.commit()
+    assert db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    db.close()
+    s = McpServer(d, name="corrupt-index")
+    try:
+        before = search_text(s.url, token, "replication slots")
+        assert "results for" in before
+        publish(d / "kb.db", bad_path.read_bytes())
+        kb, _ = wait_until(lambda: (k := s.health()[1]["files"]["kb"]).get("last_error") and k, 10, 0.02)
+        assert "search index" in kb["last_error"] and "checksum" in kb["last_error"], kb
+        assert kb["generation"] == 1, kb
+        assert s.health()[0] == 200
+        assert search_text(s.url, token, "replication slots") == before
+        metrics = http("GET", f"{s.base}/metrics")[2].decode()
+        assert 'mcp_reloads_total{file="kb",outcome="error"} 1' in metrics
+    finally:
+        s.stop()
+    assert sorted(p.name for p in d.iterdir()) == ["kb.db", "tokens.yaml"]
+
+
+def test_untrusted_queries_get_results_or_nothing_never_an_error(server):
+    """Query syntax of other engines, unbalanced quotes and parentheses, NUL
+    bytes, other scripts and a query of nearly a megabyte: each is a tool
+    result (hits or none), never a JSON-RPC error or an HTTP 500."""
+    s, token, _ = server
+    queries = ['replication AND (slots OR "wal', 'title:vacuum* NEAR/3 -"', "))))((((", "\x00\x00vacuum\x00",
+               "репликация 複製 ☃", "'; DROP TABLE chunks; --", "shared_buffers_work_mem",
+               "x" * 200_000, "vacuum " * 140_000, " "]
+    for q in queries:
+        status, _, body = rpc(s.url, "tools/call", {"name": "search_knowledgebase", "arguments": {"query": q}}, token=token)
+        assert status == 200 and body and "result" in body, (q[:40], status, body)
+        text = body["result"]["content"][0]["text"]
+        if q.strip():
+            assert not body["result"].get("isError"), (q[:40], text)
+            assert text.startswith(("No results for", "1 results for")) or " results for " in text, text[:200]
 
 
 def test_health_and_livez(server):

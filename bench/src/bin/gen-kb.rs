@@ -4,7 +4,10 @@
 //! `bench::corpus`), grouped into files with titles and sections, spread over
 //! several products and versions. The file is written in one transaction
 //! with prepared statements to a temporary name, indexed with FTS5
-//! `rebuild` (as `mcp-server kb build` does), checked, and renamed into place.
+//! `rebuild` and the search index (as `mcp-server kb build` does, but with
+//! every core), checked, and renamed into place. `--pgedge` writes pgEdge's
+//! tables only (no `kb_meta`, FTS5 or search index), as pgEdge's own tool
+//! would; its generator id goes into a `<out>.generator` file beside it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +17,7 @@ use anyhow::{Context, Result, ensure};
 use bench::corpus::{GENERATOR_VERSION, Generator};
 use clap::Parser;
 use fleet_common::kb_file::{self, SCHEMA_VERSION};
+use fleet_common::kb_index::{self, build::BuildOptions};
 use rusqlite::{Connection, params};
 
 #[derive(Debug, Parser)]
@@ -35,12 +39,17 @@ struct Args {
     /// and exit (lets scripts tell whether a cached file is current).
     #[arg(long)]
     describe: bool,
+    /// pgEdge's layout: only `chunks` and `source_files`.
+    #[arg(long)]
+    pgedge: bool,
 }
 
 fn generator_id(args: &Args) -> String {
     format!(
-        "bench-gen-kb v{GENERATOR_VERSION} seed={} chunks={}",
-        args.seed, args.chunks
+        "bench-gen-kb v{GENERATOR_VERSION} seed={} chunks={}{}",
+        args.seed,
+        args.chunks,
+        if args.pgedge { " pgedge" } else { "" }
     )
 }
 
@@ -70,6 +79,11 @@ fn real_main() -> Result<()> {
     }
     std::fs::rename(&tmp, &out)
         .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    if args.pgedge {
+        let mut name = out.as_os_str().to_os_string();
+        name.push(".generator");
+        std::fs::write(&name, format!("{id}\n")).context("writing the generator id")?;
+    }
     let size = std::fs::metadata(&out)
         .with_context(|| format!("reading {}", out.display()))?
         .len();
@@ -149,9 +163,31 @@ fn write(path: &Path, args: &Args, generator: &str) -> Result<()> {
         }
     }
     let t_insert = t0.elapsed();
+    if args.pgedge {
+        tx.execute_batch("DROP TABLE chunks_fts; DROP TABLE kb_meta;")
+            .context("dropping our tables")?;
+        tx.commit().context("committing")?;
+        let info = kb_file::inspect(&conn).context("inspecting the new knowledge base")?;
+        ensure!(
+            !info.has_fts && info.search_index.is_none() && info.chunk_count == args.chunks as u64,
+            "the new pgEdge knowledge base is not what was asked"
+        );
+        eprintln!(
+            "gen-kb: insert {:.1}s (pgEdge layout)",
+            t_insert.as_secs_f64()
+        );
+        return Ok(());
+    }
     tx.execute("INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')", [])
         .context("building the full-text index")?;
     let t_index = t0.elapsed() - t_insert;
+    let work_dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    kb_index::build_and_store(&tx, work_dir, &BuildOptions::fast())
+        .context("building the search index")?;
+    let t_search = t0.elapsed() - t_insert - t_index;
     let build_id = format!("{:016x}", fnv1a(generator.as_bytes()));
     for (key, value) in [
         ("schema_version", SCHEMA_VERSION.to_string()),
@@ -168,19 +204,23 @@ fn write(path: &Path, args: &Args, generator: &str) -> Result<()> {
     tx.commit().context("committing")?;
     let info = kb_file::inspect(&conn).context("inspecting the new knowledge base")?;
     ensure!(
-        info.has_fts && info.chunk_count == args.chunks as u64,
-        "the new knowledge base holds {} chunk(s) (FTS: {}), expected {}",
+        info.has_fts
+            && info.search_index == Some(kb_index::FORMAT_VERSION)
+            && info.chunk_count == args.chunks as u64,
+        "the new knowledge base holds {} chunk(s) (FTS: {}, search index: {:?}), expected {}",
         info.chunk_count,
         info.has_fts,
+        info.search_index,
         args.chunks
     );
     conn.close()
         .map_err(|(_, e)| e)
         .context("closing the database")?;
     eprintln!(
-        "gen-kb: insert {:.1}s, FTS rebuild {:.1}s",
+        "gen-kb: insert {:.1}s, FTS rebuild {:.1}s, search index {:.1}s",
         t_insert.as_secs_f64(),
-        t_index.as_secs_f64()
+        t_index.as_secs_f64(),
+        t_search.as_secs_f64()
     );
     Ok(())
 }
