@@ -188,11 +188,16 @@ check "docker-compose config -q" \
 check "docker-compose config -q (+ manifest override)" \
   docker-compose --env-file "$WORK/compose.env" -f compose/docker-compose.yml \
     -f compose/docker-compose.manifest.yml config -q
+check "docker-compose config -q (fleet demo: demo.env + demo override)" \
+  docker-compose --env-file compose/demo.env -f compose/docker-compose.yml \
+    -f compose/docker-compose.demo.yml config -q
 # The resolved configurations, for the runtime check and the tests.
 docker-compose --env-file "$WORK/compose.env" -f compose/docker-compose.yml config \
   > "$OUT/compose.yaml" 2>/dev/null || true
 docker-compose --env-file "$WORK/compose.env" -f compose/docker-compose.yml \
   -f compose/docker-compose.manifest.yml config > "$OUT/compose-manifest.yaml" 2>/dev/null || true
+docker-compose --env-file compose/demo.env -f compose/docker-compose.yml \
+  -f compose/docker-compose.demo.yml config > "$OUT/compose-demo.yaml" 2>/dev/null || true
 
 # ---------------------------------------------------------------------------
 step "nginx -t ($(nginx -v 2>&1))"
