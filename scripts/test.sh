@@ -69,10 +69,24 @@ step "python test environment (.venv)"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build binaries"
+cargo build --workspace --bins --locked
+
+step "deployment artifacts (offline: hadolint, kustomize, helm, kubernetes-validate, compose, nginx)"
+MCP_BIN_DIR="$ROOT/target/debug" scripts/validate-deploy.sh
+
+step "cargo test"
+cargo test --workspace --locked
+
 # The container images copy release binaries (the Dockerfile's `prebuilt`
-# stage). Their build runs in the background at a low CPU priority (nice 10),
-# mostly in the time the steps below leave free; the container tests, which
-# run last, wait for it through cargo's lock on target/release.
+# stage). Their build runs in the background at a low CPU priority (nice 10)
+# while pytest runs the other end-to-end tests, which leave most of the CPU
+# free; the container tests, which run last, wait for it through cargo's
+# lock on target/release. (Started after `cargo test`, whose Postgres tests
+# are timing-sensitive.)
 RELEASE_LOG=$ROOT/target/release-build.log
 RELEASE_PID=
 # If this script stops early, the background build stops with it.
@@ -94,18 +108,6 @@ if engine_up; then
   ) >"$RELEASE_LOG" 2>&1 &
   RELEASE_PID=$!
 fi
-
-step "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-
-step "build binaries"
-cargo build --workspace --bins --locked
-
-step "deployment artifacts (offline: hadolint, kustomize, helm, kubernetes-validate, compose, nginx)"
-MCP_BIN_DIR="$ROOT/target/debug" scripts/validate-deploy.sh
-
-step "cargo test"
-cargo test --workspace --locked
 
 step "end-to-end tests (pytest; the container tests last)"
 rm -rf target/e2e-logs

@@ -73,6 +73,7 @@ def build_images() -> dict:
     if _built is not None:
         return _built
     engine_or_fail()
+    remove_leftovers()
     start = time.monotonic()
     cargo = subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "mcp-server", "-p", "kb-init", "-p", "kb-sync-sidecar"],
                            cwd=ROOT, capture_output=True, text=True, timeout=3600)
@@ -85,6 +86,18 @@ def build_images() -> dict:
     _built = {"cargo_release_s": cargo_s, "images_s": time.monotonic() - start - cargo_s, "report": proc.stdout}
     print(f"\nrelease build (incremental) {cargo_s:.1f} s, images {_built['images_s']:.1f} s\n{proc.stdout}")
     return _built
+
+
+def remove_leftovers() -> None:
+    """What an interrupted run left: containers, networks and volumes whose
+    names carry this suite's prefix (nothing else is touched)."""
+    ids = docker("ps", "-aq", "--filter", f"name={PREFIX}").stdout.split()
+    if ids:
+        docker("rm", "-f", "-v", *ids, check=False)
+    for kind in ("network", "volume"):
+        names = [n for n in docker(kind, "ls", "-q", "--filter", f"name={PREFIX}").stdout.split() if n.startswith(PREFIX)]
+        if names:
+            docker(kind, "rm", *names, check=False)
 
 
 def bridge_gateway() -> str:

@@ -166,7 +166,7 @@ def test_pod_shape_from_the_rendered_manifests(rendered, render, moto, network, 
         check_order_and_probes(pod)
         check_volumes(pod, auth_volume, auth_mount)
         check_security(pod)
-        base = f"http://{pod.ip}:{pod.port_of(server, 'http')}"
+        base = f"http://{pod.ip}:{probe_port(pod, 'mcp-server', 'readinessProbe')}"
         health = json.loads(http("GET", base + "/health")[2])
         assert health["instance_id"] == pod.name  # env from fieldRef metadata.name
         assert "aardvark" in search(base, TOKEN_A, "marker")
@@ -197,11 +197,15 @@ def check_order_and_probes(pod: Pod) -> None:
                 assert status == 200, (name, kind, status, body[:300])
     # Containers share the Pod's network namespace: the server's port
     # answers on the sidecar's localhost, and vice versa.
-    sidecar_port = pod.port_of(pod.container("kb-sync-sidecar"), "sync-http")
-    proc = pod.exec("mcp-server", "kb-sync-sidecar", "healthcheck", "--listen", f"127.0.0.1:{sidecar_port}")
+    proc = pod.exec("mcp-server", "kb-sync-sidecar", "healthcheck", "--listen", f"127.0.0.1:{probe_port(pod, 'kb-sync-sidecar', 'startupProbe')}")
     assert proc.returncode == 0, proc.stderr
-    proc = pod.exec("kb-sync-sidecar", "mcp-server", "healthcheck", "--listen", f"127.0.0.1:{pod.port_of(pod.container('mcp-server'), 'http')}")
+    proc = pod.exec("kb-sync-sidecar", "mcp-server", "healthcheck", "--listen", f"127.0.0.1:{probe_port(pod, 'mcp-server', 'readinessProbe')}")
     assert proc.returncode == 0, proc.stderr
+
+
+def probe_port(pod: Pod, name: str, kind: str) -> int:
+    c = pod.container(name)
+    return pod.port_of(c, c[kind]["httpGet"]["port"])
 
 
 def check_volumes(pod: Pod, auth_volume: dict, auth_mount: dict) -> None:
