@@ -211,6 +211,11 @@ docker-compose --env-file "$WORK/compose.env" -f compose/docker-compose.yml conf
   > "$OUT/compose.yaml" 2>/dev/null || true
 docker-compose --env-file "$WORK/compose.env" -f compose/docker-compose.yml \
   -f compose/docker-compose.manifest.yml config > "$OUT/compose-manifest.yaml" 2>/dev/null || true
+docker-compose --env-file compose/demo.env -f compose/docker-compose.yml \
+  -f compose/docker-compose.demo.yml config > "$OUT/compose-demo.yaml" 2>/dev/null || true
+check "docker-compose config -q (fleet demo: demo.env + demo override)" \
+  docker-compose --env-file compose/demo.env -f compose/docker-compose.yml \
+    -f compose/docker-compose.demo.yml config -q
 
 # ---------------------------------------------------------------------------
 step "nginx -t ($(nginx -v 2>&1))"

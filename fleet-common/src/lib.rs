@@ -17,6 +17,10 @@
 //! The server loads files with exactly the same parsers that `kb-init` and
 //! `kb-sync-sidecar` use to verify them, so a file that passed verification is
 //! a file the server will accept.
+//!
+//! [`local_probe`] is the `healthcheck` subcommand of `mcp-server` and
+//! `kb-sync-sidecar`: their own endpoints asked over loopback, for container
+//! health checks in an image without a shell.
 
 pub mod conn;
 pub mod error;
@@ -25,6 +29,7 @@ pub mod identity;
 pub mod kb_file;
 pub mod kb_index;
 pub mod kind;
+pub mod local_probe;
 pub mod logging;
 pub mod metrics_text;
 pub mod publish;

@@ -57,6 +57,21 @@ enum Command {
         #[arg(long, env = "KB_S3_PATH_STYLE")]
         s3_path_style: bool,
     },
+    /// Ask the running sidecar's /healthz and /readyz over loopback: exit 0
+    /// when both answer 200, 1 otherwise. For container health checks in an
+    /// image without a shell.
+    Healthcheck {
+        /// The sidecar's --listen address; an unspecified address (0.0.0.0,
+        /// [::]) is probed on loopback.
+        #[arg(long, env = "KB_LISTEN", required = true)]
+        listen: String,
+        /// A path that must answer 200; repeat to probe several.
+        #[arg(long = "path", value_name = "PATH", default_values = ["/healthz", "/readyz"])]
+        paths: Vec<String>,
+        /// Give up on a path after this long.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {
@@ -79,6 +94,14 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck {
+        listen,
+        paths,
+        timeout,
+    }) = &cli.command
+    {
+        return fleet_common::local_probe::healthcheck(listen, paths, *timeout).into();
+    }
     fleet_common::logging::init(cli.sync.log_format(), "kb-sync-sidecar");
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

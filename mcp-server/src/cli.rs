@@ -37,6 +37,10 @@ pub enum Command {
     User(UserCommand),
     /// Validate every file in a data directory; exit non-zero on any error.
     Check(CheckArgs),
+    /// Ask the running server's /health over loopback: exit 0 when it is
+    /// ready, 1 when it is not (starting, draining, no credentials, not
+    /// listening). For container health checks in an image without a shell.
+    Healthcheck(HealthcheckArgs),
 }
 
 pub use fleet_common::logging::LogFormat;
@@ -215,4 +219,18 @@ pub struct CheckArgs {
     /// Data directory to validate.
     #[arg(long, env = "MCP_DATA_DIR", default_value = "/data")]
     pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The address `serve` listens on; an unspecified address (0.0.0.0,
+    /// [::]) is probed on loopback.
+    #[arg(long, env = "MCP_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    /// A path that must answer 200; repeat to probe several.
+    #[arg(long = "path", value_name = "PATH", default_value = "/health")]
+    pub paths: Vec<String>,
+    /// Give up on a path after this long.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }

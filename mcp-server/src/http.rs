@@ -365,6 +365,19 @@ where
             return (closing(answer), seen);
         }
     };
+    // Still loading its files: wait for them rather than answer 401 or a
+    // tool error for want of them (see `AppState::wait_past_start`).
+    if !state.wait_past_start(state.config.request_timeout).await {
+        seen.outcome = "timeout";
+        let mut answer = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "still starting: the data files are not loaded yet",
+        );
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return (answer, seen);
+    }
     if let Err(retry_after) = state.limiter.check(ip) {
         state.metrics.rate_limited.inc();
         seen.outcome = "rate_limited";

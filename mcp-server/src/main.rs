@@ -26,6 +26,10 @@ fn main() -> ExitCode {
         Command::Token(TokenCommand::Add(args)) => commands::token_add(args),
         Command::User(UserCommand::Add(args)) => commands::user_add(args),
         Command::Check(args) => return commands::check(args),
+        Command::Healthcheck(args) => {
+            return fleet_common::local_probe::healthcheck(&args.listen, &args.paths, args.timeout)
+                .into();
+        }
     };
     match result {
         Ok(()) => Exit::Ok.into(),

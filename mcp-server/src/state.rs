@@ -45,6 +45,8 @@ pub struct AppState {
     /// Answers of `tools/list` and `ping`, learned from rmcp.
     pub replies: crate::replay::Replies,
     phase: AtomicU8,
+    /// Woken when the phase leaves `Starting`.
+    left_starting: tokio::sync::Notify,
     watching: AtomicBool,
 }
 
@@ -71,6 +73,7 @@ impl AppState {
             databases,
             replies: Default::default(),
             phase: AtomicU8::new(Phase::Starting as u8),
+            left_starting: tokio::sync::Notify::new(),
             watching: AtomicBool::new(false),
         }))
     }
@@ -88,6 +91,9 @@ impl AppState {
         self.metrics
             .draining
             .set(i64::from(phase == Phase::Draining));
+        if phase != Phase::Starting {
+            self.left_starting.notify_waiters();
+        }
     }
 
     /// Starting → Serving; a server already draining stays draining.
@@ -98,6 +104,26 @@ impl AppState {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
+        self.left_starting.notify_waiters();
+    }
+
+    /// Wait, at most `limit`, until start-up is over (the first load of
+    /// every file is done, or a SIGTERM came); whether it is.
+    ///
+    /// The port answers while the files load, for `/health`. A balancer with
+    /// passive checks only (nginx) sends an MCP request there as soon as it
+    /// connects: answered at once, it would fail for want of tokens (401)
+    /// or of the KB (a tool error). It waits for them instead.
+    pub async fn wait_past_start(&self, limit: std::time::Duration) -> bool {
+        let notified = self.left_starting.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a wake-up in between is not lost.
+        notified.as_mut().enable();
+        if self.phase() != Phase::Starting {
+            return true;
+        }
+        let _ = tokio::time::timeout(limit, notified).await;
+        self.phase() != Phase::Starting
     }
 
     /// Whether every data directory has a live inotify watch (otherwise the
@@ -123,5 +149,39 @@ impl AppState {
     pub fn can_authenticate(&self) -> bool {
         !self.tokens.load().is_empty()
             || (!self.users.load().is_empty() && !self.session_keys.load().is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn requests_wait_for_the_end_of_start_up() {
+        let config = Config::resolve(crate::cli::ServeArgs::default()).unwrap();
+        let state = AppState::new(config).unwrap();
+        assert!(!state.wait_past_start(Duration::from_millis(30)).await);
+        let waiter = {
+            let state = state.clone();
+            tokio::spawn(async move { state.wait_past_start(Duration::from_secs(10)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!waiter.is_finished());
+        let t = std::time::Instant::now();
+        state.start_serving();
+        assert!(waiter.await.unwrap());
+        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(state.wait_past_start(Duration::ZERO).await);
+        // A SIGTERM during start-up ends the wait too.
+        let config = Config::resolve(crate::cli::ServeArgs::default()).unwrap();
+        let state = AppState::new(config).unwrap();
+        let waiter = {
+            let state = state.clone();
+            tokio::spawn(async move { state.wait_past_start(Duration::from_secs(10)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        state.set_phase(Phase::Draining);
+        assert!(waiter.await.unwrap());
     }
 }

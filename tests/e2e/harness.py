@@ -226,10 +226,10 @@ def wait_until(predicate, timeout: float = 10, interval: float = 0.002):
 class KeepAlive:
     """A keep-alive HTTP/1.1 connection for quick repeated JSON-RPC calls."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, host: str = "127.0.0.1"):
         import http.client
 
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.conn = http.client.HTTPConnection(host, port, timeout=10)
 
     def call(self, token: str, method: str = "tools/list", params: dict | None = None) -> tuple[int, dict | None]:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}})
@@ -312,10 +312,15 @@ http {{
 
 
 class Load:
-    """Continuous authenticated tools/call traffic, counted per named phase."""
+    """Continuous authenticated tools/call traffic, counted per named phase.
 
-    def __init__(self, port: int, token: str, threads: int = 4, query: str = "replication slot"):
-        self.port, self.token, self.query = port, token, query
+    `rate` caps the total requests per second (each thread paces itself), for
+    traffic through an edge with a per-client rate limit."""
+
+    def __init__(self, port: int, token: str, threads: int = 4, query: str = "replication slot", rate: float | None = None,
+                 host: str = "127.0.0.1"):
+        self.port, self.token, self.query, self.host = port, token, query, host
+        self.pause = threads / rate if rate else 0.0
         self.phase = "warmup"
         self.counts: dict[str, dict] = {}
         self.lock = threading.Lock()
@@ -324,9 +329,10 @@ class Load:
         for t in self.threads:
             t.start()
 
-    def _record(self, ok: bool, detail=None):
+    def _record(self, ok: bool, detail=None, seconds: float = 0.0):
         with self.lock:
-            c = self.counts.setdefault(self.phase, {"ok": 0, "failed": 0, "details": []})
+            c = self.counts.setdefault(self.phase, {"ok": 0, "failed": 0, "details": [], "slowest_s": 0.0})
+            c["slowest_s"] = max(c.get("slowest_s", 0.0), seconds)
             if ok:
                 c["ok"] += 1
             else:
@@ -334,14 +340,22 @@ class Load:
                 c["details"].append(detail)
 
     def _run(self):
-        c = KeepAlive(self.port)
+        c = KeepAlive(self.port, self.host)
+        next_at = time.monotonic()
         while not self.stop_event.is_set():
+            if self.pause:
+                # Paced, without catching up in a burst after a slow answer.
+                next_at = max(next_at + self.pause, time.monotonic())
+                if self.stop_event.wait(max(0.0, next_at - time.monotonic())):
+                    break
+            start = time.monotonic()
             try:
                 status, body = c.call(self.token, "tools/call", {"name": "search_knowledgebase", "arguments": {"query": self.query}})
-                self._record(status == 200 and bool(body) and "result" in body and not body["result"].get("isError"), status)
+                ok = status == 200 and bool(body) and "result" in body and not body["result"].get("isError")
+                self._record(ok, status, time.monotonic() - start)
             except Exception as e:  # noqa: BLE001 - any failure counts
-                self._record(False, repr(e))
-                c = KeepAlive(self.port)
+                self._record(False, repr(e), time.monotonic() - start)
+                c = KeepAlive(self.port, self.host)
 
     def stop(self):
         self.stop_event.set()

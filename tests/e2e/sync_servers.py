@@ -33,14 +33,17 @@ def moto_binary() -> str:
 
 
 class Moto:
-    """moto_server on 127.0.0.1, with a boto3 client and the env the binaries need."""
+    """moto_server on 127.0.0.1 (or `host`: the container tests bind the
+    Docker bridge's address, which containers reach and nothing outside
+    the machine does), with a boto3 client and the env the binaries need."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1"):
         self.port = port or free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.endpoint = f"http://{host}:{self.port}"
         self.log_path = LOG_DIR / f"moto-{self.port}.log"
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([moto_binary(), "-H", "127.0.0.1", "-p", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([moto_binary(), "-H", host, "-p", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while True:
             try:

@@ -9,7 +9,8 @@ them with PyYAML and check the structure: containers, probes, security
 context, autoscaling, disruption budget, Service, the compose topology and
 the nginx configuration, and that kustomize and Helm render the same objects.
 
-No Docker engine or cluster runs here, so nothing is deployed.
+Nothing is deployed here; the container tests (test_containers_*.py) run
+these artifacts in a real Docker engine.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ K8S_RENDERS = ["kustomize-base", "kustomize-example", "helm-default", "helm-s3"]
 
 def test_validation_script_passes(rendered):
     names = {p.name for p in rendered.iterdir()}
-    assert {f"{n}.yaml" for n in K8S_RENDERS + ["compose", "compose-manifest"]} <= names
+    assert {f"{n}.yaml" for n in K8S_RENDERS + ["compose", "compose-manifest", "compose-demo"]} <= names
 
 
 @pytest.mark.parametrize("render", K8S_RENDERS)
@@ -343,11 +344,61 @@ def test_compose_topology(rendered):
         assert s["read_only"] is True and s["user"] == f"{RUNTIME_UID}:{RUNTIME_UID}"
         assert s["cap_drop"] == ["ALL"]
         assert duration_s(s["stop_grace_period"]) > 25
-        assert "healthcheck" not in s  # no shell or curl in the image
+        # The image has no shell or curl: the binary checks itself.
+        assert s["healthcheck"]["test"] == ["CMD", "mcp-server", "healthcheck"]
     # The sync tools write the same volume the servers read.
     for name in ("kb-init", "kb-sync-sidecar"):
         assert "fleet-data:/data:rw" in services[name]["volumes"]
-    assert set(services["nginx"]["depends_on"]) == {"mcp-1", "mcp-2", "mcp-3"}
+    listen = next(a.split("=", 1)[1] for a in sidecar["command"] if a.startswith("--listen="))
+    assert sidecar["healthcheck"]["test"] == ["CMD", "kb-sync-sidecar", "healthcheck", "--listen", listen]
+    # nginx starts once every server is healthy.
+    assert services["nginx"]["depends_on"] == {f"mcp-{n}": {"condition": "service_healthy"} for n in (1, 2, 3)}
+
+
+def test_compose_healthchecks_are_commands_the_binaries_accept(rendered):
+    """Each healthcheck, run here against nothing, reports unhealthy (1):
+    parsed, probed, refused. A usage error would be 2, and docker would
+    show the container unhealthy forever."""
+    (config,) = load(rendered, "compose")
+    for name, s in config["services"].items():
+        test = s.get("healthcheck", {}).get("test")
+        if not test:
+            continue
+        assert test[0] == "CMD", (name, test)  # exec form: there is no shell
+        env = {k: str(v) for k, v in (s.get("environment") or {}).items() if v is not None}
+        env["MCP_LISTEN"] = "127.0.0.1:9"  # nothing listens on the discard port
+        argv = [str(BIN / test[1])] + ["127.0.0.1:9" if a.startswith("0.0.0.0:") else a for a in test[2:]]
+        proc = subprocess.run(argv, env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 1, (name, argv, proc.returncode, proc.stderr)
+        assert "unhealthy" in proc.stderr, (name, proc.stderr)
+    interval = {name: duration_s(s["healthcheck"]["interval"]) for name, s in config["services"].items() if "healthcheck" in s}
+    assert set(interval) == {"mcp-1", "mcp-2", "mcp-3", "kb-sync-sidecar"}
+
+
+def test_compose_demo_override(rendered):
+    """docker-compose.demo.yml: the same fleet fed through file:// sources from
+    a bind-mounted directory, with the bundled docs as the KB."""
+    (config,) = load(rendered, "compose-demo")
+    services = config["services"]
+    assert {"nginx", "kb-init", "kb-sync-sidecar", "mcp-1", "mcp-2", "mcp-3", "demo", "demo-kb", "demo-first-token"} == set(services)
+    for name in ("kb-init", "kb-sync-sidecar"):
+        files = [a for a in services[name]["command"] if a.startswith("--file=")]
+        assert files and all("=file:///source/" in a for a in files), files
+        assert any(v.endswith(":/source:ro") for v in services[name]["volumes"]), services[name]["volumes"]
+    # Everything else is the real stack, unchanged.
+    (real,) = load(rendered, "compose")
+    for name in ("nginx", "mcp-1", "mcp-2", "mcp-3"):
+        for key in ("image", "command", "environment", "volumes", "healthcheck", "depends_on", "user", "read_only", "cap_drop"):
+            assert services[name].get(key) == real["services"][name].get(key), (name, key)
+    kb = services["demo-kb"]["command"]
+    assert kb[:3] == ["mcp-server", "kb", "build"]
+    bundled = {v.split(":")[1] for v in services["demo-kb"]["volumes"] if ":/bundled" in v}
+    assert bundled == {"/bundled/README.md", "/bundled/docs"}
+    assert services["kb-init"]["depends_on"] == {"demo-kb": {"condition": "service_completed_successfully"},
+                                                 "demo-first-token": {"condition": "service_completed_successfully"}}
+    for name in ("demo", "demo-kb", "demo-first-token"):
+        s = services[name]
+        assert s["network_mode"] == "none" and s["read_only"] is True and s["cap_drop"] == ["ALL"], name
 
 
 def test_compose_manifest_override(rendered):
@@ -431,12 +482,25 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 def test_dockerfile_one_image_three_binaries():
     ins = dockerfile_instructions()
     froms = [rest for word, rest in ins if word == "FROM"]
-    assert len(froms) == 2
-    assert froms[0].startswith("rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder")
-    assert "distroless/cc-debian12" in froms[1]
+    # builder (cargo) or prebuilt (target/release/* from the context), picked
+    # by BINARIES, then one final stage on RUNTIME_BASE.
+    assert froms == ["rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder", "scratch AS prebuilt",
+                     "${BINARIES} AS binaries", "${RUNTIME_BASE}"]
     args = dict(rest.split("=", 1) for word, rest in ins if word == "ARG" and "=" in rest)
     assert args["RUST_VERSION"] == "1.95"
     assert args["DEBIAN_RELEASE"] == "bookworm"  # = debian12: same glibc as the runtime
+    assert args["RUNTIME_BASE"].startswith("gcr.io/distroless/cc-debian12")
+    assert args["BINARIES"] == "builder"
+    (prebuilt,) = [rest for word, rest in ins if word == "COPY" and "target/release/" in rest]
+    for binary in ("mcp-server", "kb-init", "kb-sync-sidecar"):
+        assert f"target/release/{binary}" in prebuilt
+    # The final stage takes everything from `binaries`, /data owned by the user.
+    final = ins[[i for i, (w, _) in enumerate(ins) if w == "FROM"][-1]:]
+    copies = [rest for word, rest in final if word == "COPY"]
+    assert copies == ["--from=binaries /out/usr/local/bin/ /usr/local/bin/",
+                      f"--from=binaries --chown={RUNTIME_UID}:{RUNTIME_UID} /out/data /data"]
+    # No frontend to fetch from a registry before an (offline) build.
+    assert not (ROOT / "Dockerfile").read_text().lower().startswith("# syntax")
     (build,) = [rest for word, rest in ins if word == "RUN" and "cargo build" in rest]
     assert "--release" in build and "--locked" in build
     for binary in ("mcp-server", "kb-init", "kb-sync-sidecar"):
