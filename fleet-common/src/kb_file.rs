@@ -100,6 +100,13 @@ pub struct KbInfo {
     pub built_at: Option<String>,
 }
 
+impl KbInfo {
+    /// Whether the KB stores a search index this build can read as it is.
+    pub fn stores_usable_index(&self) -> bool {
+        self.search_index == Some(crate::kb_index::FORMAT_VERSION)
+    }
+}
+
 /// Open a knowledge base read-only and immutable.
 pub fn open_read_only(path: &Path) -> Result<Connection> {
     let uri = format!("file:{}?mode=ro&immutable=1", uri_path(path));
@@ -137,7 +144,7 @@ pub fn verify(path: &Path) -> Result<KbInfo> {
         ));
     }
     let info = inspect(&conn)?;
-    if crate::kb_index::cache::stored_is_usable(&info) {
+    if info.stores_usable_index() {
         let pack = crate::kb_index::stored::check(&conn)?;
         if pack.docs != info.chunk_count {
             return Err(Error::invalid(

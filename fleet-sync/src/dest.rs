@@ -7,13 +7,6 @@ use std::path::Path;
 
 use crate::outcome::{SyncError, io_kind, local};
 
-/// `uid U, gid G` of this process.
-pub fn whoami() -> String {
-    // SAFETY: getuid and getgid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    format!("uid {uid}, gid {gid}")
-}
-
 /// Make sure `dir` (under `dest`, already canonical) exists and resolves
 /// inside `dest`, symlinks included, and that this process can create files
 /// in it. Nothing is created outside `dest`: the nearest existing ancestor

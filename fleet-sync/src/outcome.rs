@@ -74,13 +74,20 @@ impl SyncError {
     }
 }
 
+/// `uid U, gid G` of this process.
+pub fn whoami() -> String {
+    // SAFETY: getuid and getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    format!("uid {uid}, gid {gid}")
+}
+
 /// A local error from publishing: permanent (with who we are, since the
 /// usual cause is a volume owned by another user) or worth a retry.
 pub(crate) fn local(err: impl std::fmt::Display, kind: Option<std::io::ErrorKind>) -> SyncError {
     use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
     match kind {
         Some(PermissionDenied | ReadOnlyFilesystem) => {
-            SyncError::Denied(format!("{err} (running as {})", crate::dest::whoami()))
+            SyncError::Denied(format!("{err} (running as {})", whoami()))
         }
         _ => SyncError::Local(err.to_string()),
     }

@@ -23,9 +23,9 @@ use crate::source::{Fetch, Source, SourceError, SourceOptions, Validators};
 use fleet_common::identity::Identity;
 use fleet_common::published::published_key;
 
-use crate::dest::{check_inside, prepare_dir, whoami};
+use crate::dest::{check_inside, prepare_dir};
 pub use crate::outcome::{Outcome, SyncError};
-use crate::outcome::{io_kind, local};
+use crate::outcome::{io_kind, local, whoami};
 use crate::state::{Record, State};
 
 /// The last version a source offered that failed verification: it is not

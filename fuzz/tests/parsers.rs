@@ -287,7 +287,7 @@ fn value_level_only(input: &[u8]) -> bool {
 
 #[test]
 fn json_rpc_envelope() {
-    use mcp_server::envelope::Body;
+    use mcp_server::http::envelope::Body;
     let mut rng = rng("json_rpc_envelope");
     let seeds = [
         br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_knowledgebase","arguments":{"query":"vacuum","top_n":3}}}"#.to_vec(),

@@ -139,7 +139,7 @@ pub fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
         "argon2id" => fleet_common::users::HashScheme::Argon2id,
         _ => fleet_common::users::HashScheme::Bcrypt,
     };
-    let hash = crate::users::hash_password(&password, scheme)?;
+    let hash = crate::auth::users::hash_password(&password, scheme)?;
     let existing = match std::fs::read_to_string(&args.file) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -227,8 +227,9 @@ mod tests {
         let b = add_token_to_file(&file, "second", None, Some("prod")).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(!text.contains(&a) && !text.contains(&b));
-        let store =
-            crate::auth::TokenStore::new(fleet_common::tokens::parse(text.as_bytes()).unwrap());
+        let store = crate::auth::tokens::TokenStore::new(
+            fleet_common::tokens::parse(text.as_bytes()).unwrap(),
+        );
         assert_eq!(store.len(), 2);
         let now = OffsetDateTime::now_utc();
         assert!(store.authenticate(&a, now).is_ok());

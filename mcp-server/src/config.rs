@@ -19,8 +19,6 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::cli::{LogFormat, ServeArgs};
-use crate::reloader::ReloadOptions;
-use crate::server::ShutdownTimings;
 
 /// Paths of the four files the server reads.
 #[derive(Debug, Clone)]
@@ -54,6 +52,23 @@ pub enum HostPolicy {
     Any,
     /// Exactly these hosts (`name` or `name:port`).
     List(Vec<String>),
+}
+
+/// How the reloader notices changed files.
+#[derive(Debug, Clone, Copy)]
+pub struct ReloadOptions {
+    /// Whether to watch directories with inotify (polling always runs).
+    pub watch: bool,
+    pub poll_interval: Duration,
+}
+
+/// Timings of an orderly shutdown.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownTimings {
+    /// How long to keep serving, with `/health` at 503, after the signal.
+    pub drain_delay: Duration,
+    /// How long to wait for in-flight requests once accepting has stopped.
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -1,39 +1,43 @@
 //! `mcp-server`: a stateless Model Context Protocol server for fleets.
 //!
-//! It reads local files only ([`files`]), reloads them when they change
-//! ([`reloader`]) and keeps each as an immutable generation in [`state`]. It
-//! authenticates API tokens ([`auth`]), users ([`users`]) and stateless
-//! sessions ([`sessions`]) behind a failed-auth limit per client
-//! ([`rate_limit`], [`client_ip`]), offers read-only Postgres tools ([`pg`]),
-//! serves MCP over Streamable HTTP through rmcp ([`http`], [`tools`]; each
-//! body is parsed once by [`envelope`], and answers that never change are
-//! replayed by [`replay`]) under a hyper accept loop with an explicit
-//! shutdown path ([`server`], which closes its port without resetting a
-//! queued connection: [`listener`]), and reports its readiness on `/health`
-//! ([`health`]) and its workings on `/metrics` ([`metrics`]).
+//! The layout, one concern a room:
+//!
+//! - [`cli`] parses the command line; [`config`] resolves flags, config
+//!   file and defaults into one [`config::Config`] with its option structs.
+//! - [`data`] reads the local data files only: what is known of each
+//!   ([`data::table`]), loading one into the live stores ([`data::load`]),
+//!   the audit of a vouched KB, and the reloader that notices a change.
+//! - [`state`] holds every live store as an immutable generation, and the
+//!   server's life-cycle phase.
+//! - [`auth`] decides who a request comes from: API tokens, users,
+//!   stateless sessions, and the failed-auth limit per client.
+//! - [`http`] is the HTTP surface: dispatch, the guard in front of rmcp,
+//!   JSON-RPC errors, replayed answers and `/health`.
+//! - [`tools`] are the MCP tools, served through rmcp's tool router; the
+//!   read-only Postgres tools are [`pg`].
+//! - [`server`] runs the hyper accept loop and the explicit shutdown path
+//!   (closing its port without resetting a queued connection:
+//!   [`listener`]); [`metrics`] is `/metrics`.
+//! - [`commands`] are the one-shot commands (`kb build`, `token add`, ...)
+//!   and [`demo`] the demo.
+//!
+//! Imports flow one way, down this list's dependencies: `config` and the
+//! stores below `state`, `state` below `data::load`, `http` and `tools`,
+//! and `server` above them all.
 
 pub mod auth;
 pub mod cli;
-pub mod client_ip;
 pub mod commands;
 pub mod config;
+pub mod data;
 pub mod demo;
-pub mod envelope;
-pub mod files;
-pub mod fingerprint;
-pub mod health;
 pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod pg;
-pub mod rate_limit;
-pub mod reloader;
-pub mod replay;
 pub mod server;
-pub mod sessions;
 pub mod state;
 pub mod tools;
-pub mod users;
 
 use state::AppState;
 
@@ -50,7 +54,7 @@ pub async fn run(
     let timings = state.config.shutdown;
     let serving = tokio::spawn(server::serve(listener, state.clone(), timings, shutdown));
     server::load_all(&state).await;
-    reloader::spawn(state.clone(), state.config.reload);
+    data::reloader::spawn(state.clone(), state.config.reload);
     // A SIGTERM during start-up has already made it Draining: keep that.
     state.start_serving();
     tracing::info!(ready = state.is_ready(), "serving");

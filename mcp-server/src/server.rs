@@ -22,17 +22,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::files::{self, DataFile};
+use crate::config::ShutdownTimings;
+use crate::data::{DataFile, load};
 use crate::state::{AppState, Phase};
-
-/// Timings of an orderly shutdown.
-#[derive(Debug, Clone, Copy)]
-pub struct ShutdownTimings {
-    /// How long to keep serving, with `/health` at 503, after the signal.
-    pub drain_delay: Duration,
-    /// How long to wait for in-flight requests once accepting has stopped.
-    pub shutdown_timeout: Duration,
-}
 
 /// Bind the configured address.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -54,7 +46,7 @@ pub async fn load_all(state: &Arc<AppState>) {
     let (tx, mut done) = tokio::sync::mpsc::unbounded_channel();
     let started = DataFile::ALL
         .into_iter()
-        .filter(|&f| files::spawn_load(state, f, Some(tx.clone())))
+        .filter(|&f| load::spawn_load(state, f, Some(tx.clone())))
         .count();
     drop(tx);
     let all = async {

@@ -1,7 +1,7 @@
 //! The state every request shares: the live stores, file statuses and the
 //! server's life-cycle phase.
 //!
-//! Each store is an immutable generation behind an [`ArcSwap`]: a request
+//! Each store is an immutable generation behind an [`arc_swap::ArcSwap`]: a request
 //! takes the current generation once and uses it to the end, while a reload
 //! swaps in the next one atomically. Nothing here is ever half-loaded.
 
@@ -9,16 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Instant;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwapOption;
 use fleet_kb::search::Kb;
 
-use crate::auth::TokenStore;
-use crate::client_ip::ClientIpResolver;
+use crate::auth::Credentials;
+use crate::auth::client_ip::ClientIpResolver;
+use crate::auth::rate_limit::FailureLimiter;
 use crate::config::Config;
-use crate::files::FileTable;
+use crate::data::FileTable;
 use crate::metrics::Metrics;
-use crate::rate_limit::FailureLimiter;
-use crate::users::UserStore;
 
 /// Where the server is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,9 +31,8 @@ pub enum Phase {
 pub struct AppState {
     pub config: Config,
     pub started_at: Instant,
-    pub tokens: ArcSwap<TokenStore>,
-    pub users: ArcSwap<UserStore>,
-    pub session_keys: ArcSwap<Vec<Vec<u8>>>,
+    /// The live tokens, users and session keys.
+    pub credentials: Credentials,
     pub kb: ArcSwapOption<Kb>,
     pub files: FileTable,
     pub limiter: FailureLimiter,
@@ -43,7 +41,7 @@ pub struct AppState {
     /// The Postgres tools' databases (possibly none).
     pub databases: crate::pg::Databases,
     /// Answers of `tools/list` and `ping`, learned from rmcp.
-    pub replies: crate::replay::Replies,
+    pub replies: crate::http::replay::Replies,
     phase: AtomicU8,
     /// Woken when the phase leaves `Starting`.
     left_starting: tokio::sync::Notify,
@@ -62,9 +60,7 @@ impl AppState {
         Ok(Arc::new(AppState {
             config,
             started_at: Instant::now(),
-            tokens: ArcSwap::from_pointee(TokenStore::default()),
-            users: ArcSwap::from_pointee(UserStore::default()),
-            session_keys: ArcSwap::from_pointee(Vec::new()),
+            credentials: Credentials::default(),
             kb: ArcSwapOption::empty(),
             files,
             limiter,
@@ -147,8 +143,7 @@ impl AppState {
     /// use to anyone (every request would get 401), so it reports not ready
     /// rather than answer 200 on `/health`.
     pub fn can_authenticate(&self) -> bool {
-        !self.tokens.load().is_empty()
-            || (!self.users.load().is_empty() && !self.session_keys.load().is_empty())
+        self.credentials.can_authenticate()
     }
 }
 

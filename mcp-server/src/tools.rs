@@ -23,9 +23,8 @@ use serde::Deserialize;
 use fleet_kb::search::{MAX_TOP_N, SearchQuery};
 
 use crate::auth::Principal;
-use crate::client_ip::ClientIp;
+use crate::auth::client_ip::ClientIp;
 use crate::pg::tools as pgt;
-use crate::sessions;
 use crate::state::AppState;
 
 /// One request's view of the server: cheap to create, shares everything.
@@ -82,6 +81,23 @@ impl McpHandler {
     pub fn new(state: Arc<AppState>, router: Arc<ToolRouter<McpHandler>>) -> McpHandler {
         McpHandler { state, router }
     }
+}
+
+/// The one tool a client may call without a credential.
+pub const AUTHENTICATE_USER: &str = "authenticate_user";
+
+/// The names of every tool this server can offer (the Postgres tools
+/// included), as the tool router declares them: the metric labels a tool
+/// call may carry.
+pub fn names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        McpHandler::tool_router()
+            .list_all()
+            .into_iter()
+            .map(|tool| &*String::leak(tool.name.into_owned()))
+            .collect()
+    })
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -189,17 +205,10 @@ impl McpHandler {
         let state = self.state.clone();
         let username = args.username.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let users = state.users.load();
-            let user = users.login(&args.username, &args.password).ok()?;
-            let keys = state.session_keys.load();
-            let key = keys.first()?;
-            let ttl = time::Duration::try_from(state.config.auth.session_ttl).ok()?;
-            sessions::issue(
-                key,
-                &user.username,
-                &user.password_hash,
-                ttl,
-                time::OffsetDateTime::now_utc(),
+            state.credentials.login(
+                &args.username,
+                &args.password,
+                state.config.auth.session_ttl,
             )
         })
         .await
@@ -231,7 +240,7 @@ impl McpHandler {
                     let _ = self.state.limiter.record_failure(ip);
                 }
                 self.state.metrics.auth_failure("bad_password");
-                if self.state.session_keys.load().is_empty() {
+                if self.state.credentials.session_keys.load().is_empty() {
                     tracing::warn!("authenticate_user called but no session.key is loaded");
                 }
                 tracing::info!(user = %username, "login refused");
@@ -387,5 +396,27 @@ impl ServerHandler for McpHandler {
             ReadResourceResult::new(vec![ResourceContents::text(text, pgt::SYSTEM_INFO_URI)])
                 .into(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tool_names_are_the_routers() {
+        let mut names = names().to_vec();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                AUTHENTICATE_USER,
+                pgt::COUNT_ROWS,
+                pgt::EXECUTE_EXPLAIN,
+                pgt::GET_SCHEMA_INFO,
+                pgt::QUERY_DATABASE,
+                "search_knowledgebase",
+            ]
+        );
     }
 }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use super::build::{BuildOptions, build_pack};
 use super::pack::{Checker, PackInfo};
-use super::{FORMAT_VERSION, Pack, invalid, stored};
+use super::{Pack, invalid, stored};
 use crate::kb_file::{self, KbInfo};
 use crate::{Error, Result};
 
@@ -64,7 +64,7 @@ pub fn published_dir(kb_path: &Path) -> PathBuf {
 
 /// Whether this build reads the index stored in a KB described by `info`.
 pub fn stored_is_usable(info: &KbInfo) -> bool {
-    info.search_index == Some(FORMAT_VERSION)
+    info.stores_usable_index()
 }
 
 /// Write the pack of the KB at `kb` (described by `info`) into `out`, a

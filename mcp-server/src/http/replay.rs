@@ -24,7 +24,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
-use crate::envelope::Envelope;
+use crate::http::envelope::Envelope;
 
 /// Methods whose result is replayed.
 const METHODS: &[&str] = &["tools/list", "ping"];
@@ -187,8 +187,8 @@ mod tests {
     ];
 
     fn of(h: &HeaderMap, body: &[u8]) -> Option<Replayable> {
-        match crate::envelope::Body::parse(body) {
-            crate::envelope::Body::One(msg) => Replayable::of(&msg, h),
+        match crate::http::envelope::Body::parse(body) {
+            crate::http::envelope::Body::One(msg) => Replayable::of(&msg, h),
             _ => None,
         }
     }

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::files::DataFile;
+use crate::data::DataFile;
 use crate::state::{AppState, Phase};
 
 pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
@@ -28,6 +28,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
     };
     let files = state.files.snapshot();
     let kb = state.kb.load();
+    let counts = state.credentials.counts();
     let kb_status = files.get(&DataFile::Kb);
     let tokens_status = files.get(&DataFile::Tokens);
     let last_reload_error = files
@@ -47,9 +48,9 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
             "indexed_at_load": kb.as_ref().map(|k| k.indexed_at_load()),
         },
         "auth": {
-            "tokens": state.tokens.load().len(),
-            "users": state.users.load().len(),
-            "session_keys": state.session_keys.load().len(),
+            "tokens": counts.tokens,
+            "users": counts.users,
+            "session_keys": counts.session_keys,
             "can_authenticate": state.can_authenticate(),
             "generation": tokens_status.map(|s| s.generation),
         },

@@ -1,174 +1,23 @@
-//! Loading the four data files into the live stores, and what is known of
-//! each: generation, content hash, last load, last error.
+//! Loading a data file into the live stores.
 //!
 //! [`load`] is the only way a file reaches a store. It parses and validates
 //! the whole file with the same code the sync tools verify with, and swaps
 //! the store only on success; on failure the previous generation keeps
 //! serving and the error is recorded for `/health`.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::path::Path;
+use std::sync::Arc;
 
-use fleet_common::kind::FileKind;
-use fleet_kb::search::{Kb, OpenOptions};
-use serde::Serialize;
-
-use crate::auth::TokenStore;
-use crate::config::DataFiles;
-use crate::fingerprint::Fingerprint;
-use crate::state::AppState;
-use crate::users::UserStore;
 use fleet_common::logging::now_rfc3339;
+use fleet_kb::search::{Kb, OpenOptions};
 
-/// One of the files the server reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum DataFile {
-    Tokens,
-    Users,
-    SessionKey,
-    Kb,
-}
-
-impl DataFile {
-    pub const ALL: [DataFile; 4] = [
-        DataFile::Tokens,
-        DataFile::Users,
-        DataFile::SessionKey,
-        DataFile::Kb,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DataFile::Tokens => "tokens",
-            DataFile::Users => "users",
-            DataFile::SessionKey => "session_key",
-            DataFile::Kb => "kb",
-        }
-    }
-
-    pub fn path(self, files: &DataFiles) -> &Path {
-        match self {
-            DataFile::Tokens => &files.tokens,
-            DataFile::Users => &files.users,
-            DataFile::SessionKey => &files.session_key,
-            DataFile::Kb => &files.kb,
-        }
-    }
-
-    /// The kind of file it is, which sets how it is read and its size limit.
-    pub fn kind(self) -> FileKind {
-        match self {
-            DataFile::Tokens => FileKind::Tokens,
-            DataFile::Users => FileKind::Users,
-            DataFile::SessionKey => FileKind::SessionKey,
-            DataFile::Kb => FileKind::Kb,
-        }
-    }
-
-    /// Files without which the instance is not ready for traffic.
-    pub fn required(self) -> bool {
-        matches!(self, DataFile::Tokens | DataFile::Kb)
-    }
-}
-
-/// What `/health` shows of one file.
-#[derive(Debug, Clone, Serialize)]
-pub struct FileStatus {
-    pub path: PathBuf,
-    /// How many versions have been loaded; 0 until the first.
-    pub generation: u64,
-    /// First 12 hex digits of the loaded content's SHA-256.
-    pub sha256: Option<String>,
-    /// One line on what was loaded, e.g. "3 tokens".
-    pub summary: Option<String>,
-    pub loaded_at: Option<String>,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<String>,
-    /// How long the load under way has been reading, if one is.
-    pub loading_seconds: Option<f64>,
-    #[serde(skip)]
-    pub loading_since: Option<Instant>,
-    #[serde(skip)]
-    pub full_sha256: Option<String>,
-    /// Fingerprint of the file at the last load attempt, good or bad; the
-    /// reloader looks again only when the file's fingerprint moves from it.
-    #[serde(skip)]
-    pub fingerprint: Option<Fingerprint>,
-}
-
-impl FileStatus {
-    /// Nothing loaded yet.
-    fn new(path: &Path) -> FileStatus {
-        FileStatus {
-            path: path.to_path_buf(),
-            generation: 0,
-            sha256: None,
-            summary: None,
-            loaded_at: None,
-            last_error: None,
-            last_error_at: None,
-            loading_seconds: None,
-            loading_since: None,
-            full_sha256: None,
-            fingerprint: None,
-        }
-    }
-}
-
-/// Status of every file, behind one lock that is never held across I/O. A
-/// store is swapped under it too, so status and store change together.
-pub struct FileTable(Mutex<BTreeMap<DataFile, FileStatus>>);
-
-impl FileTable {
-    pub fn new(files: &DataFiles) -> FileTable {
-        let map = DataFile::ALL
-            .iter()
-            .map(|&f| (f, FileStatus::new(f.path(files))))
-            .collect();
-        FileTable(Mutex::new(map))
-    }
-
-    pub fn snapshot(&self) -> BTreeMap<DataFile, FileStatus> {
-        let mut map = self.0.lock().map(|m| m.clone()).unwrap_or_default();
-        for s in map.values_mut() {
-            s.loading_seconds = s.loading_since.map(|t| t.elapsed().as_secs_f64());
-        }
-        map
-    }
-
-    pub fn get(&self, f: DataFile) -> Option<FileStatus> {
-        self.0.lock().ok().and_then(|m| m.get(&f).cloned())
-    }
-
-    pub fn required_loaded(&self) -> bool {
-        self.0
-            .lock()
-            .map(|m| m.iter().all(|(f, s)| !f.required() || s.generation > 0))
-            .unwrap_or(false)
-    }
-
-    /// Mark `f` as loading, unless a load of it is under way already.
-    fn begin_load(&self, f: DataFile) -> bool {
-        let mut began = false;
-        self.update(f, |s| {
-            if s.loading_since.is_none() {
-                s.loading_since = Some(Instant::now());
-                began = true;
-            }
-        });
-        began
-    }
-
-    fn update(&self, f: DataFile, change: impl FnOnce(&mut FileStatus)) {
-        if let Ok(mut m) = self.0.lock()
-            && let Some(s) = m.get_mut(&f)
-        {
-            change(s);
-        }
-    }
-}
+use crate::auth::tokens::TokenStore;
+use crate::auth::users::UserStore;
+use crate::data::audit::{Undo, audit_vouched};
+use crate::data::fingerprint::Fingerprint;
+use crate::data::metrics::{set_credential_metrics, set_error_metric, set_generation_metrics};
+use crate::data::{DataFile, FileStatus};
+use crate::state::AppState;
 
 /// What a successful load did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,7 +71,7 @@ pub fn spawn_load(
 }
 
 /// Read, validate and apply one file. Blocking (a KB load may take a while):
-/// call it from a thread of its own (see [`crate::reloader`]).
+/// call it from a thread of its own (see [`crate::data::reloader`]).
 pub fn load(state: &Arc<AppState>, which: DataFile) -> Result<Loaded, String> {
     let path = which.path(&state.config.files).to_path_buf();
     let result = read_and_apply(state, which, &path);
@@ -355,7 +204,7 @@ fn prepare_auth<'a>(
                 TokenStore::new(fleet_common::tokens::parse(&bytes).map_err(|e| e.to_string())?);
             Box::new(move || {
                 let summary = format!("{} tokens", store.len());
-                state.tokens.store(Arc::new(store));
+                state.credentials.tokens.store(Arc::new(store));
                 summary
             })
         }
@@ -364,7 +213,7 @@ fn prepare_auth<'a>(
                 UserStore::new(fleet_common::users::parse(&bytes).map_err(|e| e.to_string())?);
             Box::new(move || {
                 let summary = format!("{} users", store.len());
-                state.users.store(Arc::new(store));
+                state.credentials.users.store(Arc::new(store));
                 summary
             })
         }
@@ -372,7 +221,7 @@ fn prepare_auth<'a>(
             let keys = fleet_common::session_key::parse(&bytes).map_err(|e| e.to_string())?;
             Box::new(move || {
                 let summary = format!("{} keys", keys.len());
-                state.session_keys.store(Arc::new(keys));
+                state.credentials.session_keys.store(Arc::new(keys));
                 summary
             })
         }
@@ -441,104 +290,6 @@ fn prepare_kb<'a>(
         }),
         audit,
     }))
-}
-
-/// Trust, then verify: hash a KB that was loaded on its sync record's word,
-/// in the background. Only a file altered in place with its modification
-/// time put back, or a disk gone bad, can differ; if it does, that
-/// generation is unloaded (the one before it serves again, or none, and the
-/// instance reports not ready) and `/health` and the metrics say why.
-fn audit_vouched(state: Arc<AppState>, path: PathBuf, generation: u64, undo: Undo) {
-    let spawned = std::thread::Builder::new()
-        .name("kb-audit".into())
-        .spawn(move || {
-            let max = DataFile::Kb.kind().max_bytes();
-            let Ok(sha) = fleet_common::read::sha256_capped(&path, max) else {
-                return; // Gone or replaced: the reloader handles what comes next.
-            };
-            let vouched = &undo.vouched_sha;
-            if sha == *vouched {
-                tracing::debug!(path = %path.display(), "kb content matches its sync record");
-                return;
-            }
-            let err = format!(
-                "content (sha256 {}) is not what its sync record vouched for ({}); unloaded",
-                &sha[..12],
-                &vouched[..12]
-            );
-            let mut undone = false;
-            state.files.update(DataFile::Kb, |s| {
-                if s.generation != generation {
-                    return; // A newer generation is live already.
-                }
-                state.kb.store(undo.previous_kb);
-                // What the reloader knows of the file now stays as it is:
-                // its fingerprint, and whether a load of it is under way.
-                let (fingerprint, loading_since) = (s.fingerprint.take(), s.loading_since);
-                *s = undo.previous_status;
-                s.fingerprint = fingerprint;
-                s.loading_since = loading_since;
-                s.last_error = Some(err.clone());
-                s.last_error_at = Some(now_rfc3339());
-                undone = true;
-            });
-            if undone {
-                let live = state.files.get(DataFile::Kb).map_or(0, |s| s.generation);
-                set_generation_metrics(&state, DataFile::Kb, live);
-                tracing::error!(file = "kb", path = %path.display(), error = %err, "not loaded; the previous version keeps serving");
-                state.metrics.reload(DataFile::Kb.name(), "error");
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the kb audit thread");
-    }
-}
-
-/// Show `generation` of `which` as live in the metrics, with the KB's size.
-fn set_generation_metrics(state: &AppState, which: DataFile, generation: u64) {
-    let m = &state.metrics;
-    let label = crate::metrics::FileLabel {
-        file: which.name().to_string(),
-    };
-    m.file_generation
-        .get_or_create(&label)
-        .set(generation as i64);
-    if which == DataFile::Kb {
-        let chunks = state.kb.load().as_ref().map_or(0, |k| k.info().chunk_count);
-        m.kb_chunks.set(chunks as i64);
-        m.kb_generation.set(generation as i64);
-    }
-}
-
-/// What to put back if an audited generation turns out bad.
-struct Undo {
-    vouched_sha: String,
-    previous_kb: Option<Arc<Kb>>,
-    previous_status: FileStatus,
-}
-
-/// Show whether `which`'s last load failed.
-fn set_error_metric(state: &AppState, which: DataFile, failed: bool) {
-    let label = crate::metrics::FileLabel {
-        file: which.name().to_string(),
-    };
-    state
-        .metrics
-        .file_error
-        .get_or_create(&label)
-        .set(i64::from(failed));
-}
-
-/// Show how many credentials of each kind can authenticate now.
-fn set_credential_metrics(state: &AppState) {
-    let m = &state.metrics.credentials;
-    let set = |kind, n: usize| {
-        m.get_or_create(&crate::metrics::KindLabel { kind })
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
-    };
-    set("tokens", state.tokens.load().len());
-    set("users", state.users.load().len());
-    set("session_keys", state.session_keys.load().len());
 }
 
 /// Return freed heap pages to the system. glibc keeps what a large parse

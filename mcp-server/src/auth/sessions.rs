@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::users::UserStore;
+use super::users::UserStore;
 
 /// Prefix that tells session tokens from API tokens.
 pub const PREFIX: &str = "mcps1.";

@@ -9,12 +9,12 @@
 //! are still picked up; a file whose fingerprint has not moved is not read
 //! (its content could not be newer either: NFS revalidates cached pages by
 //! the same attributes). Each file loads on a thread of its own
-//! ([`files::spawn_load`]), so one that is slow or stuck never holds up the
+//! ([`load::spawn_load`]), so one that is slow or stuck never holds up the
 //! others. Watches are re-armed when a watched directory is replaced or
 //! appears; if watching fails altogether the reloader polls alone and
 //! `/health` says so.
 //!
-//! Loading is [`files::load`]: validate completely, then swap atomically, or
+//! Loading is [`load::load`]: validate completely, then swap atomically, or
 //! keep the last good version and record the error.
 
 use std::collections::BTreeMap;
@@ -25,19 +25,13 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::files::{self, DataFile};
-use crate::fingerprint::Fingerprint;
+use crate::config::ReloadOptions;
+use crate::data::fingerprint::Fingerprint;
+use crate::data::{DataFile, load};
 use crate::state::AppState;
 
 /// How long events must be quiet before files are compared.
 pub const DEBOUNCE: Duration = Duration::from_millis(2);
-
-#[derive(Debug, Clone, Copy)]
-pub struct ReloadOptions {
-    /// Whether to watch directories with inotify (polling always runs).
-    pub watch: bool,
-    pub poll_interval: Duration,
-}
 
 /// Start the reloader; it runs until the runtime stops.
 pub fn spawn(state: Arc<AppState>, opts: ReloadOptions) -> tokio::task::JoinHandle<()> {
@@ -77,7 +71,7 @@ fn check(state: &Arc<AppState>) {
         let current = Fingerprint::of(f.path(&state.config.files));
         let last = state.files.get(f).and_then(|s| s.fingerprint);
         if current != last {
-            files::spawn_load(state, f, None);
+            load::spawn_load(state, f, None);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The API-token store: who a bearer token belongs to.
+//! The API-token store (`tokens.yaml`): who a bearer token belongs to.
 //!
 //! Tokens are kept only as SHA-256 hashes. A presented token is hashed, the
 //! hash's first eight bytes pick a bucket in O(1), and the full 32 bytes are
@@ -12,40 +12,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::sessions::SessionFailure;
-
-/// Who made a request, as later layers and tools need to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// `token:<id>` for API tokens, `user:<name>` for sessions.
-    pub subject: String,
-    /// Database the credential is bound to, if any.
-    pub database: Option<String>,
-}
-
-/// Why a credential was refused; the label is used in logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
-    Missing,
-    Unknown,
-    Expired,
-    /// More than one `Authorization` header.
-    Ambiguous,
-    /// A session token that does not hold (see [`SessionFailure`]).
-    Session(SessionFailure),
-}
-
-impl AuthFailure {
-    pub fn label(self) -> &'static str {
-        match self {
-            AuthFailure::Missing => "missing",
-            AuthFailure::Unknown => "invalid",
-            AuthFailure::Expired => "expired",
-            AuthFailure::Ambiguous => "ambiguous",
-            AuthFailure::Session(s) => s.label(),
-        }
-    }
-}
+use super::{AuthFailure, Principal};
 
 /// One immutable generation of `tokens.yaml`.
 #[derive(Debug, Default)]

@@ -1,0 +1,186 @@
+//! Authentication: who a request comes from, decided in one place.
+//!
+//! [`credential`] reads the bearer token of a request's `Authorization`;
+//! [`Credentials::authenticate`] checks it against the live credentials: a
+//! session token signed with `session.key` ([`sessions`]) for a user of
+//! `users.yaml` ([`users`]), or an API token of `tokens.yaml` ([`tokens`]).
+//! [`Credentials::login`] is `authenticate_user`'s password check and
+//! session issue. Wrong guesses are limited per client ([`rate_limit`]),
+//! whose address is taken from the peer or a trusted proxy's
+//! `X-Forwarded-For` ([`client_ip`]).
+
+pub mod client_ip;
+pub mod rate_limit;
+pub mod sessions;
+pub mod tokens;
+pub mod users;
+
+use arc_swap::ArcSwap;
+use axum::http::{HeaderMap, header};
+use time::OffsetDateTime;
+
+use sessions::SessionFailure;
+use tokens::TokenStore;
+use users::UserStore;
+
+/// Who made a request, as later layers and tools need to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `token:<id>` for API tokens, `user:<name>` for sessions.
+    pub subject: String,
+    /// Database the credential is bound to, if any.
+    pub database: Option<String>,
+}
+
+/// Why a credential was refused; the label is used in logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    Unknown,
+    Expired,
+    /// More than one `Authorization` header.
+    Ambiguous,
+    /// A session token that does not hold (see [`SessionFailure`]).
+    Session(SessionFailure),
+}
+
+impl AuthFailure {
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Unknown => "invalid",
+            AuthFailure::Expired => "expired",
+            AuthFailure::Ambiguous => "ambiguous",
+            AuthFailure::Session(s) => s.label(),
+        }
+    }
+}
+
+/// What a request's `Authorization` says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// No bearer token (no header, or another scheme).
+    None,
+    Bearer(&'a str),
+    /// The header more than once: which one counts would be a guess that a
+    /// proxy and this server could make differently, so it is refused.
+    Ambiguous,
+}
+
+/// The bearer token in `Authorization`, if any.
+pub fn credential(headers: &HeaderMap) -> Credential<'_> {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = all.next() else {
+        return Credential::None;
+    };
+    if all.next().is_some() {
+        return Credential::Ambiguous;
+    }
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty());
+    token.map_or(Credential::None, Credential::Bearer)
+}
+
+/// The live credentials: one immutable generation of each auth file, each
+/// swapped whole by a reload.
+#[derive(Default)]
+pub struct Credentials {
+    pub tokens: ArcSwap<TokenStore>,
+    pub users: ArcSwap<UserStore>,
+    pub session_keys: ArcSwap<Vec<Vec<u8>>>,
+}
+
+/// How many credentials of each kind are loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub tokens: usize,
+    pub users: usize,
+    pub session_keys: usize,
+}
+
+impl Credentials {
+    /// Authenticate a bearer token: a session token (signed, from
+    /// `authenticate_user`) or an API token from `tokens.yaml`.
+    pub fn authenticate(&self, token: &str) -> Result<Principal, AuthFailure> {
+        let now = OffsetDateTime::now_utc();
+        if token.starts_with(sessions::PREFIX) {
+            let user = sessions::verify(token, &self.session_keys.load(), &self.users.load(), now)
+                .map_err(AuthFailure::Session)?;
+            return Ok(Principal {
+                subject: format!("user:{user}"),
+                database: None,
+            });
+        }
+        self.tokens.load().authenticate(token, now)
+    }
+
+    /// `authenticate_user`: check a user's password and, if it holds, issue
+    /// a session token valid for `ttl` with its expiry. `None` for a wrong
+    /// name or password and when no session key is loaded (nothing to sign
+    /// with). Costs a bcrypt or argon2 check: call it off the runtime.
+    pub fn login(
+        &self,
+        username: &str,
+        password: &str,
+        ttl: std::time::Duration,
+    ) -> Option<(String, OffsetDateTime)> {
+        let users = self.users.load();
+        let user = users.login(username, password).ok()?;
+        let keys = self.session_keys.load();
+        let key = keys.first()?;
+        let ttl = time::Duration::try_from(ttl).ok()?;
+        sessions::issue(
+            key,
+            &user.username,
+            &user.password_hash,
+            ttl,
+            OffsetDateTime::now_utc(),
+        )
+    }
+
+    /// Whether anyone at all can authenticate: an API token, or a user with
+    /// a session key to sign their session.
+    pub fn can_authenticate(&self) -> bool {
+        let n = self.counts();
+        n.tokens > 0 || (n.users > 0 && n.session_keys > 0)
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            tokens: self.tokens.load().len(),
+            users: self.users.load().len(),
+            session_keys: self.session_keys.load().len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn bearer_parsing() {
+        let mut h = HeaderMap::new();
+        assert_eq!(credential(&h), Credential::None);
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  abc "),
+        );
+        assert_eq!(credential(&h), Credential::Bearer("abc"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(credential(&h), Credential::None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(credential(&h), Credential::None);
+        let two = crate::test_support::headers(&[
+            ("authorization", "Bearer good"),
+            ("authorization", "Bearer other"),
+        ]);
+        assert_eq!(credential(&two), Credential::Ambiguous);
+    }
+}
