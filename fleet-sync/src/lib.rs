@@ -15,7 +15,8 @@
 //!   published sha256 checks, atomic publish; a rejected version is not
 //!   downloaded again. What a cycle ends with is in [`outcome`]; the
 //!   destination's checks (containment, writability) in [`dest`].
-//! - [`once`]: the one-shot run of `kb-init` and `kb-sync-sidecar --once`.
+//! - [`start`]: manifest, signal handlers and syncer, set up once for every
+//!   tool; [`once`]: the one-shot run of `kb-init` and `kb-sync-sidecar --once`.
 //! - [`state`]: what was last published from where, kept beside the files so
 //!   a restarted sync does not download what it already has.
 //! - [`backoff`]: capped exponential backoff with jitter.
@@ -28,5 +29,6 @@ pub mod once;
 pub mod outcome;
 pub mod progress;
 pub mod source;
+pub mod start;
 pub mod state;
 pub mod sync;

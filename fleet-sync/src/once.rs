@@ -42,26 +42,9 @@ impl Default for OnceOptions {
 /// their flags to their exit status; SIGTERM or SIGINT ends it with
 /// [`Exit::Failed`] and nothing half published.
 pub async fn run(args: &SyncArgs, opts: OnceOptions) -> Exit {
-    let manifest = match args.manifest() {
-        Ok(m) => m,
-        Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "configuration error");
-            return Exit::Config;
-        }
-    };
-    let shutdown = match fleet_common::signals::termination_signal() {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot install signal handlers");
-            return Exit::Failed;
-        }
-    };
-    let mut syncer = match Syncer::new(&manifest, &args.source_options()).await {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "configuration error");
-            return Exit::Config;
-        }
+    let (mut syncer, shutdown) = match crate::start::start(args).await {
+        Ok(started) => started,
+        Err(exit) => return exit,
     };
     let progress = crate::progress::for_stderr();
     tokio::select! {

@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 use fleet_common::exit::Exit;
 use fleet_sync::cli::SyncArgs;
 use fleet_sync::once::{self, OnceOptions};
-use fleet_sync::sync::Syncer;
 use kb_sync_sidecar::engine::{self, LoopOptions, Status};
 
 #[derive(Debug, Parser)]
@@ -143,26 +142,9 @@ async fn run(cli: Cli) -> Exit {
         };
         return once::run(&cli.sync, opts).await;
     }
-    let manifest = match cli.sync.manifest() {
-        Ok(m) => m,
-        Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "configuration error");
-            return Exit::Config;
-        }
-    };
-    let shutdown = match fleet_common::signals::termination_signal() {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot install signal handlers");
-            return Exit::Failed;
-        }
-    };
-    let syncer = match Syncer::new(&manifest, &cli.sync.source_options()).await {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "configuration error");
-            return Exit::Config;
-        }
+    let (syncer, shutdown) = match fleet_sync::start::start(&cli.sync).await {
+        Ok(started) => started,
+        Err(exit) => return exit,
     };
     let progress = fleet_sync::progress::for_stderr();
     let opts = LoopOptions {

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,95 +46,144 @@ pub enum Command {
 
 pub use fleet_common::logging::LogFormat;
 
-#[derive(Debug, Clone, Default, Args)]
-pub struct ServeArgs {
+/// Declares [`ServeArgs`] from one list: each setting's flag, variable and
+/// config-file key come from the same field, and [`ServeArgs::or`] merges
+/// two sources without naming a field again.
+macro_rules! serve_settings {
+    ($( $(#[$meta:meta])* $name:ident : $ty:ty, )*) => {
+        /// The settings of `mcp-server serve`, as given: every one optional.
+        /// Parsed from flags and `MCP_*` variables, and from the YAML config
+        /// file (the same names, without `--`); [`crate::config::Config`]
+        /// resolves them over the defaults.
+        #[derive(Debug, Clone, Default, Args, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct ServeArgs {
+            $( $(#[$meta])* pub $name: Option<$ty>, )*
+        }
+
+        impl ServeArgs {
+            /// Each setting from `self`, else from `other`.
+            pub fn or(self, other: ServeArgs) -> ServeArgs {
+                ServeArgs { $( $name: self.$name.or(other.$name), )* }
+            }
+        }
+    };
+}
+
+serve_settings! {
     /// Address to listen on [default: 0.0.0.0:8080].
     #[arg(long, env = "MCP_LISTEN")]
-    pub listen: Option<String>,
+    listen: String,
     /// Directory holding tokens.yaml, users.yaml, session.key and kb.db [default: /data].
     #[arg(long, env = "MCP_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    data_dir: PathBuf,
     /// API tokens file [default: DATA_DIR/tokens.yaml].
     #[arg(long, env = "MCP_TOKENS_FILE")]
-    pub tokens_file: Option<PathBuf>,
+    tokens_file: PathBuf,
     /// Users file [default: DATA_DIR/users.yaml].
     #[arg(long, env = "MCP_USERS_FILE")]
-    pub users_file: Option<PathBuf>,
+    users_file: PathBuf,
     /// Session signing key file [default: DATA_DIR/session.key].
     #[arg(long, env = "MCP_SESSION_KEY_FILE")]
-    pub session_key_file: Option<PathBuf>,
+    session_key_file: PathBuf,
     /// Knowledge base [default: DATA_DIR/kb.db].
     #[arg(long, env = "MCP_KB_FILE")]
-    pub kb_file: Option<PathBuf>,
+    kb_file: PathBuf,
     /// Directory where the server may keep search index files it makes
     /// (`<sha256>.kbidx`), reused across restarts; never the data directory
     /// [default: none: an unnamed temporary file per KB].
     #[arg(long, env = "MCP_INDEX_CACHE_DIR")]
-    pub index_cache_dir: Option<PathBuf>,
+    index_cache_dir: PathBuf,
     /// YAML configuration file; flags and MCP_* variables override it.
     #[arg(long, env = "MCP_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[serde(skip)]
+    config: PathBuf,
     /// Name of this instance in logs, /health and metrics [default: hostname].
     #[arg(long, env = "MCP_INSTANCE_ID")]
-    pub instance_id: Option<String>,
+    instance_id: String,
     /// Log format [default: text on a terminal, json otherwise].
     #[arg(long, env = "MCP_LOG_FORMAT")]
-    pub log_format: Option<LogFormat>,
+    log_format: LogFormat,
     /// Comma-separated Host values accepted on /mcp [default: loopback names
     /// when listening on loopback, any host otherwise].
     #[arg(long, env = "MCP_ALLOWED_HOSTS", value_delimiter = ',')]
-    pub allowed_hosts: Option<Vec<String>>,
+    allowed_hosts: Vec<String>,
     /// Comma-separated browser origins accepted on /mcp, e.g.
     /// `https://app.example.com`; `*` accepts any [default: same origin only].
     #[arg(long, env = "MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub allowed_origins: Option<Vec<String>>,
+    allowed_origins: Vec<String>,
     /// Largest request body accepted, in bytes [default: 1048576].
     #[arg(long, env = "MCP_MAX_BODY_BYTES")]
-    pub max_body_bytes: Option<usize>,
+    max_body_bytes: usize,
     /// Watch data directories with inotify; polling runs either way [default: true].
     #[arg(long, env = "MCP_WATCH")]
-    pub watch: Option<bool>,
+    watch: bool,
     /// How often to poll the data files for changes [default: 1s].
     #[arg(long, env = "MCP_POLL_INTERVAL", value_parser = humantime::parse_duration)]
-    pub poll_interval: Option<std::time::Duration>,
+    #[serde(with = "humantime_opt")]
+    poll_interval: std::time::Duration,
     /// Comma-separated CIDRs of proxies whose X-Forwarded-For / X-Real-IP are
     /// believed, e.g. 10.0.0.0/8 [default: none].
     #[arg(long, env = "MCP_TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Option<Vec<String>>,
+    trusted_proxies: Vec<String>,
     /// Failed authentications per client IP within the window before 429 [default: 10].
     #[arg(long, env = "MCP_AUTH_FAILURE_LIMIT")]
-    pub auth_failure_limit: Option<usize>,
+    auth_failure_limit: usize,
     /// The failed-authentication window [default: 60s].
     #[arg(long, env = "MCP_AUTH_FAILURE_WINDOW", value_parser = humantime::parse_duration)]
-    pub auth_failure_window: Option<std::time::Duration>,
+    #[serde(with = "humantime_opt")]
+    auth_failure_window: std::time::Duration,
     /// Lifetime of session tokens from authenticate_user [default: 24h].
     #[arg(long, env = "MCP_SESSION_TTL", value_parser = humantime::parse_duration)]
-    pub session_ttl: Option<std::time::Duration>,
+    #[serde(with = "humantime_opt")]
+    session_ttl: std::time::Duration,
     /// How long an idle keep-alive connection is kept open between
     /// requests. Keep it longer than your load balancer's upstream idle
     /// timeout [default: 75s].
     #[arg(long, env = "MCP_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
-    pub idle_timeout: Option<std::time::Duration>,
+    #[serde(with = "humantime_opt")]
+    idle_timeout: std::time::Duration,
     /// How long a request's headers may take to arrive, from its first byte
     /// (or from the connection's start) [default: 10s].
     #[arg(long, env = "MCP_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
-    pub header_timeout: Option<std::time::Duration>,
+    #[serde(with = "humantime_opt")]
+    header_timeout: std::time::Duration,
     /// Connections open at once; more are closed on arrival [default: 4096].
     #[arg(long, env = "MCP_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
+    max_connections: usize,
     /// Connections open at once from one client IP (trusted proxies are
     /// exempt); more are closed on arrival [default: 256].
     #[arg(long, env = "MCP_MAX_CONNECTIONS_PER_IP")]
-    pub max_connections_per_ip: Option<usize>,
+    max_connections_per_ip: usize,
     /// Longest a request may take, body included [default: 60s].
     #[arg(long, env = "MCP_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
-    pub request_timeout: Option<std::time::Duration>,
+    #[serde(with = "humantime_opt")]
+    request_timeout: std::time::Duration,
     /// After SIGTERM, keep serving with /health at 503 this long [default: 5s].
     #[arg(long, env = "MCP_DRAIN_DELAY", value_parser = humantime::parse_duration)]
-    pub drain_delay: Option<std::time::Duration>,
+    #[serde(with = "humantime_opt")]
+    drain_delay: std::time::Duration,
     /// Then wait this long for in-flight requests [default: 20s].
     #[arg(long, env = "MCP_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
-    pub shutdown_timeout: Option<std::time::Duration>,
+    #[serde(with = "humantime_opt")]
+    shutdown_timeout: std::time::Duration,
+    /// Postgres databases (config file only); without them the `PG*`
+    /// variables name one.
+    #[arg(skip)]
+    databases: Vec<crate::pg::DatabaseConfig>,
+}
+
+/// Durations in the config file are written as in flags: `5s`, `1m30s`.
+mod humantime_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -233,4 +283,84 @@ pub struct HealthcheckArgs {
     /// Give up on a path after this long.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The settings table of docs/configuration.md, as (flag, variable,
+    /// default) rows.
+    fn documented() -> Vec<(String, String, String)> {
+        let doc = include_str!("../../docs/configuration.md");
+        doc.lines()
+            .skip_while(|l| !l.starts_with("| flag | environment | default |"))
+            .skip(2)
+            .take_while(|l| l.starts_with("| `--"))
+            .map(|l| {
+                let cells: Vec<String> = l
+                    .split('|')
+                    .map(|c| c.trim().trim_matches('`').to_string())
+                    .collect();
+                (cells[1].clone(), cells[2].clone(), cells[3].clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_serve_setting_is_documented_with_its_variable_and_default() {
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("a serve command");
+        let docs = documented();
+        let mut flags = Vec::new();
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let flag = format!("--{long}");
+            let env = arg
+                .get_env()
+                .map(|e| e.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let row = docs
+                .iter()
+                .find(|(f, _, _)| *f == flag)
+                .unwrap_or_else(|| panic!("{flag} is not in the table of docs/configuration.md"));
+            assert_eq!(row.1, env, "{flag}: the table names another variable");
+            // A literal default in the table is the one the help shows.
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let literal = !row.2.contains(' ') && row.2 != "none" && row.2 != "hostname";
+            if literal {
+                assert!(
+                    help.contains(&format!("[default: {}]", row.2)),
+                    "{flag}: the table's default {} is not the help's ({help})",
+                    row.2
+                );
+            }
+            flags.push(flag);
+        }
+        for (flag, _, _) in &docs {
+            assert!(
+                flags.contains(flag),
+                "the docs list {flag}, which serve does not take"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_file_setting_by_setting() {
+        let flags = ServeArgs {
+            listen: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let file: ServeArgs =
+            serde_norway::from_str("listen: 127.0.0.1:2\ndrain_delay: 3s\n").expect("valid");
+        let merged = flags.or(file);
+        assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(merged.drain_delay, Some(std::time::Duration::from_secs(3)));
+        assert!(serde_norway::from_str::<ServeArgs>("no_such_setting: 1\n").is_err());
+        assert!(serde_norway::from_str::<ServeArgs>("config: /etc/x.yaml\n").is_err());
+    }
 }

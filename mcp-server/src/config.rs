@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ipnet::IpNet;
-use serde::Deserialize;
 
 use crate::cli::{LogFormat, ServeArgs};
 
@@ -116,60 +115,6 @@ impl Default for AuthOptions {
     }
 }
 
-/// The YAML configuration file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    data_dir: Option<PathBuf>,
-    tokens_file: Option<PathBuf>,
-    users_file: Option<PathBuf>,
-    session_key_file: Option<PathBuf>,
-    kb_file: Option<PathBuf>,
-    index_cache_dir: Option<PathBuf>,
-    instance_id: Option<String>,
-    log_format: Option<LogFormat>,
-    allowed_hosts: Option<Vec<String>>,
-    allowed_origins: Option<Vec<String>>,
-    max_body_bytes: Option<usize>,
-    watch: Option<bool>,
-    trusted_proxies: Option<Vec<String>>,
-    auth_failure_limit: Option<usize>,
-    #[serde(default, with = "humantime_serde_opt")]
-    auth_failure_window: Option<Duration>,
-    #[serde(default, with = "humantime_serde_opt")]
-    session_ttl: Option<Duration>,
-    #[serde(default, with = "humantime_serde_opt")]
-    request_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde_opt")]
-    idle_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde_opt")]
-    header_timeout: Option<Duration>,
-    max_connections: Option<usize>,
-    max_connections_per_ip: Option<usize>,
-    /// Postgres databases; without them the `PG*` variables name one.
-    databases: Option<Vec<crate::pg::DatabaseConfig>>,
-    #[serde(default, with = "humantime_serde_opt")]
-    poll_interval: Option<Duration>,
-    #[serde(default, with = "humantime_serde_opt")]
-    drain_delay: Option<Duration>,
-    #[serde(default, with = "humantime_serde_opt")]
-    shutdown_timeout: Option<Duration>,
-}
-
-/// Durations in the config file are written as in flags: `5s`, `1m30s`.
-mod humantime_serde_opt {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
-            .transpose()
-    }
-}
-
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_DATA_DIR: &str = "/data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -190,7 +135,7 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config file {}", path.display()))?;
-                serde_norway::from_str::<FileConfig>(&text).map_err(|e| {
+                serde_norway::from_str::<ServeArgs>(&text).map_err(|e| {
                     anyhow::anyhow!(
                         "config file {}: {}",
                         path.display(),
@@ -198,36 +143,24 @@ impl Config {
                     )
                 })?
             }
-            None => FileConfig::default(),
+            None => ServeArgs::default(),
         };
-        let listen_text = args
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let s = args.or(file);
+        let listen_text = s.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen: SocketAddr = listen_text
             .parse()
             .with_context(|| format!("listen address {listen_text:?} is not IP:PORT"))?;
-        let data_dir = args
+        let data_dir = s
             .data_dir
-            .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let defaults = DataFiles::in_dir(&data_dir);
         let files = DataFiles {
-            tokens: args
-                .tokens_file
-                .or(file.tokens_file)
-                .unwrap_or(defaults.tokens),
-            users: args
-                .users_file
-                .or(file.users_file)
-                .unwrap_or(defaults.users),
-            session_key: args
-                .session_key_file
-                .or(file.session_key_file)
-                .unwrap_or(defaults.session_key),
-            kb: args.kb_file.or(file.kb_file).unwrap_or(defaults.kb),
+            tokens: s.tokens_file.unwrap_or(defaults.tokens),
+            users: s.users_file.unwrap_or(defaults.users),
+            session_key: s.session_key_file.unwrap_or(defaults.session_key),
+            kb: s.kb_file.unwrap_or(defaults.kb),
         };
-        let index_cache_dir = args.index_cache_dir.or(file.index_cache_dir);
+        let index_cache_dir = s.index_cache_dir;
         if let Some(dir) = &index_cache_dir {
             let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
             anyhow::ensure!(
@@ -237,16 +170,13 @@ impl Config {
                 data_dir.display()
             );
         }
-        let allowed_hosts = match args.allowed_hosts.or(file.allowed_hosts) {
+        let allowed_hosts = match s.allowed_hosts {
             Some(list) if list.iter().any(|h| h == "*") => HostPolicy::Any,
             Some(list) if !list.is_empty() => HostPolicy::List(list),
             _ if listen.ip().is_loopback() => HostPolicy::Loopback,
             _ => HostPolicy::Any,
         };
-        let max_body_bytes = args
-            .max_body_bytes
-            .or(file.max_body_bytes)
-            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        let max_body_bytes = s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         anyhow::ensure!(
             max_body_bytes >= 1024,
             "max_body_bytes must be at least 1024"
@@ -255,91 +185,48 @@ impl Config {
             listen,
             files,
             index_cache_dir,
-            instance_id: args
-                .instance_id
-                .or(file.instance_id)
-                .unwrap_or_else(hostname),
-            log_format: args
+            instance_id: s.instance_id.unwrap_or_else(hostname),
+            log_format: s
                 .log_format
-                .or(file.log_format)
                 .unwrap_or_else(fleet_common::logging::default_format),
             allowed_hosts,
-            allowed_origins: args
-                .allowed_origins
-                .or(file.allowed_origins)
-                .unwrap_or_default(),
+            allowed_origins: s.allowed_origins.unwrap_or_default(),
             max_body_bytes,
             auth: {
                 let d = AuthOptions::default();
                 AuthOptions {
-                    trusted_proxies: parse_cidrs(
-                        &args
-                            .trusted_proxies
-                            .or(file.trusted_proxies)
-                            .unwrap_or_default(),
-                    )?,
-                    failure_limit: args
-                        .auth_failure_limit
-                        .or(file.auth_failure_limit)
-                        .unwrap_or(d.failure_limit)
-                        .max(1),
-                    failure_window: args
-                        .auth_failure_window
-                        .or(file.auth_failure_window)
-                        .unwrap_or(d.failure_window),
-                    session_ttl: args
-                        .session_ttl
-                        .or(file.session_ttl)
-                        .unwrap_or(d.session_ttl),
+                    trusted_proxies: parse_cidrs(&s.trusted_proxies.unwrap_or_default())?,
+                    failure_limit: s.auth_failure_limit.unwrap_or(d.failure_limit).max(1),
+                    failure_window: s.auth_failure_window.unwrap_or(d.failure_window),
+                    session_ttl: s.session_ttl.unwrap_or(d.session_ttl),
                 }
             },
-            request_timeout: args
-                .request_timeout
-                .or(file.request_timeout)
-                .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            request_timeout: s.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
             deadlines: fleet_common::conn::Deadlines {
-                header: args
-                    .header_timeout
-                    .or(file.header_timeout)
-                    .unwrap_or(DEFAULT_HEADER_TIMEOUT),
-                idle: args
-                    .idle_timeout
-                    .or(file.idle_timeout)
-                    .unwrap_or(DEFAULT_IDLE_TIMEOUT),
+                header: s.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
+                idle: s.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
             },
             connections: fleet_common::conn::Limits {
-                total: args
-                    .max_connections
-                    .or(file.max_connections)
-                    .unwrap_or(DEFAULT_MAX_CONNECTIONS)
-                    .max(1),
-                per_ip: args
+                total: s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1),
+                per_ip: s
                     .max_connections_per_ip
-                    .or(file.max_connections_per_ip)
                     .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP)
                     .max(1),
             },
-            databases: match file.databases {
+            databases: match s.databases {
                 Some(list) if !list.is_empty() => list,
                 _ => crate::pg::configs_from_env().into_iter().collect(),
             },
             reload: ReloadOptions {
-                watch: args.watch.or(file.watch).unwrap_or(true),
-                poll_interval: args
+                watch: s.watch.unwrap_or(true),
+                poll_interval: s
                     .poll_interval
-                    .or(file.poll_interval)
                     .unwrap_or(DEFAULT_POLL_INTERVAL)
                     .max(Duration::from_millis(10)),
             },
             shutdown: ShutdownTimings {
-                drain_delay: args
-                    .drain_delay
-                    .or(file.drain_delay)
-                    .unwrap_or(DEFAULT_DRAIN_DELAY),
-                shutdown_timeout: args
-                    .shutdown_timeout
-                    .or(file.shutdown_timeout)
-                    .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+                drain_delay: s.drain_delay.unwrap_or(DEFAULT_DRAIN_DELAY),
+                shutdown_timeout: s.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
             },
         })
     }
