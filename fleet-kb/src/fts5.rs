@@ -245,7 +245,7 @@ pub fn fts_terms(text: &str) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::tests::{make_kb, row_titles};
+    use crate::search::fixtures::{make_kb, row_titles};
 
     #[test]
     fn queries_cannot_inject_fts_syntax() {
