@@ -17,6 +17,7 @@ pub(crate) mod fixtures;
 
 pub use index::IndexSource;
 pub use open::{Kb, OpenOptions};
+pub(crate) use types::HIT_ROW_SQL;
 pub use types::{DEFAULT_TOP_N, Hit, MAX_TOP_N, Product, SearchQuery};
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -79,23 +80,11 @@ impl Kb {
         }))
         .map_err(|_| anyhow::anyhow!("the search engine failed on this query"))??;
         self.with_conn(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT coalesce(title,''), coalesce(section,''), project_name, project_version, \
-                 coalesce(file_path,''), text FROM main.chunks WHERE id = ?1",
-            )?;
+            let mut stmt = conn.prepare_cached(HIT_ROW_SQL)?;
             let mut hits = Vec::with_capacity(ranked.len());
             for r in ranked {
                 let hit = stmt.query_row([r.chunk_id], |row| {
-                    Ok(Hit {
-                        id: r.chunk_id,
-                        title: row.get(0)?,
-                        section: row.get(1)?,
-                        project_name: row.get(2)?,
-                        project_version: row.get(3)?,
-                        file_path: row.get(4)?,
-                        text: row.get(5)?,
-                        score: f64::from(r.score),
-                    })
+                    Hit::from_row(row, r.chunk_id, f64::from(r.score))
                 });
                 match hit {
                     Ok(hit) => hits.push(hit),

@@ -38,3 +38,25 @@ pub struct Product {
     pub project_version: String,
     pub chunks: u64,
 }
+
+/// A hit's row: its chunk by id (`?1`), in the columns [`Hit::from_row`]
+/// reads. Both engines ([`super::Kb::search`], [`crate::fts5`]) read hits
+/// with it.
+pub(crate) const HIT_ROW_SQL: &str = "SELECT coalesce(title,''), coalesce(section,''), project_name, project_version, \
+     coalesce(file_path,''), text FROM main.chunks WHERE id = ?1";
+
+impl Hit {
+    /// The hit of chunk `id` scored `score`, from a row of [`HIT_ROW_SQL`].
+    pub(crate) fn from_row(row: &rusqlite::Row<'_>, id: i64, score: f64) -> rusqlite::Result<Hit> {
+        Ok(Hit {
+            id,
+            title: row.get(0)?,
+            section: row.get(1)?,
+            project_name: row.get(2)?,
+            project_version: row.get(3)?,
+            file_path: row.get(4)?,
+            text: row.get(5)?,
+            score,
+        })
+    }
+}
