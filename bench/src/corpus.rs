@@ -10,6 +10,8 @@
 
 use std::collections::HashSet;
 
+use fleet_kb::chunk::Chunk;
+
 /// Bumped whenever the output of the generator changes, so cached KBs built
 /// by an older generator are not reused.
 pub const GENERATOR_VERSION: u32 = 4;
@@ -233,14 +235,6 @@ fn pseudo_words(taken: &HashSet<&str>) -> impl Iterator<Item = String> {
     })
 }
 
-/// One generated chunk.
-#[derive(Debug, Clone)]
-pub struct SynthChunk {
-    pub title: String,
-    pub section: String,
-    pub text: String,
-}
-
 /// One generated source file and its chunks.
 #[derive(Debug, Clone)]
 pub struct SynthFile {
@@ -248,7 +242,7 @@ pub struct SynthFile {
     pub project_name: &'static str,
     pub project_version: &'static str,
     pub checksum: String,
-    pub chunks: Vec<SynthChunk>,
+    pub chunks: Vec<Chunk>,
 }
 
 /// Generates files of chunks, deterministically from a seed.
@@ -355,7 +349,7 @@ impl Generator {
                 section = format!("{section_no}. {lead} {words}");
             }
             let len = self.rng.between(CHUNK_WORDS.0, CHUNK_WORDS.1);
-            chunks.push(SynthChunk {
+            chunks.push(Chunk {
                 title: title.clone(),
                 section: section.clone(),
                 text: self.text(len),

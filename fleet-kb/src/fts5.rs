@@ -15,7 +15,7 @@ use anyhow::Context;
 use fleet_common::kb_file::{self, KbInfo};
 use rusqlite::{Connection, params_from_iter};
 
-use crate::search::{DEFAULT_TOP_N, Hit, MAX_TOP_N, SearchQuery};
+use crate::search::{DEFAULT_TOP_N, HIT_ROW_SQL, Hit, MAX_TOP_N, SearchQuery};
 use fleet_common::kb_index::analyzer::is_stop_word;
 
 /// Terms of a query beyond this many are ignored.
@@ -113,24 +113,10 @@ impl Fts5Kb {
                 fill(present.join(" OR "), &mut ranked)?;
             }
         }
-        let mut stmt = conn.prepare_cached(
-            "SELECT coalesce(title,''), coalesce(section,''), project_name, project_version, \
-             coalesce(file_path,''), text FROM main.chunks WHERE id = ?1",
-        )?;
+        let mut stmt = conn.prepare_cached(HIT_ROW_SQL)?;
         let mut hits = Vec::with_capacity(ranked.len());
         for (id, score) in ranked {
-            hits.push(stmt.query_row([id], |r| {
-                Ok(Hit {
-                    id,
-                    title: r.get(0)?,
-                    section: r.get(1)?,
-                    project_name: r.get(2)?,
-                    project_version: r.get(3)?,
-                    file_path: r.get(4)?,
-                    text: r.get(5)?,
-                    score,
-                })
-            })?);
+            hits.push(stmt.query_row([id], |r| Hit::from_row(r, id, score))?);
         }
         Ok(hits)
     }
@@ -245,7 +231,7 @@ pub fn fts_terms(text: &str) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::tests::{make_kb, row_titles};
+    use crate::search::fixtures::{make_kb, row_titles};
 
     #[test]
     fn queries_cannot_inject_fts_syntax() {

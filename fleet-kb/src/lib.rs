@@ -1,10 +1,13 @@
 //! `fleet-kb`: the knowledge base: turning documentation into `kb.db` and
 //! searching it.
 //!
-//! - [`chunk`]: documents (Markdown, reStructuredText, HTML, text) → chunks.
-//! - [`build`]: chunks → a new `kb.db`, with its search index and FTS5 index.
-//! - [`search`]: one loaded generation of a KB ([`search::Kb`]): verify,
-//!   open the index, search, list products.
+//! - [`chunk`]: documents (Markdown, reStructuredText, HTML, text) → chunks,
+//!   one parser a format (`chunk/markdown.rs`, `html.rs`, `rst.rs`, `text.rs`).
+//! - [`build`]: chunks → a new `kb.db`, with its search index and FTS5 index;
+//!   `build/write.rs` ([`build::write_kb`]) is the one writer of the tables.
+//! - [`search`]: one loaded generation of a KB ([`search::Kb`]): opening it
+//!   (`search/open.rs`, [`search::Kb::open_with`]: verify, connections), its
+//!   index (`search/index.rs`), searching it and listing products.
 //! - [`rank`]: BM25 ranking with block-max WAND, field boosts, AND before
 //!   OR, and the per-file cap.
 //! - [`query`]: untrusted query text → index terms.

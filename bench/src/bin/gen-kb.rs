@@ -2,12 +2,13 @@
 //!
 //! Chunks of 150-250 words drawn from a Zipf-distributed vocabulary (see
 //! `bench::corpus`), grouped into files with titles and sections, spread over
-//! several products and versions. The file is written in one transaction
-//! with prepared statements to a temporary name, indexed with FTS5
-//! `rebuild` and the search index (as `mcp-server kb build` does, but with
-//! every core), checked, and renamed into place. `--pgedge` writes pgEdge's
-//! tables only (no `kb_meta`, FTS5 or search index), as pgEdge's own tool
-//! would; its generator id goes into a `<out>.generator` file beside it.
+//! several products and versions. The file is written by fleet-kb's KB
+//! writer ([`fleet_kb::build::write_kb`], as `mcp-server kb build` writes,
+//! but with the search index built on every core and no `VACUUM`) to a
+//! temporary name, checked, and renamed into place. `--pgedge` writes
+//! pgEdge's tables only (no `kb_meta`, FTS5 or search index), as pgEdge's
+//! own tool would; its generator id goes into a `<out>.generator` file
+//! beside it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,9 +17,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use bench::corpus::{GENERATOR_VERSION, Generator};
 use clap::Parser;
-use fleet_common::kb_file::{self, SCHEMA_VERSION};
+use fleet_common::kb_file;
 use fleet_common::kb_index::{self, build::BuildOptions};
-use rusqlite::{Connection, params};
+use fleet_kb::build::{Layout, SourceFileRow, dir_of, write_kb};
+use fleet_kb::chunk::DocType;
+use rusqlite::Connection;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -111,98 +114,50 @@ fn write(path: &Path, args: &Args, generator: &str) -> Result<()> {
         .with_context(|| format!("creating SQLite database {}", path.display()))?;
     conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")
         .context("setting pragmas")?;
-    fleet_common::kb_file::create_new(&conn).context("laying out the knowledge base")?;
-
-    let t0 = Instant::now();
-    let tx = conn.transaction().context("starting the transaction")?;
-    let created_at = "2025-01-01 00:00:00";
-    {
-        let mut insert_file = tx.prepare(
-            "INSERT INTO source_files \
-             (checksum, file_path, project_name, project_version, doc_type, num_chunks, processed_at) \
-             VALUES (?1, ?2, ?3, ?4, 'markdown', ?5, ?6)",
-        )?;
-        let mut insert_chunk = tx.prepare(
-            "INSERT INTO chunks \
-             (id, text, title, section, project_name, project_version, file_path, \
-              source_file_checksum, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
+    let meta = [
+        ("build_id", format!("{:016x}", fnv1a(generator.as_bytes()))),
+        ("built_at", "2025-01-01T00:00:00Z".to_string()),
+        ("generator", generator.to_string()),
+    ];
+    let index = BuildOptions::fast();
+    let layout = if args.pgedge {
+        Layout::PgEdge
+    } else {
+        Layout::Ours {
+            index: &index,
+            meta: &meta,
+        }
+    };
+    let times = write_kb(&mut conn, dir_of(path), layout, |rows| {
         let mut corpus = Generator::new(args.seed);
-        let mut id: i64 = 0;
         let mut left = args.chunks;
         while left > 0 {
             let file = corpus.file(left);
             left -= file.chunks.len();
-            insert_file
-                .execute(params![
-                    file.checksum,
-                    file.path,
-                    file.project_name,
-                    file.project_version,
-                    file.chunks.len() as i64,
-                    created_at
-                ])
-                .with_context(|| format!("inserting source file {}", file.path))?;
-            for c in &file.chunks {
-                id += 1;
-                insert_chunk
-                    .execute(params![
-                        id,
-                        c.text,
-                        c.title,
-                        c.section,
-                        file.project_name,
-                        file.project_version,
-                        file.path,
-                        file.checksum,
-                        created_at
-                    ])
-                    .with_context(|| format!("inserting chunk {id}"))?;
-            }
+            let row = SourceFileRow {
+                checksum: &file.checksum,
+                path: &file.path,
+                project_name: file.project_name,
+                project_version: file.project_version,
+                doc_type: DocType::Markdown.as_str(),
+                written_at: Some("2025-01-01 00:00:00"),
+            };
+            rows.add_file(&row, file.chunks.iter())?;
         }
-    }
-    let t_insert = t0.elapsed();
+        Ok(())
+    })?;
+    let info = kb_file::inspect(&conn).context("inspecting the new knowledge base")?;
     if args.pgedge {
-        tx.execute_batch("DROP TABLE chunks_fts; DROP TABLE kb_meta;")
-            .context("dropping our tables")?;
-        tx.commit().context("committing")?;
-        let info = kb_file::inspect(&conn).context("inspecting the new knowledge base")?;
         ensure!(
             !info.has_fts && info.search_index.is_none() && info.chunk_count == args.chunks as u64,
             "the new pgEdge knowledge base is not what was asked"
         );
         eprintln!(
             "gen-kb: insert {:.1}s (pgEdge layout)",
-            t_insert.as_secs_f64()
+            times.rows.as_secs_f64()
         );
         return Ok(());
     }
-    tx.execute("INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')", [])
-        .context("building the full-text index")?;
-    let t_index = t0.elapsed() - t_insert;
-    let work_dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    kb_index::build_and_store(&tx, work_dir, &BuildOptions::fast())
-        .context("building the search index")?;
-    let t_search = t0.elapsed() - t_insert - t_index;
-    let build_id = format!("{:016x}", fnv1a(generator.as_bytes()));
-    for (key, value) in [
-        ("schema_version", SCHEMA_VERSION.to_string()),
-        ("build_id", build_id),
-        ("built_at", "2025-01-01T00:00:00Z".to_string()),
-        ("generator", generator.to_string()),
-    ] {
-        tx.execute(
-            "INSERT INTO kb_meta (key, value) VALUES (?1, ?2)",
-            params![key, value],
-        )
-        .with_context(|| format!("writing kb_meta {key}"))?;
-    }
-    tx.commit().context("committing")?;
-    let info = kb_file::inspect(&conn).context("inspecting the new knowledge base")?;
     ensure!(
         info.has_fts
             && info.search_index == Some(kb_index::FORMAT_VERSION)
@@ -218,9 +173,9 @@ fn write(path: &Path, args: &Args, generator: &str) -> Result<()> {
         .context("closing the database")?;
     eprintln!(
         "gen-kb: insert {:.1}s, FTS rebuild {:.1}s, search index {:.1}s",
-        t_insert.as_secs_f64(),
-        t_index.as_secs_f64(),
-        t_search.as_secs_f64()
+        times.rows.as_secs_f64(),
+        times.fts.as_secs_f64(),
+        times.index.as_secs_f64()
     );
     Ok(())
 }

@@ -8,16 +8,23 @@
 //! KB. The output is deterministic: the same documents and options give a
 //! byte-identical file (explicit ids and timestamps, fixed page size,
 //! `VACUUM` at the end).
+//!
+//! Layout: this file chunks the documents and publishes the KB; the tables
+//! themselves (schema, rows, FTS5, search index, `kb_meta`) are written by
+//! `write.rs` ([`write_kb`]), which the bench's generator uses too.
 
-use std::collections::HashSet;
+mod write;
+
+pub use write::{KbRows, Layout, SourceFileRow, WriteTimes, dir_of, write_kb};
+
 use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-use fleet_common::kb_file::{self, SCHEMA_VERSION};
+use fleet_common::kb_file;
 use fleet_common::kb_index::{self, build::BuildOptions as IndexOptions};
 use fleet_common::publish::{publish, temp_file_in};
 
@@ -208,11 +215,7 @@ pub fn build(docs: &[SourceDoc], out: &Path, opts: &BuildOptions) -> Result<Buil
     }
     let build_id = build_id(&prepared, opts);
 
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = temp_file_in(dir)
+    let tmp = temp_file_in(dir_of(out))
         .with_context(|| format!("creating a temporary file next to {}", out.display()))?;
     write_db(tmp.path(), &prepared, opts, &build_id)
         .with_context(|| format!("writing knowledge base {}", tmp.path().display()))?;
@@ -268,71 +271,7 @@ fn write_db(
     build_id: &str,
 ) -> Result<()> {
     let mut conn = Connection::open(path).context("opening SQLite database")?;
-    fleet_common::kb_file::create_new(&conn).context("laying out the knowledge base")?;
-
-    let tx = conn.transaction().context("starting the transaction")?;
-    {
-        let mut insert_file = tx
-            .prepare(
-                "INSERT INTO source_files \
-                 (checksum, file_path, project_name, project_version, doc_type, num_chunks, processed_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .context("preparing source_files insert")?;
-        let mut insert_chunk = tx
-            .prepare(
-                "INSERT INTO chunks \
-                 (id, text, title, section, project_name, project_version, file_path, \
-                  source_file_checksum, openai_embedding, voyage_embedding, ollama_embedding, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL, NULL, ?9)",
-            )
-            .context("preparing chunks insert")?;
-        let mut seen = HashSet::new();
-        let mut id: i64 = 0;
-        for p in prepared {
-            // Identical content twice: one source_files row (the checksum is
-            // its key), chunks for both paths.
-            if seen.insert(p.checksum.as_str()) {
-                insert_file
-                    .execute(params![
-                        p.checksum,
-                        p.doc.path,
-                        opts.project,
-                        opts.version,
-                        p.doc_type.as_str(),
-                        p.chunks.len() as i64,
-                        opts.built_at,
-                    ])
-                    .with_context(|| format!("inserting source file {}", p.doc.path))?;
-            }
-            for c in &p.chunks {
-                id += 1;
-                insert_chunk
-                    .execute(params![
-                        id,
-                        c.text,
-                        c.title,
-                        c.section,
-                        opts.project,
-                        opts.version,
-                        p.doc.path,
-                        p.checksum,
-                        opts.built_at,
-                    ])
-                    .with_context(|| format!("inserting chunk {id} of {}", p.doc.path))?;
-            }
-        }
-    }
-    tx.execute("INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')", [])
-        .context("building the full-text index")?;
-    let work_dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    kb_index::build_and_store(&tx, work_dir, &IndexOptions::deterministic())
-        .context("building the search index")?;
     let mut meta: Vec<(&str, String)> = vec![
-        ("schema_version", SCHEMA_VERSION.to_string()),
         ("build_id", build_id.to_string()),
         ("project_name", opts.project.clone()),
         ("project_version", opts.version.clone()),
@@ -340,14 +279,24 @@ fn write_db(
     if let Some(at) = &opts.built_at {
         meta.push(("built_at", at.clone()));
     }
-    for (key, value) in meta {
-        tx.execute(
-            "INSERT INTO kb_meta (key, value) VALUES (?1, ?2)",
-            params![key, value],
-        )
-        .with_context(|| format!("writing kb_meta {key}"))?;
-    }
-    tx.commit().context("committing")?;
+    let layout = Layout::Ours {
+        index: &IndexOptions::deterministic(),
+        meta: &meta,
+    };
+    write_kb(&mut conn, dir_of(path), layout, |rows| {
+        for p in prepared {
+            let file = SourceFileRow {
+                checksum: &p.checksum,
+                path: &p.doc.path,
+                project_name: &opts.project,
+                project_version: &opts.version,
+                doc_type: p.doc_type.as_str(),
+                written_at: opts.built_at.as_deref(),
+            };
+            rows.add_file(&file, p.chunks.iter())?;
+        }
+        Ok(())
+    })?;
     conn.execute_batch("VACUUM").context("vacuuming")?;
     conn.close()
         .map_err(|(_, e)| e)
@@ -358,6 +307,7 @@ fn write_db(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleet_common::kb_file::SCHEMA_VERSION;
 
     fn doc(path: &str, content: &str) -> SourceDoc {
         SourceDoc {

@@ -1,0 +1,62 @@
+//! What a search asks and answers: [`SearchQuery`] in, [`Hit`]s out, and
+//! the [`Product`] list; the bounds on results per search.
+
+use serde::Serialize;
+
+/// Results per search when the caller does not say.
+pub const DEFAULT_TOP_N: usize = 5;
+/// The most results one search returns.
+pub const MAX_TOP_N: usize = 20;
+
+/// A search request, as `search_knowledgebase` receives it.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub query: String,
+    pub project_names: Vec<String>,
+    pub project_versions: Vec<String>,
+    pub top_n: Option<usize>,
+}
+
+/// One ranked chunk.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Hit {
+    pub id: i64,
+    pub title: String,
+    pub section: String,
+    pub project_name: String,
+    pub project_version: String,
+    pub file_path: String,
+    pub text: String,
+    /// BM25 score, higher is better.
+    pub score: f64,
+}
+
+/// A product and version present in the knowledge base.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Product {
+    pub project_name: String,
+    pub project_version: String,
+    pub chunks: u64,
+}
+
+/// A hit's row: its chunk by id (`?1`), in the columns [`Hit::from_row`]
+/// reads. Both engines ([`super::Kb::search`], [`crate::fts5`]) read hits
+/// with it.
+pub(crate) const HIT_ROW_SQL: &str = "SELECT coalesce(title,''), coalesce(section,''), project_name, project_version, \
+     coalesce(file_path,''), text FROM main.chunks WHERE id = ?1";
+
+impl Hit {
+    /// The hit of chunk `id` scored `score`, from a row of [`HIT_ROW_SQL`].
+    pub(crate) fn from_row(row: &rusqlite::Row<'_>, id: i64, score: f64) -> rusqlite::Result<Hit> {
+        Ok(Hit {
+            id,
+            title: row.get(0)?,
+            section: row.get(1)?,
+            project_name: row.get(2)?,
+            project_version: row.get(3)?,
+            file_path: row.get(4)?,
+            text: row.get(5)?,
+            score,
+        })
+    }
+}
