@@ -168,11 +168,7 @@ impl AzureSource {
             StatusCode::NOT_MODIFIED if !have.is_empty() => Ok(Fetch::NotModified),
             StatusCode::OK => {
                 let headers = resp.headers();
-                let validators = Validators {
-                    etag: header_str(headers, header::ETAG.as_str()),
-                    last_modified: header_str(headers, header::LAST_MODIFIED.as_str()),
-                    version: None,
-                };
+                let validators = Validators::from_headers(headers);
                 if have.same_version(&validators) {
                     return Ok(Fetch::NotModified);
                 }

@@ -87,11 +87,7 @@ impl HttpSource {
             StatusCode::NOT_MODIFIED if !have.is_empty() => Ok(Fetch::NotModified),
             StatusCode::OK | StatusCode::NON_AUTHORITATIVE_INFORMATION => {
                 let headers = resp.headers();
-                let validators = Validators {
-                    etag: header_str(headers, header::ETAG.as_str()),
-                    last_modified: header_str(headers, header::LAST_MODIFIED.as_str()),
-                    version: None,
-                };
+                let validators = Validators::from_headers(headers);
                 if have.same_version(&validators) {
                     // The server ignored the conditions; drop the body unread.
                     return Ok(Fetch::NotModified);

@@ -48,6 +48,15 @@ pub struct Validators {
 }
 
 impl Validators {
+    /// An HTTP answer's `ETag` and `Last-Modified`.
+    pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Validators {
+        Validators {
+            etag: header_str(headers, reqwest::header::ETAG.as_str()),
+            last_modified: header_str(headers, reqwest::header::LAST_MODIFIED.as_str()),
+            version: None,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.etag.is_none() && self.last_modified.is_none() && self.version.is_none()
     }
