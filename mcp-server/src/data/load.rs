@@ -19,6 +19,31 @@ use crate::data::metrics::{set_credential_metrics, set_error_metric, set_generat
 use crate::data::{DataFile, FileStatus};
 use crate::state::AppState;
 
+/// Why a file was not loaded. Its text (never a secret: the parsers'
+/// errors name a location, not a value) is what `/health` and the log show.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file could not be read: missing, not a regular file, too large,
+    /// no permission.
+    Read(fleet_common::Error),
+    /// Read, but not a valid file of its kind.
+    Invalid(String),
+    /// Replaced while it was being loaded; the newer file is loaded next.
+    Replaced,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Read(e) => write!(f, "{e}"),
+            LoadError::Invalid(why) => f.write_str(why),
+            LoadError::Replaced => f.write_str("replaced while loading; loading the newer file"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
 /// What a successful load did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Loaded {
@@ -72,7 +97,7 @@ pub fn spawn_load(
 
 /// Read, validate and apply one file. Blocking (a KB load may take a while):
 /// call it from a thread of its own (see [`crate::data::reloader`]).
-pub fn load(state: &Arc<AppState>, which: DataFile) -> Result<Loaded, String> {
+pub fn load(state: &Arc<AppState>, which: DataFile) -> Result<Loaded, LoadError> {
     let path = which.path(&state.config.files).to_path_buf();
     let result = read_and_apply(state, which, &path);
     let now = now_rfc3339();
@@ -116,7 +141,7 @@ pub fn load(state: &Arc<AppState>, which: DataFile) -> Result<Loaded, String> {
         Err(err) => {
             state.metrics.reload(which.name(), "error");
             set_error_metric(state, which, true);
-            let err = err.clone();
+            let err = err.to_string();
             let mut repeated = false;
             state.files.update(which, |s| {
                 repeated = s.last_error.as_deref() == Some(err.as_str());
@@ -146,7 +171,11 @@ struct Prepared<'a> {
     audit: Option<Undo>,
 }
 
-fn read_and_apply(state: &Arc<AppState>, which: DataFile, path: &Path) -> Result<Loaded, String> {
+fn read_and_apply(
+    state: &Arc<AppState>,
+    which: DataFile,
+    path: &Path,
+) -> Result<Loaded, LoadError> {
     let before = Fingerprint::of(path);
     state
         .files
@@ -192,16 +221,15 @@ fn prepare_auth<'a>(
     state: &'a Arc<AppState>,
     which: DataFile,
     path: &Path,
-) -> Result<Option<Prepared<'a>>, String> {
-    let bytes = which.kind().read(path).map_err(|e| e.to_string())?;
+) -> Result<Option<Prepared<'a>>, LoadError> {
+    let bytes = which.kind().read(path).map_err(LoadError::Read)?;
     let sha = fleet_common::sha256_hex(&bytes);
     if is_current(state, which, &sha) {
         return Ok(None);
     }
     let apply: Box<dyn FnOnce() -> String + 'a> = match which {
         DataFile::Tokens => {
-            let store =
-                TokenStore::new(fleet_common::tokens::parse(&bytes).map_err(|e| e.to_string())?);
+            let store = TokenStore::new(fleet_common::tokens::parse(&bytes).map_err(invalid)?);
             Box::new(move || {
                 let summary = format!("{} tokens", store.len());
                 state.credentials.tokens.store(Arc::new(store));
@@ -209,8 +237,7 @@ fn prepare_auth<'a>(
             })
         }
         DataFile::Users => {
-            let store =
-                UserStore::new(fleet_common::users::parse(&bytes).map_err(|e| e.to_string())?);
+            let store = UserStore::new(fleet_common::users::parse(&bytes).map_err(invalid)?);
             Box::new(move || {
                 let summary = format!("{} users", store.len());
                 state.credentials.users.store(Arc::new(store));
@@ -218,14 +245,14 @@ fn prepare_auth<'a>(
             })
         }
         DataFile::SessionKey => {
-            let keys = fleet_common::session_key::parse(&bytes).map_err(|e| e.to_string())?;
+            let keys = fleet_common::session_key::parse(&bytes).map_err(invalid)?;
             Box::new(move || {
                 let summary = format!("{} keys", keys.len());
                 state.credentials.session_keys.store(Arc::new(keys));
                 summary
             })
         }
-        DataFile::Kb => return Err("not an auth file".to_string()),
+        DataFile::Kb => return Err(LoadError::Invalid("not an auth file".to_string())),
     };
     Ok(Some(Prepared {
         sha,
@@ -239,17 +266,17 @@ fn prepare_kb<'a>(
     state: &'a Arc<AppState>,
     path: &Path,
     before: Option<&Fingerprint>,
-) -> Result<Option<Prepared<'a>>, String> {
+) -> Result<Option<Prepared<'a>>, LoadError> {
     let max = DataFile::Kb.kind().max_bytes();
     // Not a FIFO, a device or a directory, and within the limit: refused at
     // once rather than hashed or waited on for ever.
-    drop(fleet_common::read::open_regular(path, max).map_err(|e| e.to_string())?);
+    drop(fleet_common::read::open_regular(path, max).map_err(LoadError::Read)?);
     // A file exactly as kb-init or the sidecar verified and published it
     // needs neither hashing nor a page check again.
     let vouched = fleet_common::published::vouched_sha256(path);
     let sha = match &vouched {
         Some(sha) => sha.clone(),
-        None => fleet_common::read::sha256_capped(path, max).map_err(|e| e.to_string())?,
+        None => fleet_common::read::sha256_capped(path, max).map_err(LoadError::Read)?,
     };
     if is_current(state, DataFile::Kb, &sha) {
         return Ok(None);
@@ -263,11 +290,11 @@ fn prepare_kb<'a>(
         vouched: vouched.is_some(),
         index_cache_dir: state.config.index_cache_dir.clone(),
     };
-    let kb = Kb::open_with(path, &opts).map_err(|e| format!("{e:#}"))?;
+    let kb = Kb::open_with(path, &opts).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
     if Fingerprint::of(path).as_ref() != before {
         // Replaced while loading: what was hashed and what was opened
         // may differ. The reloader sees the new fingerprint and retries.
-        return Err("replaced while loading; loading the newer file".to_string());
+        return Err(LoadError::Replaced);
     }
     let summary = format!(
         "{} chunks, {}, {checked}",
@@ -290,6 +317,11 @@ fn prepare_kb<'a>(
         }),
         audit,
     }))
+}
+
+/// A parser's error, as text that names where, never what.
+fn invalid(e: impl std::fmt::Display) -> LoadError {
+    LoadError::Invalid(e.to_string())
 }
 
 /// Return freed heap pages to the system. glibc keeps what a large parse
