@@ -91,7 +91,7 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
         return e.code, dict(e.headers), e.read()
 
 
-def rpc(url: str, method: str, params: dict | None = None, token: str | None = None, id: int | None = 1, headers: dict | None = None) -> tuple[int, dict, dict | None]:
+def rpc(url: str, method: str, params: dict | None = None, token: str | None = None, id: int | None = 1, headers: dict | None = None, timeout: float = 10) -> tuple[int, dict, dict | None]:
     """POST one JSON-RPC message (legacy style, no _meta) and decode the reply."""
     msg: dict = {"jsonrpc": "2.0", "method": method}
     if params is not None:
@@ -101,7 +101,7 @@ def rpc(url: str, method: str, params: dict | None = None, token: str | None = N
     h = {"Content-Type": "application/json", "Accept": ACCEPT, **(headers or {})}
     if token is not None:
         h["Authorization"] = f"Bearer {token}"
-    status, resp_headers, body = http("POST", url, json.dumps(msg).encode(), h)
+    status, resp_headers, body = http("POST", url, json.dumps(msg).encode(), h, timeout=timeout)
     decoded = None
     if body:
         text = body.decode()
