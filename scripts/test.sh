@@ -89,18 +89,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build binaries"
 cargo build --workspace --bins --locked
 
-step "deployment artifacts (offline: hadolint, kustomize, helm, kubernetes-validate, compose, nginx)"
-MCP_BIN_DIR="$ROOT/target/debug" scripts/validate-deploy.sh
-
-step "cargo test"
-cargo test --workspace --locked
-
 # The container images copy release binaries (the Dockerfile's `prebuilt`
-# stage). Their build runs in the background at a low CPU priority (nice 10)
-# while pytest runs the other end-to-end tests, which leave most of the CPU
-# free; the container tests, which run last, wait for it through cargo's
-# lock on target/release. (Started after `cargo test`, whose Postgres tests
-# are timing-sensitive.)
+# stage). Their build starts now, in the background at the lowest CPU
+# priority (nice 19): it takes only what the foreground leaves, so the
+# timing-sensitive tests (cargo test's Postgres tests, the end-to-end ones)
+# keep the CPU they need, and it uses the idle time of the deployment checks
+# and of pytest, whose servers mostly wait. The container tests, which run
+# last, wait for it through cargo's lock on target/release.
 RELEASE_LOG=$ROOT/target/release-build.log
 RELEASE_PID=
 # If this script stops early, the background build stops with it.
@@ -116,12 +111,18 @@ if engine_up; then
   (
     t0=$(date +%s)
     rc=0
-    nice -n 10 cargo build --release --locked -p mcp-server -p kb-init -p kb-sync-sidecar || rc=$?
-    echo "release build: exit $rc after $(( $(date +%s) - t0 )) s (background, nice 10)"
+    nice -n 19 cargo build --release --locked -p mcp-server -p kb-init -p kb-sync-sidecar || rc=$?
+    echo "release build: exit $rc after $(( $(date +%s) - t0 )) s (background, nice 19)"
     exit "$rc"
   ) >"$RELEASE_LOG" 2>&1 &
   RELEASE_PID=$!
 fi
+
+step "deployment artifacts (offline: hadolint, kustomize, helm, kubernetes-validate, compose, nginx)"
+MCP_BIN_DIR="$ROOT/target/debug" scripts/validate-deploy.sh
+
+step "cargo test"
+cargo test --workspace --locked
 
 step "end-to-end tests (pytest; the container tests last)"
 rm -rf target/e2e-logs
