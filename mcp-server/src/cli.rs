@@ -274,7 +274,7 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
     /// The address `serve` listens on; an unspecified address (0.0.0.0,
-    /// [::]) is probed on loopback.
+    /// `[::]`) is probed on loopback.
     #[arg(long, env = "MCP_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
     /// A path that must answer 200; repeat to probe several.

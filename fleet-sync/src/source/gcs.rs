@@ -9,7 +9,7 @@
 //! the download is a 404 and the cycle is retried. The sha256 the publisher
 //! recorded is the object's `metadata.sha256`.
 //!
-//! Credentials: [`google_auth`](super::google_auth). Uploads (`push`) are
+//! Credentials: [`super::google_auth`]. Uploads (`push`) are
 //! one multipart request: the metadata, then the file streamed from disk.
 
 use std::path::Path;

@@ -12,7 +12,7 @@
 //! "unchanged" the same way for all of them. The caller streams the body to a
 //! temporary file, hashing and bounding it as it goes.
 //!
-//! - [`s3`], [`gcs`], [`azure`], [`http`], [`file`]: one source each.
+//! - [`s3`], [`gcs`], [`azure`], [`http`], [`file`](mod@file): one source each.
 //! - [`cloud`]: what the GCS and Azure clients share (HTTP client, status
 //!   classes, uploads of a local file); [`token`]: cached bearer tokens;
 //!   [`google_auth`] and [`azure_auth`]: each platform's own credentials.
