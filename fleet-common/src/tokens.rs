@@ -207,6 +207,47 @@ pub fn add_entry(
     Ok(text)
 }
 
+/// Remove the token named `id` (its map key, or a list entry's `name`; as
+/// [`TokenEntry::id`] shows it) from a `tokens.yaml` text, keeping every
+/// other entry as it was. Removing the last one leaves `tokens: {}`, the
+/// explicit "no API tokens". Returns the new text, checked to parse.
+pub fn remove_entry(existing: &str, id: &str) -> Result<String> {
+    use serde_norway::{Mapping, Value};
+    // Entries are found as `parse` names them, so an unnamed list entry
+    // (`token-<n>`) can be revoked too.
+    let ids: Vec<String> = parse(existing.as_bytes())?
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let Some(position) = ids.iter().position(|i| i == id) else {
+        // What was typed is not echoed: it could be a secret pasted by
+        // mistake.
+        return Err(Error::invalid(
+            FILE,
+            "no token has that id (`mcp-server token list` shows them)",
+        ));
+    };
+    let text = crate::yaml::edit(FILE, existing, "tokens", |tokens| {
+        let now_empty = match tokens {
+            Value::Mapping(map) => {
+                map.remove(id);
+                map.is_empty()
+            }
+            Value::Sequence(list) => {
+                list.remove(position);
+                list.is_empty()
+            }
+            _ => return Err(Error::invalid(FILE, "`tokens` is neither a map nor a list")),
+        };
+        if now_empty {
+            *tokens = Value::Mapping(Mapping::new());
+        }
+        Ok(())
+    })?;
+    parse(text.as_bytes())?;
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +346,30 @@ mod tests {
         );
         assert_eq!(t[1].database.as_deref(), Some("prod"));
         assert!(!text.contains(&new.secret));
+    }
+
+    #[test]
+    fn remove_entry_keeps_the_others_and_ends_explicitly_empty() {
+        let map =
+            format!("tokens:\n  a:\n    hash: {H1}\n    future_field: 3\n  b:\n    hash: {H2}\n");
+        let text = remove_entry(&map, "a").unwrap();
+        let left = parse(text.as_bytes()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, "b");
+        let text = remove_entry(&text, "b").unwrap();
+        assert!(parse(text.as_bytes()).unwrap().is_empty());
+        assert!(text.contains("tokens: {}"), "{text}");
+
+        let list = format!("tokens:\n  - name: ci\n    hash: {H1}\n  - hash: {H2}\n");
+        let text = remove_entry(&list, "token-1").unwrap();
+        let left = parse(text.as_bytes()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, "ci");
+        let err = remove_entry(&list, "nobody").unwrap_err().to_string();
+        assert!(
+            err.contains("no token has that id") && !err.contains("nobody"),
+            "{err}"
+        );
+        assert!(!err.contains(H1));
     }
 }

@@ -222,6 +222,27 @@ pub struct KbBuildArgs {
 pub enum TokenCommand {
     /// Mint a token, print it once, store only its SHA-256.
     Add(TokenAddArgs),
+    /// List the tokens: id, expiry, database, annotation; never a hash.
+    List(TokenListArgs),
+    /// Remove a token by id; the file is written atomically.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    /// tokens.yaml to read.
+    #[arg(long, env = "MCP_TOKENS_FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// tokens.yaml to update (written atomically).
+    #[arg(long, env = "MCP_TOKENS_FILE")]
+    pub file: PathBuf,
+    /// The token's id, as `token list` shows it.
+    #[arg(long)]
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

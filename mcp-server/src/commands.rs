@@ -10,7 +10,9 @@ use fleet_common::kind::{self, FileKind};
 use fleet_kb::build::{BuildOptions, build_from_dir};
 use time::OffsetDateTime;
 
-use crate::cli::{CheckArgs, KbBuildArgs, TokenAddArgs, UserAddArgs};
+use crate::cli::{
+    CheckArgs, KbBuildArgs, TokenAddArgs, TokenListArgs, TokenRevokeArgs, UserAddArgs,
+};
 use crate::config::DataFiles;
 
 /// `kb build`: documentation directory → kb.db, published atomically.
@@ -116,6 +118,52 @@ pub fn add_token_to_file(
         fleet_common::tokens::add_entry(&existing, &new, annotation, expires_at, database, now)?;
     fleet_common::publish::write_atomic(file, text.as_bytes(), true)?;
     Ok(new.secret)
+}
+
+/// `token list`: one line per token (id, expiry, database, annotation),
+/// never its hash.
+pub fn token_list(args: TokenListArgs) -> anyhow::Result<()> {
+    print!("{}", list_tokens(&args.file, OffsetDateTime::now_utc())?);
+    Ok(())
+}
+
+/// The table `token list` prints.
+pub fn list_tokens(file: &Path, now: OffsetDateTime) -> anyhow::Result<String> {
+    let bytes = fleet_common::kind::FileKind::Tokens
+        .read(file)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let entries = fleet_common::tokens::parse(&bytes)?;
+    let fmt = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let mut out = String::from("ID\tEXPIRES\tDATABASE\tANNOTATION\n");
+    for e in &entries {
+        let expires = match e.expires_at {
+            None => "never".to_string(),
+            Some(t) if e.is_expired(now) => format!("{} (expired)", fmt(t)),
+            Some(t) => fmt(t),
+        };
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            e.id,
+            expires,
+            e.database.as_deref().unwrap_or("-"),
+            e.annotation.as_deref().unwrap_or("")
+        ));
+    }
+    Ok(out)
+}
+
+/// `token revoke`: remove one token; every instance stops accepting it at
+/// its next reload of the published file.
+pub fn token_revoke(args: TokenRevokeArgs) -> anyhow::Result<()> {
+    let existing = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let text = fleet_common::tokens::remove_entry(&existing, &args.id)?;
+    fleet_common::publish::write_atomic(&args.file, text.as_bytes(), true)?;
+    eprintln!("revoked token {} in {}", args.id, args.file.display());
+    Ok(())
 }
 
 /// `user add`: add a user or set a user's password. The password comes from
@@ -236,6 +284,47 @@ mod tests {
         assert_eq!(
             store.authenticate(&b, now).unwrap().database.as_deref(),
             Some("prod")
+        );
+    }
+
+    #[test]
+    fn token_list_shows_no_hash_and_revoke_stops_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.yaml");
+        let a = add_token_to_file(&file, "first", None, None).unwrap();
+        let b = add_token_to_file(&file, "second", None, Some("prod")).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let entries = fleet_common::tokens::parse(text.as_bytes()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let listed = list_tokens(&file, now).unwrap();
+        assert_eq!(listed.lines().count(), 3, "{listed}");
+        assert!(listed.contains("\tprod\tsecond\n"), "{listed}");
+        for e in &entries {
+            assert!(!listed.contains(&hex::encode(e.hash)), "a hash is listed");
+        }
+        assert!(!listed.contains(&a) && !listed.contains(&b));
+        let first = entries
+            .iter()
+            .find(|e| e.annotation.as_deref() == Some("first"))
+            .unwrap();
+        token_revoke(TokenRevokeArgs {
+            file: file.clone(),
+            id: first.id.clone(),
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let store = crate::auth::tokens::TokenStore::new(
+            fleet_common::tokens::parse(text.as_bytes()).unwrap(),
+        );
+        assert_eq!(store.len(), 1);
+        assert!(store.authenticate(&a, now).is_err());
+        assert!(store.authenticate(&b, now).is_ok());
+        assert!(
+            token_revoke(TokenRevokeArgs {
+                file,
+                id: first.id.clone(),
+            })
+            .is_err()
         );
     }
 }

@@ -24,6 +24,8 @@ fn main() -> ExitCode {
         }),
         Command::Kb(KbCommand::Build(args)) => commands::kb_build(args),
         Command::Token(TokenCommand::Add(args)) => commands::token_add(args),
+        Command::Token(TokenCommand::List(args)) => commands::token_list(args),
+        Command::Token(TokenCommand::Revoke(args)) => commands::token_revoke(args),
         Command::User(UserCommand::Add(args)) => commands::user_add(args),
         Command::Check(args) => return commands::check(args),
         Command::Healthcheck(args) => {
