@@ -114,6 +114,8 @@ pub const HEALTH_CACHE: Duration = Duration::from_millis(500);
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// How long checking a pooled connection may take before it is replaced.
 const RECYCLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a failed call waits for its transaction's rollback to finish.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Every configured database. Cheap to clone and share.
 #[derive(Clone, Default)]
@@ -380,8 +382,11 @@ impl Database {
     }
 
     /// Return the connection to the pool, or discard it when the call timed
-    /// out or the connection failed.
-    fn settle<T>(
+    /// out or the connection failed. After a failed statement the dropped
+    /// transaction's ROLLBACK is only queued: one empty round trip on the
+    /// same connection waits for it, so the call answers only once its
+    /// transaction has ended (a connection that cannot do that is dropped).
+    async fn settle<T>(
         &self,
         client: Object,
         outcome: Result<Result<T, ToolError>, tokio::time::error::Elapsed>,
@@ -389,7 +394,13 @@ impl Database {
         match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                if matches!(e, ToolError::Unavailable { .. }) || client.is_closed() {
+                let ended = !matches!(e, ToolError::Unavailable { .. })
+                    && !client.is_closed()
+                    && matches!(
+                        tokio::time::timeout(SETTLE_TIMEOUT, client.simple_query("")).await,
+                        Ok(Ok(_))
+                    );
+                if !ended {
                     drop(Object::take(client));
                 }
                 Err(e)

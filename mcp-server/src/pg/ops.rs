@@ -55,7 +55,7 @@ impl Database {
             self.query_in(&mut client, checked.body, checked.kind, limit, offset),
         )
         .await;
-        let rows = self.settle(client, outcome)?;
+        let rows = self.settle(client, outcome).await?;
         Ok(render_rows(
             rows,
             limit,
@@ -169,7 +169,7 @@ impl Database {
         let mut client = self.checkout().await?;
         let outcome =
             tokio::time::timeout(self.deadline(), self.lines_in(&mut client, &explain)).await;
-        let lines = self.settle(client, outcome)?;
+        let lines = self.settle(client, outcome).await?;
         let mut out = String::from(match (analyze, buffers) {
             (true, true) => "EXPLAIN (ANALYZE, BUFFERS)",
             (true, false) => "EXPLAIN ANALYZE",
@@ -224,7 +224,7 @@ impl Database {
             self.count_in(&mut client, schema, table, condition),
         )
         .await;
-        let (s, t, n) = self.settle(client, outcome)?;
+        let (s, t, n) = self.settle(client, outcome).await?;
         Ok(match condition {
             None => format!("{s}.{t}: {n} rows"),
             Some(c) => format!("{s}.{t}: {n} rows where {c}"),
@@ -335,7 +335,7 @@ impl Database {
             Ok(row)
         })
         .await;
-        let row = self.settle(client, outcome)?;
+        let row = self.settle(client, outcome).await?;
         let text = |i: usize| row.try_get::<_, Option<String>>(i).ok().flatten();
         let flag = |i: usize| row.try_get::<_, Option<bool>>(i).ok().flatten();
         let superuser = flag(15);

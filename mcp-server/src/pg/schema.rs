@@ -80,7 +80,7 @@ impl Database {
             self.schema_in(&mut client, schema, table, vector_tables_only),
         )
         .await;
-        let (rels, schemas, more) = self.settle(client, outcome)?;
+        let (rels, schemas, more) = self.settle(client, outcome).await?;
         Ok(render(
             &rels,
             &schemas,
