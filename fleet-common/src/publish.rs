@@ -45,14 +45,22 @@ pub fn write_atomic(target: &Path, bytes: &[u8], secret: bool) -> Result<()> {
     publish(tmp, target, secret)
 }
 
-/// Remove temporary files a killed run left in `dir`; returns how many.
+/// Remove the temporary files (and a search index build's temporary
+/// directories) a killed run left in `dir`; returns how many.
 pub fn clean_stale_temps(dir: &Path) -> Result<usize> {
     let mut removed = 0;
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries.flatten() {
         if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
             let path: PathBuf = entry.path();
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            // A temporary directory is a search index build's (tantivy's
+            // work directory); anything else is a temporary file.
+            let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            result.map_err(|e| Error::io(&path, e))?;
             removed += 1;
         }
     }

@@ -167,30 +167,10 @@ pub fn prepare_for_publish(kb: &Path, sha256: &str, target: &Path) -> Result<Pre
 /// Remove what an interrupted run left in a pack directory: temporary
 /// files and tantivy's temporary directories. Returns how many.
 pub fn clean_temps(dir: &Path) -> Result<usize> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(crate::publish::TEMP_PREFIX)
-        {
-            continue;
-        }
-        let path = entry.path();
-        let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        result.map_err(|e| Error::io(&path, e))?;
-        removed += 1;
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        _ => crate::publish::clean_stale_temps(dir),
     }
-    Ok(removed)
 }
 
 /// Remove the packs in `dir` other than those of `keep` (sha256s); returns
