@@ -28,6 +28,17 @@ LOG_DIR.mkdir(parents=True, exist_ok=True)
 ACCEPT = "application/json, text/event-stream"
 
 
+# pgEdge's own kb.db layout (its two tables, embeddings as BLOBs), without
+# anything this project adds.
+PGEDGE_SCHEMA = """
+        CREATE TABLE chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, title TEXT, section TEXT,
+            project_name TEXT NOT NULL, project_version TEXT NOT NULL, file_path TEXT, source_file_checksum TEXT,
+            openai_embedding BLOB, voyage_embedding BLOB, ollama_embedding BLOB, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+        CREATE TABLE source_files (checksum TEXT PRIMARY KEY, file_path TEXT NOT NULL, project_name TEXT NOT NULL,
+            project_version TEXT NOT NULL, doc_type TEXT, num_chunks INTEGER, processed_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

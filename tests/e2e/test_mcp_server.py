@@ -11,7 +11,7 @@ import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
-from harness import (ACCEPT, BIN, LOG_DIR, ROOT, McpServer, free_port, http, make_data_dir, publish, rpc, search_text,
+from harness import (ACCEPT, BIN, LOG_DIR, PGEDGE_SCHEMA, ROOT, McpServer, free_port, http, make_data_dir, publish, rpc, search_text,
                      sha256_hex, wait_until)
 
 
@@ -196,15 +196,7 @@ def test_serves_a_pgedge_kb_without_our_additions(tmp_path):
     d = tmp_path / "pgedge"
     d.mkdir()
     db = sqlite3.connect(d / "kb.db")
-    db.executescript(
-        """
-        CREATE TABLE chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, title TEXT, section TEXT,
-            project_name TEXT NOT NULL, project_version TEXT NOT NULL, file_path TEXT, source_file_checksum TEXT,
-            openai_embedding BLOB, voyage_embedding BLOB, ollama_embedding BLOB, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
-        CREATE TABLE source_files (checksum TEXT PRIMARY KEY, file_path TEXT NOT NULL, project_name TEXT NOT NULL,
-            project_version TEXT NOT NULL, doc_type TEXT, num_chunks INTEGER, processed_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
-        """
-    )
+    db.executescript(PGEDGE_SCHEMA)
     emb = bytes(4 * 8)
     db.executemany(
         "INSERT INTO chunks(text,title,section,project_name,project_version,file_path,openai_embedding) VALUES (?,?,?,?,?,?,?)",

@@ -16,22 +16,14 @@ import sqlite3
 import threading
 import time
 
-from harness import McpServer, http, rpc, sha256_hex
+from harness import PGEDGE_SCHEMA, McpServer, http, rpc, sha256_hex
 
 TOKEN = "startup-window-token-0123456789abcdef"
 
 
 def big_pgedge_kb(path):
     db = sqlite3.connect(path)
-    db.executescript(
-        """
-        CREATE TABLE chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, title TEXT, section TEXT,
-            project_name TEXT NOT NULL, project_version TEXT NOT NULL, file_path TEXT, source_file_checksum TEXT,
-            openai_embedding BLOB, voyage_embedding BLOB, ollama_embedding BLOB, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
-        CREATE TABLE source_files (checksum TEXT PRIMARY KEY, file_path TEXT NOT NULL, project_name TEXT NOT NULL,
-            project_version TEXT NOT NULL, doc_type TEXT, num_chunks INTEGER, processed_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
-        """
-    )
+    db.executescript(PGEDGE_SCHEMA)
     rnd = random.Random(7)
     words = [f"w{i}" for i in range(5000)]
     rows = [(" ".join(rnd.choice(words) for _ in range(80)), "T", "S", "bulk", "1", f"f{i}.md") for i in range(20000)]
