@@ -2,8 +2,8 @@
 //!
 //! The binaries cooperate only through files, so this crate owns those files:
 //! how each one is parsed and validated ([`tokens`], [`users`],
-//! [`session_key`], [`kb_file`], and the search index a KB carries,
-//! [`kb_index`]), how a kind of file is recognised and checked
+//! [`session_key`], [`kb_file`], and the search index and vectors a KB
+//! carries, [`kb_index`] and [`kb_vectors`]), how a kind of file is recognised and checked
 //! before anyone trusts it ([`kind`]), and how a file is published atomically
 //! into a shared directory ([`publish`]) and recognised later as the version
 //! that was verified ([`published`], by its [`identity`]); a data file is
@@ -28,6 +28,7 @@ pub mod exit;
 pub mod identity;
 pub mod kb_file;
 pub mod kb_index;
+pub mod kb_vectors;
 pub mod kind;
 pub mod local_probe;
 pub mod logging;

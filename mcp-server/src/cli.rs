@@ -216,6 +216,11 @@ pub struct KbBuildArgs {
     /// Project version recorded on every chunk.
     #[arg(long, env = "MCP_PROJECT_VERSION", default_value = "latest")]
     pub project_version: String,
+    /// Embed every chunk with the local static model in this directory
+    /// (a `*.safetensors` table and a `tokenizer.json`) for semantic and
+    /// hybrid search; the model is recorded in the KB.
+    #[arg(long, env = "MCP_EMBED_MODEL")]
+    pub embed_model: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
