@@ -14,7 +14,9 @@
 //! - [`http`] is the HTTP surface: dispatch, the guard in front of rmcp,
 //!   JSON-RPC errors, replayed answers and `/health`.
 //! - [`tools`] are the MCP tools, served through rmcp's tool router; the
-//!   read-only Postgres tools are [`pg`].
+//!   read-only Postgres tools are [`pg`]; [`embedding`] embeds search
+//!   queries (a local model, or a provider over HTTP) for semantic and
+//!   hybrid search.
 //! - [`server`] runs the hyper accept loop and the explicit shutdown path
 //!   (closing its port without resetting a queued connection:
 //!   [`listener`]); [`metrics`] is `/metrics`.
@@ -31,6 +33,7 @@ pub mod commands;
 pub mod config;
 pub mod data;
 pub mod demo;
+pub mod embedding;
 pub mod http;
 pub mod listener;
 pub mod metrics;
