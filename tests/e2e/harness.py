@@ -372,3 +372,61 @@ class Load:
         self.stop_event.set()
         for t in self.threads:
             t.join()
+
+
+# ---- semantic search (issue 16) -------------------------------------------
+# pgEdge's vector column for each embedding provider; gemini_embedding is the
+# column pgEdge 1.1 adds with ALTER TABLE.
+PGEDGE_EMBEDDING_COLUMNS = {"openai": "openai_embedding", "voyage": "voyage_embedding",
+                            "ollama": "ollama_embedding", "gemini": "gemini_embedding"}
+
+
+def write_pgedge_kb(path: Path, chunks: list[dict], vectors: dict[str, list[bytes | None]] | None = None) -> list[int]:
+    """Write a pgEdge-schema kb.db at `path`, as pgEdge's builder leaves it.
+
+    `chunks`: dicts with text, title, section, file_path and optionally
+    project_name / project_version (default postgres 17). `vectors`: for a
+    column name of PGEDGE_EMBEDDING_COLUMNS, one little-endian float32 blob
+    (or None) per chunk. Returns the chunks' ids, in order."""
+    import sqlite3
+
+    vectors = vectors or {}
+    for column, blobs in vectors.items():
+        assert column in PGEDGE_EMBEDDING_COLUMNS.values(), column
+        assert len(blobs) == len(chunks), (column, len(blobs), len(chunks))
+    path.unlink(missing_ok=True)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.executescript(PGEDGE_SCHEMA)
+    if "gemini_embedding" in vectors:
+        db.execute("ALTER TABLE chunks ADD COLUMN gemini_embedding BLOB")
+    columns = list(vectors)
+    ids = []
+    files: dict[str, tuple[str, str, str, int]] = {}
+    for i, c in enumerate(chunks):
+        project, version = c.get("project_name", "postgres"), c.get("project_version", "17")
+        checksum = sha256_hex(f"{project}/{version}/{c['file_path']}")
+        n = files.get(c["file_path"], (checksum, project, version, 0))[3]
+        files[c["file_path"]] = (checksum, project, version, n + 1)
+        cur = db.execute(
+            f"INSERT INTO chunks(text, title, section, project_name, project_version, file_path, source_file_checksum"
+            f"{''.join(', ' + col for col in columns)}) VALUES (?, ?, ?, ?, ?, ?, ?{', ?' * len(columns)})",
+            (c["text"], c.get("title"), c.get("section"), project, version, c["file_path"], checksum,
+             *(vectors[col][i] for col in columns)))
+        ids.append(cur.lastrowid)
+    db.executemany("INSERT INTO source_files(checksum, file_path, project_name, project_version, doc_type, num_chunks) VALUES (?, ?, ?, ?, ?, ?)",
+                   [(ck, fp, p, v, "markdown", n) for fp, (ck, p, v, n) in files.items()])
+    db.commit()
+    db.close()
+    return ids
+
+
+def metric_value(text: str, name: str, **labels) -> float:
+    """The value of one sample of a Prometheus text exposition (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
