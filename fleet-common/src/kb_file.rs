@@ -299,6 +299,46 @@ mod tests {
     }
 
     #[test]
+    fn stored_vectors_are_verified_before_publishing() {
+        use crate::kb_vectors::{self, ModelIdentity};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kb.db");
+        pgedge_kb(&p);
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch("CREATE TABLE kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
+            .unwrap();
+        c.execute_batch(kb_vectors::CREATE_TABLE).unwrap();
+        let model = ModelIdentity {
+            name: "m".into(),
+            dimensions: 3,
+            sha256: "ab".repeat(32),
+        };
+        kb_vectors::write_identity(&c, &model).unwrap();
+        c.execute(
+            "INSERT INTO kb_embeddings VALUES (1, ?1)",
+            [kb_vectors::encode(&[0.6, 0.8, 0.0])],
+        )
+        .unwrap();
+        assert_eq!(verify(&p).unwrap().embedding, Some(model));
+        c.execute(
+            "UPDATE kb_embeddings SET vector = ?1",
+            [kb_vectors::encode(&[0.6, 0.8])],
+        )
+        .unwrap();
+        let err = verify(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("kb_embeddings") && err.contains("chunk 1"),
+            "{err}"
+        );
+        // Vouched (verified before it was published): the schema only.
+        assert!(verify_vouched(&p).is_ok());
+        c.execute("DELETE FROM kb_meta WHERE key = 'embedding_sha256'", [])
+            .unwrap();
+        let err = verify_vouched(&p).unwrap_err().to_string();
+        assert!(err.contains("only in part"), "{err}");
+    }
+
+    #[test]
     fn garbage_and_wrong_schema_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.db");

@@ -256,6 +256,18 @@ impl VectorIndex {
     /// The `k` chunks nearest to the unit vector `q` (cosine, best first)
     /// among those whose product `allowed` passes.
     pub fn search(&self, q: &[f32], k: usize, allowed: Option<&[bool]>) -> Result<Vec<Scored>> {
+        self.search_with(q, k, allowed, false)
+    }
+
+    /// [`VectorIndex::search`]; with `parallel`, a large index's bits are
+    /// scanned in two halves on two threads (for a server with idle cores).
+    pub fn search_with(
+        &self,
+        q: &[f32],
+        k: usize,
+        allowed: Option<&[bool]>,
+        parallel: bool,
+    ) -> Result<Vec<Scored>> {
         ensure!(
             q.len() == self.dims,
             "the query vector has {} dimensions, the knowledge base's vectors {}",
@@ -269,7 +281,7 @@ impl VectorIndex {
         let keep = RERANK.max(k.saturating_mul(8)).min(self.n);
         let products = &self.map[self.off_product..self.off_product + self.n * 2];
         let bits = &self.map[self.off_bits..self.off_bits + self.n * self.words * 8];
-        let candidates = nearest_bits(bits, &qbits, products, allowed, keep);
+        let candidates = nearest_bits(bits, &qbits, products, allowed, keep, parallel);
         let scales = &self.map[self.off_scale..self.off_scale + self.n * 4];
         let mut scored: Vec<Scored> = candidates
             .into_iter()
@@ -315,6 +327,9 @@ fn sign_bits(v: &[f32]) -> Vec<u64> {
     out
 }
 
+/// Vectors below this many are scanned on one thread whatever is asked.
+pub const PARALLEL_MIN: usize = 100_000;
+
 /// The positions of the (about) `keep` vectors whose bits are nearest
 /// `q` in Hamming distance, among those whose product is allowed.
 fn nearest_bits(
@@ -323,33 +338,34 @@ fn nearest_bits(
     products: &[u8],
     allowed: Option<&[bool]>,
     keep: usize,
+    parallel: bool,
 ) -> Vec<usize> {
     let n = products.len() / 2;
-    let mut dist = vec![u16::MAX; n];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("popcnt") {
-            // SAFETY: the CPU has POPCNT, checked just above.
-            unsafe { hamming_popcnt(bits, q, products, allowed, &mut dist) };
-        } else {
-            hamming(bits, q, products, allowed, &mut dist);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    hamming(bits, q, products, allowed, &mut dist);
-
     let max_d = q.len() * 64;
-    let mut hist = vec![0usize; max_d + 1];
-    for &d in &dist {
-        if usize::from(d) <= max_d {
-            hist[usize::from(d)] += 1;
-        }
-    }
+    let mut dist = vec![u16::MAX; n];
+    let hist = if parallel && n >= PARALLEL_MIN {
+        let mid = n / 2;
+        let stride = q.len() * 8;
+        let (d1, d2) = dist.split_at_mut(mid);
+        let (b1, b2) = bits.split_at(mid * stride);
+        let (p1, p2) = products.split_at(mid * 2);
+        std::thread::scope(|s| {
+            let second = s.spawn(|| scan(b2, q, p2, allowed, d2));
+            let mut hist = scan(b1, q, p1, allowed, d1);
+            let other = second
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            hist.iter_mut().zip(other).for_each(|(a, b)| *a += b);
+            hist
+        })
+    } else {
+        scan(bits, q, products, allowed, &mut dist)
+    };
     // The smallest distance t such that at least `keep` are within it.
     let mut total = 0;
     let mut threshold = max_d;
     for (d, &c) in hist.iter().enumerate() {
-        total += c;
+        total += c as usize;
         if total >= keep {
             threshold = d;
             break;
@@ -364,6 +380,28 @@ fn nearest_bits(
     out
 }
 
+/// [`hamming`] with POPCNT when the CPU has it; the histogram of the
+/// distances found.
+fn scan(
+    bits: &[u8],
+    q: &[u64],
+    products: &[u8],
+    allowed: Option<&[bool]>,
+    dist: &mut [u16],
+) -> Vec<u32> {
+    let mut hist = vec![0u32; q.len() * 64 + 1];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU has POPCNT, checked just above.
+            unsafe { hamming_popcnt(bits, q, products, allowed, dist, &mut hist) };
+            return hist;
+        }
+    }
+    hamming(bits, q, products, allowed, dist, &mut hist);
+    hist
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
 fn hamming_popcnt(
@@ -372,16 +410,24 @@ fn hamming_popcnt(
     products: &[u8],
     allowed: Option<&[bool]>,
     dist: &mut [u16],
+    hist: &mut [u32],
 ) {
-    hamming(bits, q, products, allowed, dist)
+    hamming(bits, q, products, allowed, dist, hist)
 }
 
 /// `dist[i]` = the Hamming distance of vector `i`'s bits to `q`, for the
-/// allowed ones (the others keep `u16::MAX`).
+/// allowed ones (the others keep `u16::MAX`), counted in `hist`.
 #[inline(always)]
-fn hamming(bits: &[u8], q: &[u64], products: &[u8], allowed: Option<&[bool]>, dist: &mut [u16]) {
+fn hamming(
+    bits: &[u8],
+    q: &[u64],
+    products: &[u8],
+    allowed: Option<&[bool]>,
+    dist: &mut [u16],
+    hist: &mut [u32],
+) {
     let stride = q.len() * 8;
-    for (i, code) in bits.chunks_exact(stride).enumerate() {
+    for (i, (code, d_out)) in bits.chunks_exact(stride).zip(dist.iter_mut()).enumerate() {
         if let Some(allowed) = allowed {
             let p = usize::from(u16::from_le_bytes([products[2 * i], products[2 * i + 1]]));
             if !allowed.get(p).copied().unwrap_or(false) {
@@ -393,7 +439,10 @@ fn hamming(bits: &[u8], q: &[u64], products: &[u8], allowed: Option<&[bool]>, di
             let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
             d += (x ^ qw).count_ones();
         }
-        dist[i] = d as u16;
+        *d_out = d as u16;
+        if let Some(h) = hist.get_mut(d as usize) {
+            *h += 1;
+        }
     }
 }
 
@@ -683,6 +732,78 @@ mod tests {
         match VectorIndex::load(&c, &voyage, None).unwrap() {
             Loaded::NoVectors(why) => assert!(why.contains("voyage_embedding"), "{why}"),
             Loaded::Index(_) => panic!("vectors from nowhere"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test --release -p fleet-kb --lib vectors::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a timing, not a check"]
+    fn scan_a_million() {
+        let n = 1_000_000usize;
+        let dims = 256;
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE chunks (id INTEGER PRIMARY KEY, project_name TEXT, project_version TEXT, file_path TEXT, openai_embedding BLOB);",
+        )
+        .unwrap();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let tx = c.unchecked_transaction().unwrap();
+        {
+            let mut st = tx
+                .prepare("INSERT INTO chunks VALUES (?1, 'p', '1', ?2, ?3)")
+                .unwrap();
+            for i in 0..n {
+                let v: Vec<f32> = (0..dims)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (x % 2001) as f32 / 1000.0 - 1.0
+                    })
+                    .collect();
+                st.execute(rusqlite::params![
+                    i as i64 + 1,
+                    format!("f{}", i / 10),
+                    kb_vectors::encode(&v)
+                ])
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        let t = std::time::Instant::now();
+        let Loaded::Index(index) = VectorIndex::load(
+            &c,
+            &VectorSource::Provider {
+                provider: Provider::OpenAi,
+                dimensions: None,
+            },
+            None,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        eprintln!("load {:?}", t.elapsed());
+        let q: Vec<f32> = (0..dims).map(|i| ((i * 7919) % 13) as f32 - 6.0).collect();
+        let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let q: Vec<f32> = q.iter().map(|x| x / norm).collect();
+        for parallel in [false, true] {
+            let mut times = Vec::new();
+            for _ in 0..50 {
+                let t = std::time::Instant::now();
+                let r = index.search_with(&q, 40, None, parallel).unwrap();
+                times.push(t.elapsed());
+                assert_eq!(r.len(), 40);
+            }
+            times.sort();
+            eprintln!(
+                "parallel={parallel}: p50 {:?} p90 {:?}",
+                times[25], times[45]
+            );
         }
     }
 }

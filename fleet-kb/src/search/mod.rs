@@ -97,7 +97,7 @@ impl Kb {
                 return Ok(Vec::new());
             };
             let allowed = v.allowed(&filters.project_names, &filters.project_versions);
-            Ok(v.search(qv, k, allowed.as_deref())?
+            Ok(v.search_with(qv, k, allowed.as_deref(), parallel)?
                 .into_iter()
                 .map(|s| Item {
                     chunk_id: s.chunk_id,
