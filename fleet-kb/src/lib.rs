@@ -15,7 +15,7 @@
 //! - [`vectors`]: a generation's chunk vectors, quantised and mapped; the
 //!   nearest to a query's vector.
 //! - [`fuse`]: hybrid ranking: keyword and vector rankings fused by
-//!   reciprocal rank, ranked by page, diversified.
+//!   reciprocal rank of their pages, diversified.
 //! - [`fts5`]: the previous engine (SQLite FTS5), kept for comparisons.
 //!
 //! The file format itself (schema, check) lives in

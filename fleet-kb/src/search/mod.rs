@@ -109,7 +109,9 @@ impl Kb {
         let ranked = catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<Vec<Ranked>> {
             let items = match mode {
                 Mode::Keyword => return keyword(top_n),
-                Mode::Semantic => fuse::diversify(&semantic(top_n.max(fuse::DEPTH))?, top_n),
+                Mode::Semantic => {
+                    fuse::diversify(&fuse::by_page(&semantic(top_n.max(fuse::DEPTH))?), top_n)
+                }
                 Mode::Hybrid => {
                     let kw: Vec<Item> = keyword(fuse::DEPTH)?
                         .into_iter()
@@ -119,8 +121,8 @@ impl Kb {
                             file: self.file_key(r.chunk_id),
                         })
                         .collect();
-                    let fused = fuse::fuse(&kw, &semantic(fuse::DEPTH)?);
-                    fuse::diversify(&fuse::by_page(&fused), top_n)
+                    let fused = fuse::fuse_pages(&kw, &semantic(fuse::DEPTH)?);
+                    fuse::diversify(&fused, top_n)
                 }
             };
             Ok(items
