@@ -9,12 +9,15 @@ target/bench-cache/) synthetic KBs, mint a token, start `mcp-server serve`
 and `baseline-server` on free 127.0.0.1 ports, wait for them, check every
 request body once, then measure each group (see GROUPS; `--only NAME` runs
 some of them): resident memory idle and under 64 connections, `loadgen`
-for each scenario in SCENARIOS, search latency on a 1,000,000-chunk KB at
-one request in flight, token reload latency, kb-init and the sidecar
+for each scenario in SCENARIOS, keyword and hybrid search latency on a
+1,000,000-chunk KB with vectors at one request in flight, hybrid search
+throughput on a 100,000-chunk one, token reload latency, kb-init and the sidecar
 against S3 (moto), start-up time on a 500 MB KB, and propagation of a new
 KB to three instances from each object store: S3 (moto), Google Cloud
 Storage (fake-gcs-server) and Azure Blob Storage (Azurite), each beside a
-plain download of the same object from the same store. Then print the
+plain download of the same object from the same store; on the PostgreSQL
+manual, `kb build` with and without the local embedding model and the
+relevance of the keyword, semantic and hybrid rankings. Then print the
 machine, the KB and ONE
 table: each figure beside its baseline measured in the same run, its
 target, and whether the target is met. Every process started here is
@@ -81,6 +84,9 @@ TARGETS: dict[str, str] = {
     "search.rps": "≥ 3,000 req/s",
     "search1m.p50_ms": "≤ 2 ms",
     "search1m.p99_ms": "≤ 10 ms",
+    "hybrid1m.p50_ms": "≤ 5 ms",
+    "hybrid1m.p99_ms": "≤ 20 ms",
+    "hybrid.rps": "≥ 1,500 req/s",
     "rss1m_anon_load_mb": "≤ 60 MB",
     "pgedge_load_s": "≤ 2 s",
     "reload_watch_p99": "≤ 10 ms",
@@ -94,7 +100,7 @@ TARGETS: dict[str, str] = {
 
 # Measurement groups, for --only; scenario names (search, tools_list, ...)
 # select single loadgen scenarios.
-GROUPS = ["memory", "loadgen", "search1m", "pgedge", "reload", "sync", "startup", "propagation"]
+GROUPS = ["memory", "loadgen", "search1m", "hybrid", "pgedge", "reload", "sync", "startup", "propagation"]
 
 LOAD_CONCURRENCY = 64       # connections for the memory-under-load rows
 RSS_SAMPLE_S = 0.05         # VmRSS sampling period under load
@@ -103,12 +109,16 @@ STARTUP_POLL_S = 0.002      # GET /health every 2 ms while starting
 PROPAGATION_INSTANCES = 3
 PROPAGATION_INTERVAL = "5s"
 PROPAGATION_POLL_S = 0.02
-SEARCH1M_CHUNKS = 1_000_000  # 100,000 with --quick
+SEARCH1M_CHUNKS = 1_000_000  # 100,000 with --quick; embedded when the model is there
 PGEDGE_CHUNKS = 100_000     # pgEdge-format KB (no index) loaded by the server; 10,000 with --quick
 RELOAD_TRIALS = 100
 PAIRS = 5                   # interleaved baseline/tools_list pairs (2 with --quick)
 PAIR_SECONDS = 3.0          # measured seconds per side of a pair (1 with --quick)
 POLL_INTERVAL_MS = 200
+# The local static embedding model (tokenizer.json + one *.safetensors table)
+# of semantic and hybrid search; scripts/test.sh stages it. Without it the
+# hybrid and semantic rows are skipped.
+EMBED_MODEL = Path(os.environ.get("PG_MCP_EMBED_MODEL_DIR") or ROOT / ".tools" / "models" / "wordllama-l2-supercat-256")
 
 
 # --------------------------------------------------------------------------- processes
@@ -260,15 +270,40 @@ def build() -> None:
     subprocess.run(["cargo", "build", "--release", *[a for p in packages for a in ("-p", p)]], cwd=ROOT, check=True)
 
 
-def ensure_kb(chunks: int, pgedge: bool = False) -> Path:
+_model_sha256: dict[Path, str] = {}
+
+
+def embed_model(rows: str) -> Path | None:
+    """EMBED_MODEL if it holds a model (tokenizer.json and one *.safetensors
+    table); else None, saying that `rows` are skipped."""
+    if (EMBED_MODEL / "tokenizer.json").exists() and len(list(EMBED_MODEL.glob("*.safetensors"))) == 1:
+        return EMBED_MODEL
+    print(f"bench: {rows} skipped: no embedding model in {EMBED_MODEL} (scripts/test.sh stages it; or set "
+          f"PG_MCP_EMBED_MODEL_DIR)", file=sys.stderr)
+    return None
+
+
+def model_sha256(model: Path) -> str:
+    """sha256 of the model's weights: what a KB records as embedding_sha256."""
+    if model not in _model_sha256:
+        (weights,) = model.glob("*.safetensors")
+        _model_sha256[model] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return _model_sha256[model]
+
+
+def ensure_kb(chunks: int, pgedge: bool = False, embed: Path | None = None) -> Path:
     """The cached KB of `chunks` chunks, generated if missing or stale. With
     `pgedge`, in pgEdge's layout (no kb_meta, FTS5 or search index); its
-    generator id is then kept in a `.generator` file beside it."""
+    generator id is then kept in a `.generator` file beside it. With `embed`
+    (a model directory), every chunk embedded by that model; a cached one
+    made by another model (kb_meta.embedding_sha256) is stale too."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / (f"kb-{chunks}-pgedge.db" if pgedge else f"kb-{chunks}.db")
-    flags = ["--pgedge"] if pgedge else []
+    path = CACHE / (f"kb-{chunks}-pgedge.db" if pgedge else f"kb-{chunks}-embedded.db" if embed else f"kb-{chunks}.db")
+    flags = ["--pgedge"] if pgedge else ["--embed-model", str(embed)] if embed else []
     want = subprocess.run([str(RELEASE / "gen-kb"), "--chunks", str(chunks), *flags, "--describe"],
                           capture_output=True, text=True, check=True).stdout.strip()
+    if embed:
+        want += f" model={model_sha256(embed)}"
     have = None
     if path.exists() and pgedge:
         marker = path.with_name(path.name + ".generator")
@@ -276,13 +311,17 @@ def ensure_kb(chunks: int, pgedge: bool = False) -> Path:
     elif path.exists():
         try:
             with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
-                row = db.execute("SELECT value FROM kb_meta WHERE key = 'generator'").fetchone()
-                have = row[0] if row else None
+                meta = dict(db.execute("SELECT key, value FROM kb_meta WHERE key IN ('generator', 'embedding_sha256')"))
+            have = meta.get("generator")
+            if embed and have:
+                have += f" model={meta.get('embedding_sha256')}"
         except sqlite3.Error:
             have = None
     if have != want:
         print(f"bench: generating {path.name} ({want})", file=sys.stderr)
+        t0 = time.perf_counter()
         subprocess.run([str(RELEASE / "gen-kb"), "--chunks", str(chunks), *flags, "--out", str(path)], check=True)
+        print(f"bench: generated {path.name} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     else:
         print(f"bench: reusing {path}", file=sys.stderr)
     return path
@@ -339,11 +378,14 @@ def mcp_serve_args(port: int, data_dir: Path, *extra: str) -> list[str]:
 @dataclass
 class Scenario:
     name: str
-    target: str  # a key of Context.ports: "baseline", "mcp" or "mcp1m"
+    target: str  # a key of Context.ports: "baseline", "mcp", "mcp1m", "mcp_hybrid", ...
     describe: str
     bodies: Callable[["Context"], list[dict]]
     auth: str = "api"  # api (API token), session (session token) or none
     concurrency: int | None = None  # None: --concurrency
+    # The search mode every answer must say it ran in ("[mode: hybrid]"), so
+    # a silent fallback to keyword-only fails the run; None: not checked.
+    mode: Callable[["Context"], str | None] | None = None
 
 
 def rpc(method: str, params: dict | None = None) -> dict:
@@ -355,6 +397,22 @@ def rpc(method: str, params: dict | None = None) -> dict:
 
 def search_bodies(_: "Context") -> list[dict]:
     return [rpc("tools/call", {"name": "search_knowledgebase", "arguments": q}) for q in QUERIES]
+
+
+def mode_bodies(mode: str) -> Callable[["Context"], list[dict]]:
+    """The search bodies with `"mode": mode` added."""
+    def bodies(_: "Context") -> list[dict]:
+        return [rpc("tools/call", {"name": "search_knowledgebase", "arguments": {**q, "mode": mode}}) for q in QUERIES]
+    return bodies
+
+
+def search1m_mode(ctx: "Context") -> str:
+    """What the large-KB server's load runs: hybrid when its KB is embedded."""
+    return "hybrid" if ctx.extra.get("search1m_embedded") else "keyword"
+
+
+def load1m_bodies(ctx: "Context") -> list[dict]:
+    return mode_bodies(search1m_mode(ctx))(ctx)
 
 
 SCENARIOS: list[Scenario] = [
@@ -374,15 +432,27 @@ LOAD_SCENARIOS = [
              search_bodies, concurrency=LOAD_CONCURRENCY),
 ]
 LOAD1M_SCENARIOS = [
-    Scenario("load1m_mcp", "mcp1m", f"mcp-server on the large KB under {LOAD_CONCURRENCY} connections, sampling "
-             "VmRSS and RssAnon", search_bodies, concurrency=LOAD_CONCURRENCY),
+    Scenario("load1m_mcp", "mcp1m", f"mcp-server on the large KB under {LOAD_CONCURRENCY} connections (hybrid search "
+             "if the KB is embedded, else keyword), sampling VmRSS and RssAnon", load1m_bodies,
+             concurrency=LOAD_CONCURRENCY, mode=search1m_mode),
     Scenario("load1m_baseline", "baseline", f"baseline-server under {LOAD_CONCURRENCY} connections, sampling VmRSS "
              "and RssAnon", search_bodies, concurrency=LOAD_CONCURRENCY),
 ]
+# search1m and hybrid1m: the same server and bodies but for the mode.
 SEARCH1M_SCENARIOS = [
-    Scenario("search1m", "mcp1m", "mcp-server search on the large KB, one request in flight", search_bodies, concurrency=1),
+    Scenario("search1m", "mcp1m", "mcp-server keyword search (mode keyword) on the large KB, one request in flight",
+             mode_bodies("keyword"), concurrency=1, mode=lambda _: "keyword"),
+    Scenario("hybrid1m", "mcp1m", "mcp-server hybrid search (mode hybrid, local model) on the large KB, one request "
+             "in flight", mode_bodies("hybrid"), concurrency=1, mode=lambda _: "hybrid"),
     Scenario("search1m_baseline", "baseline", "baseline-server, same bodies, one request in flight", search_bodies,
              concurrency=1),
+]
+# The hybrid group: a server with the model on the embedded main-size KB.
+HYBRID_SCENARIOS = [
+    Scenario("hybrid_keyword", "mcp_hybrid", "mcp-server keyword search (mode keyword) on the embedded KB",
+             mode_bodies("keyword"), mode=lambda _: "keyword"),
+    Scenario("hybrid", "mcp_hybrid", "mcp-server hybrid search (mode hybrid, local model) on the embedded KB",
+             mode_bodies("hybrid"), mode=lambda _: "hybrid"),
 ]
 
 
@@ -421,7 +491,9 @@ def write_bodies(ctx: Context, scenario: Scenario) -> list[Path]:
 
 
 def smoke_check(ctx: Context, scenario: Scenario, bodies: list[Path]) -> None:
-    """Send each body once; refuse to benchmark replies that are errors."""
+    """Send each body once; refuse to benchmark replies that are errors, or
+    searches that did not run in the scenario's mode."""
+    mode = scenario.mode(ctx) if scenario.mode else None
     for p in bodies:
         status, body = http_request(ctx.ports[scenario.target], "POST", "/mcp", p.read_bytes(), headers(ctx, scenario.auth))
         text = body.decode(errors="replace")
@@ -429,9 +501,11 @@ def smoke_check(ctx: Context, scenario: Scenario, bodies: list[Path]) -> None:
         if ok and scenario.target.startswith("mcp"):
             reply = json.loads(text)
             ok = "error" not in reply and not reply.get("result", {}).get("isError", False)
-            if ok and scenario.name in ("search", "search1m"):
+            if ok and (mode or scenario.name in ("search", "search1m")):
                 first = reply["result"]["content"][0]["text"].splitlines()[0]
                 print(f"bench: {p.name}: {first}", file=sys.stderr)
+                if mode and not first.endswith(f"[mode: {mode}]"):
+                    raise SystemExit(f"bench: {scenario.name}: {p.name} did not run in mode {mode}: {first}")
         if not ok:
             raise SystemExit(f"bench: {scenario.name}: {p.name} answered {status}: {text[:500]}")
 
@@ -543,47 +617,126 @@ def measure_memory(ctx: Context) -> None:
 # --------------------------------------------------------------------------- search on the large KB
 
 
+def kb_searches(ctx: Context, target: str) -> dict[str, float]:
+    """The server's searches so far by the mode they ran in (its /metrics)."""
+    _, text = http_request(ctx.ports[target], "GET", "/metrics", headers={"Authorization": f"Bearer {ctx.token}"})
+    out: dict[str, float] = {}
+    for line in text.decode().splitlines():
+        m = re.match(r'\w*kb_searches_total\{[^}]*mode="(\w+)"[^}]*\} (\S+)', line)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    return out
+
+
+def run_mode_scenarios(ctx: Context, scenarios: list[Scenario], *args, **kwargs) -> None:
+    """run_scenario for each; then, if any scenario asked for a mode, /metrics
+    must show that no search fell back to keyword-only meanwhile (the smoke
+    check sees only the first answer to each body)."""
+    before = {s.target: kb_searches(ctx, s.target) for s in scenarios if s.mode}
+    for s in scenarios:
+        ctx.results[s.name] = run_scenario(ctx, s, *args, **kwargs)
+    for target, was in before.items():
+        now = kb_searches(ctx, target)
+        if not now:
+            raise SystemExit(f"bench: {target}: no kb_searches_total in /metrics; cannot check the search modes")
+        fell = now.get("keyword_only", 0.0) - was.get("keyword_only", 0.0)
+        if fell:
+            raise SystemExit(f"bench: {target}: {fell:.0f} searches fell back to keyword-only during "
+                             f"{', '.join(s.name for s in scenarios)}; see {LOGS}")
+
+
 def measure_search1m(procs: Procs, ctx: Context) -> None:
-    """A second mcp-server on the large KB, searched at one request in flight,
-    beside baseline-server at one request in flight."""
+    """A second mcp-server on the large KB (embedded by the local model when
+    it is there, and then serving hybrid search with it): keyword and hybrid
+    search at one request in flight, beside baseline-server at one request in
+    flight; its memory idle and under load."""
     chunks = 100_000 if ctx.args.quick else SEARCH1M_CHUNKS
-    kb = ensure_kb(chunks)
+    model = embed_model("the hybrid rows of search1m (and its memory rows with an embedded KB)")
+    kb = ensure_kb(chunks, embed=model)
     port = free_port()
     log = LOGS / "mcp-server-search1m.log"
+    extra = ["--kb-embedding-model-dir", str(model)] if model else []
     proc = procs.start("mcp-server (large KB)", mcp_serve_args(port, ctx.tmp, "--kb-file", str(kb), "--instance-id",
-                                                                "bench-large", "--shutdown-timeout", "5s"),
+                                                                "bench-large", "--shutdown-timeout", "5s", *extra),
                        log, env={"RUST_LOG": "warn"})
     t0 = time.time()
     wait_http_ok("mcp-server (large KB)", proc, port, log, timeout=900)
-    print(f"bench: mcp-server on {kb.name} ready in {time.time() - t0:.1f}s", file=sys.stderr)
+    ready = time.time() - t0
+    print(f"bench: mcp-server on {kb.name} ready in {ready:.1f}s", file=sys.stderr)
     ctx.ports["mcp1m"], ctx.pids["mcp1m"] = port, proc.pid
     ctx.extra["search1m_chunks"] = chunks
+    ctx.extra["search1m_embedded"] = 1.0 if model else 0.0
+    scenarios = SEARCH1M_SCENARIOS if model else [s for s in SEARCH1M_SCENARIOS if s.name != "hybrid1m"]
     try:
-        # Idle: after one of each search body, before any load.
-        smoke_check(ctx, SEARCH1M_SCENARIOS[0], write_bodies(ctx, SEARCH1M_SCENARIOS[0]))
+        # Idle: after one of each search body (each mode measured), before any load.
+        for s in scenarios:
+            if s.target == "mcp1m":
+                smoke_check(ctx, s, write_bodies(ctx, s))
         time.sleep(0.5)
         x = ctx.extra
         x["rss1m_idle_mb"], x["rss1m_anon_idle_mb"] = vm_bytes(proc.pid) / 1e6, anon_bytes(proc.pid) / 1e6
         base = ctx.pids["baseline"]
         x["rss1m_idle_base_mb"], x["rss1m_anon_idle_base_mb"] = vm_bytes(base) / 1e6, anon_bytes(base) / 1e6
-        for s in SEARCH1M_SCENARIOS:
-            ctx.results[s.name] = run_scenario(ctx, s)
+        run_mode_scenarios(ctx, scenarios)
         duration, warmup = (2, 0.5) if ctx.args.quick else (5, 1)
-        for s in LOAD1M_SCENARIOS:
-            ctx.results[s.name] = run_scenario(ctx, s, duration, warmup, sample_rss=True)
+        run_mode_scenarios(ctx, LOAD1M_SCENARIOS, duration, warmup, sample_rss=True)
         for key, scenario in (("", "load1m_mcp"), ("_base", "load1m_baseline")):
             x[f"rss1m_load{key}_mb"] = ctx.results[scenario]["rss_peak_mb"]
             x[f"rss1m_anon_load{key}_mb"] = ctx.results[scenario]["rss_anon_peak_mb"]
     finally:
         procs.stop(proc)
+    mode = search1m_mode(ctx)
     ctx.notes.append(
-        f"search, {chunks:,}-chunk KB ({kb.stat().st_size / 2**20:,.0f} MiB, {kb.name}): a second mcp-server on that KB, "
-        f"loadgen with ONE connection (one request in flight) rotating the same {len(QUERIES)} search bodies; "
-        f"baseline = baseline-server at one request in flight, same bodies. Memory with that KB: idle = after one of "
-        f"each search body; under load = peak of samples every {RSS_SAMPLE_S * 1000:.0f} ms during {warmup:g}s + "
-        f"{duration:g}s at {LOAD_CONCURRENCY} connections (VmRSS: or VmHWM at the end if higher); VmRSS counts the "
-        f"mapped pages of the binary and of the search index (file pages, shared, dropped by the kernel under "
-        f"pressure); RssAnon is the process's own memory. Baseline = baseline-server, same points and load.")
+        f"search, {chunks:,}-chunk KB ({kb.stat().st_size / 2**20:,.0f} MiB, {kb.name}"
+        + (f", every chunk embedded by {model.name}" if model else ", no vectors: no embedding model") +
+        f"): a second mcp-server on that KB" + (f" with --kb-embedding-model-dir {model}" if model else "") +
+        f" (spawn to /health 200: {ready:.1f} s), loadgen with ONE connection (one request in flight) rotating the "
+        f"same {len(QUERIES)} search bodies with \"mode\": \"keyword\"" +
+        (", then the same with \"mode\": \"hybrid\" (BM25 and the local model's vectors, fused); hybrid's baseline "
+         "is that keyword run, keyword's is" if model else "; baseline =") +
+        f" baseline-server at one request in flight, same bodies. Every answer's first line must end with its mode "
+        f"(\"[mode: hybrid]\", not \"[mode: keyword-only, ...]\"), and /metrics must count no keyword-only search. "
+        f"Memory with that KB: idle = after one of each search body; under load = peak of samples every "
+        f"{RSS_SAMPLE_S * 1000:.0f} ms during {warmup:g}s + {duration:g}s at {LOAD_CONCURRENCY} connections sending "
+        f"the search bodies in mode {mode} (VmRSS: or VmHWM at the end if higher); VmRSS counts the mapped pages of "
+        f"the binary, of the search index" + (" and of the vectors" if model else "") + " (file pages, shared, "
+        f"dropped by the kernel under pressure); RssAnon is the process's own memory. Baseline = baseline-server, "
+        f"same points and load.")
+
+
+# --------------------------------------------------------------------------- hybrid search throughput
+
+
+def measure_hybrid(procs: Procs, ctx: Context) -> None:
+    """A third mcp-server, with the local model, on the main-size KB embedded
+    by it: keyword then hybrid search at --concurrency connections."""
+    model = embed_model("the hybrid group's rows")
+    if not model:
+        return
+    chunks = ctx.args.chunks
+    kb = ensure_kb(chunks, embed=model)
+    port = free_port()
+    log = LOGS / "mcp-server-hybrid.log"
+    proc = procs.start("mcp-server (hybrid)", mcp_serve_args(
+        port, ctx.tmp, "--kb-file", str(kb), "--instance-id", "bench-hybrid", "--shutdown-timeout", "5s",
+        "--kb-embedding-model-dir", str(model)), log, env={"RUST_LOG": "warn"})
+    t0 = time.time()
+    wait_http_ok("mcp-server (hybrid)", proc, port, log, timeout=900)
+    ready = time.time() - t0
+    print(f"bench: mcp-server on {kb.name} with {model.name} ready in {ready:.1f}s", file=sys.stderr)
+    ctx.ports["mcp_hybrid"], ctx.pids["mcp_hybrid"] = port, proc.pid
+    ctx.extra["hybrid_chunks"] = chunks
+    try:
+        run_mode_scenarios(ctx, HYBRID_SCENARIOS)
+    finally:
+        procs.stop(proc)
+    ctx.notes.append(
+        f"hybrid: a third mcp-server with --kb-embedding-model-dir {model} on a {chunks:,}-chunk KB "
+        f"({kb.stat().st_size / 2**20:,.0f} MiB, {kb.name}) whose chunks gen-kb embedded with the same model "
+        f"(spawn to /health 200: {ready:.1f} s); the {len(QUERIES)} search bodies with \"mode\": \"keyword\", then "
+        f"with \"mode\": \"hybrid\", each at {ctx.args.concurrency} connections ({ctx.args.warmup:g}s + "
+        f"{ctx.args.duration:g}s), back to back. Baseline = the keyword run: same server, KB and bodies but for the "
+        f"mode. Every answer's first line must end with its mode, and /metrics must count no keyword-only search.")
 
 
 # --------------------------------------------------------------------------- pgEdge KB load
@@ -1167,9 +1320,10 @@ UNITS = {"µs": 1e-6, "ms": 1e-3, "s": 1.0, "B": 1.0, "MB": 1e6, "req/s": 1.0}
 
 
 def met(r: Row, target: str) -> str:
-    """✓ or ✗ for a target such as "≤ 20 MB", "≥ 0.7×" or "0 B"; "?" when
-    it cannot be compared, "" without a target."""
-    m = re.fullmatch(r"(≤|≥|<|>|=)?\s*([0-9][0-9.,]*)\s*(\S+)", target.strip())
+    """✓ or ✗ for a target such as "≤ 20 MB", "≥ 0.7×", "0 B", "≥ 80 %" or
+    "≥ 0.85" (a figure without unit); "?" when it cannot be compared, ""
+    without a target."""
+    m = re.fullmatch(r"(≤|≥|<|>|=)?\s*([0-9][0-9.,]*)\s*(\S*)", target.strip())
     if not m:
         return ""
     op, y, unit = m.group(1) or "=", float(m.group(2).replace(",", "")), m.group(3)
@@ -1177,6 +1331,8 @@ def met(r: Row, target: str) -> str:
         if not r.base or r.base != r.base:
             return "?"
         x = r.value / r.base
+    elif unit == r.unit:
+        x = r.value
     elif unit in UNITS and r.unit in UNITS:
         x, y = r.value * UNITS[r.unit], y * UNITS[unit]
     else:
@@ -1212,17 +1368,30 @@ def extra_row(key: str, label: Label, unit: str, base_key: str | None = None, sc
     return row
 
 
-def search1m_label(what: str) -> Label:
+def search1m_label(what: str, search: str = "search") -> Label:
     def label(ctx: Context) -> str:
         chunks = int(ctx.extra.get("search1m_chunks", SEARCH1M_CHUNKS))
         quick = " (--quick: not the 1M KB)" if chunks != SEARCH1M_CHUNKS else ""
-        return f"search, {chunks:,}-chunk KB{quick}, 1 in flight: {what}"
+        kind = "keyword search" if search == "search" and ctx.extra.get("search1m_embedded") else search
+        return f"{kind}, {search1m_kb(ctx)} KB{quick}, 1 in flight: {what}"
     return label
 
 
 def search1m_kb(ctx: Context) -> str:
     chunks = int(ctx.extra.get("search1m_chunks", SEARCH1M_CHUNKS))
-    return f"{chunks:,}-chunk"
+    return f"{chunks:,}-chunk" + (" embedded" if ctx.extra.get("search1m_embedded") else "")
+
+
+def search1m_load(ctx: Context) -> str:
+    return f"{LOAD_CONCURRENCY} connections ({search1m_mode(ctx)} search)"
+
+
+def hybrid_label(what: str) -> Label:
+    def label(ctx: Context) -> str:
+        chunks = int(ctx.extra.get("hybrid_chunks", 0))
+        size = f"{chunks // 1000}k" if chunks % 1000 == 0 else f"{chunks:,}"
+        return f"hybrid search (vs keyword), {size} chunks, {ctx.args.concurrency} in flight: {what}"
+    return label
 
 
 def startup_label(what: str) -> Label:
@@ -1245,14 +1414,22 @@ ROWS: list[Callable[[Context], Row | None]] = [
     metric_row("search1m", "p50_ms", search1m_label("p50 latency"), "ms", "search1m_baseline"),
     metric_row("search1m", "p99_ms", search1m_label("p99 latency"), "ms", "search1m_baseline"),
     metric_row("search1m", "server_cpu_us_per_req", search1m_label("server CPU per request"), "µs", "search1m_baseline"),
+    metric_row("hybrid1m", "p50_ms", search1m_label("p50 latency", "hybrid search (vs keyword)"), "ms", "search1m"),
+    metric_row("hybrid1m", "p99_ms", search1m_label("p99 latency", "hybrid search (vs keyword)"), "ms", "search1m"),
+    metric_row("hybrid1m", "server_cpu_us_per_req", search1m_label("server CPU per request", "hybrid search (vs "
+               "keyword)"), "µs", "search1m"),
     extra_row("rss1m_idle_mb", lambda ctx: f"resident memory (VmRSS) with the {search1m_kb(ctx)} KB, idle", "MB",
               "rss1m_idle_base_mb"),
     extra_row("rss1m_anon_idle_mb", lambda ctx: f"anonymous memory (RssAnon) with the {search1m_kb(ctx)} KB, idle",
               "MB", "rss1m_anon_idle_base_mb"),
     extra_row("rss1m_load_mb", lambda ctx: f"resident memory (VmRSS) with the {search1m_kb(ctx)} KB, peak under "
-              f"{LOAD_CONCURRENCY} connections", "MB", "rss1m_load_base_mb"),
+              f"{search1m_load(ctx)}", "MB", "rss1m_load_base_mb"),
     extra_row("rss1m_anon_load_mb", lambda ctx: f"anonymous memory (RssAnon) with the {search1m_kb(ctx)} KB, peak "
-              f"under {LOAD_CONCURRENCY} connections", "MB", "rss1m_anon_load_base_mb"),
+              f"under {search1m_load(ctx)}", "MB", "rss1m_anon_load_base_mb"),
+    metric_row("hybrid", "rps", hybrid_label("requests/s"), "req/s", "hybrid_keyword"),
+    metric_row("hybrid", "p50_ms", hybrid_label("p50 latency"), "ms", "hybrid_keyword"),
+    metric_row("hybrid", "p99_ms", hybrid_label("p99 latency"), "ms", "hybrid_keyword"),
+    metric_row("hybrid", "server_cpu_us_per_req", hybrid_label("server CPU per request"), "µs", "hybrid_keyword"),
     extra_row("pgedge_load_s", lambda ctx: f"pgEdge-format KB (no index, {ctx.extra['pgedge_chunks']:,.0f} chunks) "
               "placed in the data dir: start to searchable (vs FTS5 index of it)", "s", "pgedge_fts5_s"),
     extra_row("pgedge_published_ms", lambda ctx: "the same KB published by kb-init (index built there): start to "
@@ -1308,11 +1485,17 @@ PY_SERVER = ROOT / "bench" / "py_fts5_server.py"
 KBBUILD_TRIALS = 3          # timed runs after one untimed (1 with --quick)
 RELEVANCE_ENGINE = "current"  # the engine measured in the relevance rows...
 RELEVANCE_BASELINE = "fts5"   # ...and its baseline, when the relevance binary lists it
+# With the local model: these engines too, each against RELEVANCE_ENGINE.
+RELEVANCE_MODEL_ENGINES = ["hybrid", "semantic"]
 
 GROUPS += ["python", "kbbuild", "relevance"]
 TARGETS.update({
     "python_pair.rps": "≥ 10×",
     "kbbuild_s": "≤ 5 s",
+    "kbbuild_embed_s": "≤ 10 s",
+    "relevance_hybrid_users_hit1": "≥ 80 %",
+    "relevance_hybrid_users_mrr5": "≥ 0.85",
+    "relevance_hybrid_away_mrr5": "≥ 0.60",
 })
 
 PYTHON_SCENARIOS = [
@@ -1359,18 +1542,27 @@ def measure_python(procs: Procs, ctx: Context, kb: Path) -> None:
 
 def measure_kbbuild(tmp: Path, trials: int) -> dict[str, float] | None:
     """`mcp-server kb build` of the PostgreSQL 15 manual, beside `cp -r` of
-    the same directory: reading the input and writing as many bytes."""
+    the same directory: reading the input and writing as many bytes; and,
+    with the local model, `kb build --embed-model` beside the plain build."""
     if not (PG_DOCS / "index.html").exists():
         print(f"bench: kbbuild skipped: {PG_DOCS} is missing (apt-get install postgresql-doc-15)", file=sys.stderr)
         return None
-    out = tmp / "kb-pgdocs.db"
-    build = [str(RELEASE / "mcp-server"), "kb", "build", "--docs", str(PG_DOCS), "--out", str(out),
-             "--project", "postgres", "--project-version", "15"]
-    builds, copies, report = [], [], ""
+    model = embed_model("the kb build --embed-model row")
+    out, out_embed = tmp / "kb-pgdocs.db", tmp / "kb-pgdocs-embedded.db"
+    def kb_build(dest: Path, *extra: str) -> list[str]:
+        return [str(RELEASE / "mcp-server"), "kb", "build", "--docs", str(PG_DOCS), "--out", str(dest),
+                "--project", "postgres", "--project-version", "15", *extra]
+    build = kb_build(out)
+    build_embed = kb_build(out_embed, "--embed-model", str(model)) if model else None
+    builds, copies, embeds, report, report_embed = [], [], [], "", ""
     for i in range(trials + 1):  # the first of each is untimed: page cache, binary
         t0 = time.perf_counter()
         report = subprocess.run(build, capture_output=True, text=True, check=True).stderr.splitlines()[0]
         dt = time.perf_counter() - t0
+        if build_embed:
+            t0 = time.perf_counter()
+            report_embed = subprocess.run(build_embed, capture_output=True, text=True, check=True).stderr.splitlines()[0]
+            de = time.perf_counter() - t0
         dest = tmp / f"pgdocs-copy-{i}"
         t0 = time.perf_counter()
         subprocess.run(["cp", "-r", str(PG_DOCS), str(dest)], check=True)
@@ -1379,12 +1571,14 @@ def measure_kbbuild(tmp: Path, trials: int) -> dict[str, float] | None:
         if i:
             builds.append(dt)
             copies.append(dc)
+            if build_embed:
+                embeds.append(de)
     print(f"bench: kb build: {report}; {', '.join(f'{t:.2f}' for t in builds)} s; cp -r: "
           f"{', '.join(f'{t:.3f}' for t in copies)} s", file=sys.stderr)
     files = [p for p in PG_DOCS.rglob("*") if p.is_file()]
     with sqlite3.connect(f"file:{out}?mode=ro&immutable=1", uri=True) as db:
         chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
-    return {
+    got = {
         "kbbuild_s": statistics.median(builds),
         "kbbuild_cp_s": statistics.median(copies),
         "kbbuild_max_s": max(builds),
@@ -1394,6 +1588,22 @@ def measure_kbbuild(tmp: Path, trials: int) -> dict[str, float] | None:
         "kbbuild_chunks": float(chunks),
         "kbbuild_kb_bytes": float(out.stat().st_size),
     }
+    if build_embed:
+        print(f"bench: kb build --embed-model: {report_embed}; {', '.join(f'{t:.2f}' for t in embeds)} s",
+              file=sys.stderr)
+        with sqlite3.connect(f"file:{out_embed}?mode=ro&immutable=1", uri=True) as db:
+            vectors = db.execute("SELECT count(*) FROM kb_embeddings").fetchone()[0]
+            meta = dict(db.execute("SELECT key, value FROM kb_meta WHERE key LIKE 'embedding_%'"))
+        if vectors != chunks or meta.get("embedding_sha256") != model_sha256(model):
+            raise SystemExit(f"bench: kb build --embed-model wrote {vectors} vectors for {chunks} chunks, model "
+                             f"{meta}; expected one per chunk by {model}")
+        got.update({
+            "kbbuild_embed_s": statistics.median(embeds),
+            "kbbuild_embed_max_s": max(embeds),
+            "kbbuild_embed_kb_bytes": float(out_embed.stat().st_size),
+            "kbbuild_embed_dims": float(meta.get("embedding_dimensions", "nan")),
+        })
+    return got
 
 
 def measure_relevance(ctx: Context) -> None:
@@ -1402,29 +1612,46 @@ def measure_relevance(ctx: Context) -> None:
     if not (PG_DOCS / "index.html").exists():
         print(f"bench: relevance skipped: {PG_DOCS} is missing (apt-get install postgresql-doc-15)", file=sys.stderr)
         return
-    proc = subprocess.run([str(RELEASE / "relevance"), "--json"], capture_output=True, text=True, check=True)
+    model = embed_model("the hybrid and semantic relevance rows")
+    # The binary reads PG_MCP_EMBED_MODEL_DIR by default: the model is passed,
+    # or nothing is.
+    env = {k: v for k, v in os.environ.items() if k != "PG_MCP_EMBED_MODEL_DIR"}
+    cmd = [str(RELEASE / "relevance"), "--json", *(["--embed-model", str(model)] if model else [])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     (LOGS / "relevance.log").write_text(proc.stderr + proc.stdout)
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     engines = got["engines"]
-    if RELEVANCE_ENGINE not in engines:
-        raise SystemExit(f"bench: the relevance binary has no engine {RELEVANCE_ENGINE!r}: {sorted(engines)}")
-    measured, base = engines[RELEVANCE_ENGINE], engines.get(RELEVANCE_BASELINE)
-    for set_name, m in measured.items():
-        if not isinstance(m, dict):
-            continue
-        for key in ("hit1", "hit5", "mrr5"):
-            scale = 1 if key == "mrr5" else 100
-            ctx.extra[f"relevance_{set_name}_{key}"] = m[key] * scale
-            if base and isinstance(base.get(set_name), dict):
-                ctx.extra[f"relevance_{set_name}_{key}_base"] = base[set_name][key] * scale
-        ctx.extra[f"relevance_{set_name}_n"] = m["questions"]
+    wanted = [RELEVANCE_ENGINE] + (RELEVANCE_MODEL_ENGINES if model else [])
+    if any(e not in engines for e in wanted):
+        raise SystemExit(f"bench: the relevance binary lacks an engine of {wanted}: it has {sorted(engines)}")
+
+    def record(prefix: str, measured: dict, base: dict | None) -> None:
+        for set_name, m in measured.items():
+            if not isinstance(m, dict):
+                continue
+            for key in ("hit1", "hit5", "mrr5"):
+                scale = 1 if key == "mrr5" else 100
+                ctx.extra[f"{prefix}{set_name}_{key}"] = m[key] * scale
+                if base and isinstance(base.get(set_name), dict):
+                    ctx.extra[f"{prefix}{set_name}_{key}_base"] = base[set_name][key] * scale
+            ctx.extra[f"{prefix}{set_name}_n"] = m["questions"]
+
+    record("relevance_", engines[RELEVANCE_ENGINE], engines.get(RELEVANCE_BASELINE))
+    for engine in wanted[1:]:
+        record(f"relevance_{engine}_", engines[engine], engines[RELEVANCE_ENGINE])
+    per_q = ", ".join(f"{e} {engines[e]['ms_per_question']:.2f}" for e in engines if "ms_per_question" in engines[e])
     ctx.notes.append(
         f"relevance: target/release/relevance on bench/relevance/questions.yaml ({got['questions']} questions: "
         f"'users' in a user's words, 'away' phrased away from the manual's vocabulary), a KB of {got['corpus']} "
         f"({got['chunks']:,} chunks) built by fleet_kb; each engine returns 20 chunks per question, collapsed to "
         f"pages in first-seen order; hit@k = an answering page among the first k, MRR@5 = mean 1/rank within 5. "
-        f"Measured = engine '{RELEVANCE_ENGINE}' (Kb::search); baseline = engine '{RELEVANCE_BASELINE}'"
-        + ("." if base else " (not in this build: no baseline)."))
+        f"Keyword rows: measured = engine '{RELEVANCE_ENGINE}' (Kb::search, BM25); baseline = engine "
+        f"'{RELEVANCE_BASELINE}'" + ("" if RELEVANCE_BASELINE in engines else " (not in this build: no baseline)")
+        + (f". Hybrid and semantic rows: with --embed-model {model} (the KB built with every chunk embedded by it, "
+           f"each question embedded by it): engines 'hybrid' (BM25 and the vectors, fused) and 'semantic' (vectors "
+           f"only); baseline = the keyword engine '{RELEVANCE_ENGINE}' on the same KB" if model else
+           ". No hybrid or semantic rows: no embedding model")
+        + f". Time per question (ms): {per_q}.")
 
 
 def run_docs_groups(procs: Procs, ctx: Context, kb: Path) -> None:
@@ -1441,7 +1668,12 @@ def run_docs_groups(procs: Procs, ctx: Context, kb: Path) -> None:
                 f"({x['kbbuild_files']:,.0f} files, {x['kbbuild_bytes'] / 1e6:.1f} MB) into a "
                 f"{x['kbbuild_kb_bytes'] / 1e6:.1f} MB kb.db of {x['kbbuild_chunks']:,.0f} chunks; median of "
                 f"{x['kbbuild_trials']:.0f} after one untimed run (max {x['kbbuild_max_s']:.2f} s). Baseline = `cp -r` "
-                f"of the same directory in the same loop: reading the input and writing as many bytes.")
+                f"of the same directory in the same loop: reading the input and writing as many bytes."
+                + (f" With --embed-model {EMBED_MODEL}: the same build, every chunk also embedded by the local static "
+                   f"model ({x['kbbuild_embed_dims']:.0f} dimensions; {x['kbbuild_chunks']:,.0f} vectors checked in "
+                   f"kb_embeddings, with the model's sha256 in kb_meta), into a {x['kbbuild_embed_kb_bytes'] / 1e6:.1f} "
+                   f"MB kb.db, timed in the same loop (max {x['kbbuild_embed_max_s']:.2f} s); its baseline is the "
+                   f"plain build." if "kbbuild_embed_s" in x else ""))
     if ctx.selected("relevance"):
         measure_relevance(ctx)
 
@@ -1452,15 +1684,20 @@ def python_label(ctx: Context) -> str:
     return f"search vs Python MCP server (FTS5), {size} chunks, {ctx.args.concurrency} in flight: requests/s"
 
 
-def relevance_row(set_name: str, key: str, what: str) -> Callable[[Context], Row | None]:
+def relevance_row(set_name: str, key: str, what: str, engine: str = "") -> Callable[[Context], Row | None]:
+    """A relevance figure of the keyword engine (vs fts5), or with `engine`
+    (hybrid, semantic) of that engine (vs keyword)."""
+    prefix = f"relevance_{engine}_" if engine else "relevance_"
+
     def row(ctx: Context) -> Row | None:
-        k = f"relevance_{set_name}_{key}"
+        k = f"{prefix}{set_name}_{key}"
         if k not in ctx.extra:
             return None
-        n = int(ctx.extra[f"relevance_{set_name}_n"])
+        n = int(ctx.extra[f"{prefix}{set_name}_n"])
         label = {"users": "user's words", "away": "phrased away", "all": "all questions"}.get(set_name, set_name)
         unit = "" if key == "mrr5" else "%"
-        return Row(k, f"relevance, {label} ({n} q): {what}", ctx.extra[k], unit, ctx.extra.get(f"{k}_base"))
+        kind = f"relevance, {engine} (vs keyword)" if engine else "relevance"
+        return Row(k, f"{kind}, {label} ({n} q): {what}", ctx.extra[k], unit, ctx.extra.get(f"{k}_base"))
     return row
 
 
@@ -1469,8 +1706,12 @@ ROWS += [
     metric_row("python_pair", "server_cpu_us_per_req", "search vs Python MCP server: server CPU per request", "µs",
                "python_search"),
     extra_row("kbbuild_s", "kb build, PostgreSQL 15 manual (vs cp -r of it)", "s", "kbbuild_cp_s"),
+    extra_row("kbbuild_embed_s", "kb build --embed-model (local static model), PostgreSQL 15 manual (vs kb build "
+              "without it)", "s", "kbbuild_s"),
     *[relevance_row(s, k, w) for s in ("users", "away", "all")
       for k, w in (("hit1", "hit@1"), ("hit5", "hit@5"), ("mrr5", "MRR@5"))],
+    *[relevance_row(s, k, w, e) for e in RELEVANCE_MODEL_ENGINES for s in ("users", "away")
+      for k, w in (("hit1", "hit@1"), ("mrr5", "MRR@5"))],
 ]
 
 
@@ -1544,6 +1785,8 @@ def main() -> int:
                 measure_tools_list_pairs(ctx)
             if ctx.selected("search1m"):
                 measure_search1m(procs, ctx)
+            if ctx.selected("hybrid"):
+                measure_hybrid(procs, ctx)
             if ctx.selected("pgedge"):
                 ctx.extra.update(measure_pgedge(procs, tmp, PGEDGE_CHUNKS // 10 if args.quick else PGEDGE_CHUNKS,
                                                 trials if args.quick else 3))

@@ -3,19 +3,6 @@
 //! A text's vector is the mean of its tokens' rows, L2-normalised:
 //! microseconds per query, no network, no runtime.
 //!
-//! Tokens that are a whole stop word (`how`, `do`, `I`, `the`: the
-//! keyword index's list, [`is_stop_word`]) are left out of the mean, in a
-//! chunk and in a query alike, unless a text has no other token. Mean
-//! pooling weighs every token, and a question's "how do I" or "what
-//! should" is a large part of it (wordllama's rows for them are a quarter
-//! to half as long as a topic word's, not negligible). On the PostgreSQL
-//! manual's relevance questions (`bench/relevance`) this raised the vector
-//! ranking's MRR@5 from 0.613 to 0.630 on a user's words and from 0.161 to
-//! 0.187 on questions phrased away. (Weighting tokens by an estimate of
-//! their frequency from their id, SIF style, lowered both: wordllama's
-//! rows already carry such a weight in their length. Lower-casing texts
-//! lowered the first.)
-//!
 //! A model directory holds exactly one `*.safetensors` file whose one
 //! two-dimensional tensor (F32, F16 or BF16; `[vocabulary, dimensions]`) is
 //! the table, and a tokenizer: `tokenizer.json`, or the one `*tokenizer*.json`
@@ -27,7 +14,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use fleet_common::kb_index::analyzer::is_stop_word;
 use fleet_common::kb_vectors::{MAX_DIMENSIONS, ModelIdentity};
 use memmap2::Mmap;
 use sha2::{Digest, Sha256};
@@ -62,8 +48,6 @@ pub struct StaticModel {
     offset: usize,
     rows: usize,
     dtype: DType,
-    /// Whether each token id is a whole stop word (left out of the mean).
-    stop: Vec<bool>,
 }
 
 impl std::fmt::Debug for StaticModel {
@@ -131,7 +115,6 @@ impl StaticModel {
             .and_then(|n| n.to_str())
             .unwrap_or("model")
             .to_string();
-        let stop = stop_tokens(&tokenizer, rows);
         Ok(StaticModel {
             identity: ModelIdentity {
                 name,
@@ -143,7 +126,6 @@ impl StaticModel {
             offset,
             rows,
             dtype,
-            stop,
         })
     }
 
@@ -156,20 +138,16 @@ impl StaticModel {
         self.identity.dimensions
     }
 
-    /// The unit vector of `text` (its first [`MAX_EMBED_BYTES`]): the mean
-    /// of its tokens' rows, stop words left out unless it has no other
-    /// token; `None` when it has no token the model knows.
+    /// The unit vector of `text` (its first [`MAX_EMBED_BYTES`]), or `None`
+    /// when it has no token the model knows.
     pub fn embed(&self, text: &str) -> Option<Vec<f32>> {
         let text = cut(text, MAX_EMBED_BYTES);
         let encoding = self.tokenizer.encode(text, false).ok()?;
-        let ids = encoding.get_ids();
-        let is_stop = |id: u32| self.stop.get(id as usize).copied().unwrap_or(false);
-        let keep_stop = ids.iter().all(|&id| is_stop(id));
         let dims = self.dimensions();
         let mut sum = vec![0f32; dims];
         let mut n = 0usize;
-        for &id in ids {
-            if (keep_stop || !is_stop(id)) && self.add_row(id as usize, &mut sum) {
+        for &id in encoding.get_ids() {
+            if self.add_row(id as usize, &mut sum) {
                 n += 1;
             }
         }
@@ -215,30 +193,6 @@ impl StaticModel {
         }
         true
     }
-}
-
-/// Which of the first `rows` token ids are a whole stop word: a token
-/// that is a word by itself or starts one (a SentencePiece `▁` or a
-/// byte-level `Ġ` before it, or nothing: a word-level vocabulary) and whose
-/// rest, lower cased, [`is_stop_word`]. A piece inside a word (`how` of
-/// `somehow`, without the marker) is not one.
-fn stop_tokens(tokenizer: &tokenizers::Tokenizer, rows: usize) -> Vec<bool> {
-    let marked = (0..rows.min(1000) as u32)
-        .filter_map(|id| tokenizer.id_to_token(id))
-        .any(|t| t.starts_with(['\u{2581}', '\u{120}']));
-    (0..rows as u32)
-        .map(|id| {
-            let Some(token) = tokenizer.id_to_token(id) else {
-                return false;
-            };
-            let word = match token.strip_prefix(['\u{2581}', '\u{120}']) {
-                Some(rest) => rest,
-                None if !marked => token.as_str(),
-                None => return false,
-            };
-            is_stop_word(&word.to_lowercase())
-        })
-        .collect()
 }
 
 /// Every f16 as an f32, by its bits (256 KiB, made once): a lookup per
@@ -384,21 +338,6 @@ mod tests {
         let w = m.embed("wal wal wal").unwrap();
         assert!((w[2] - 1.0).abs() < 1e-6);
         assert!(m.embed("").is_none());
-    }
-
-    #[test]
-    fn stop_words_are_left_out_unless_there_is_nothing_else() {
-        // "how" and "the" are stop words; rows are unit axes.
-        let dir = model_dir(
-            &["how", "vacuum", "the", "[UNK]"],
-            safetensors(4, 4, |r, d| f32::from(u8::from(r == d))),
-        );
-        let m = StaticModel::load(dir.path()).unwrap();
-        let v = m.embed("how the vacuum").unwrap();
-        assert!((v[1] - 1.0).abs() < 1e-6, "{v:?}");
-        let h = std::f32::consts::FRAC_1_SQRT_2;
-        let w = m.embed("how the").unwrap();
-        assert!((w[0] - h).abs() < 1e-3 && (w[2] - h).abs() < 1e-3, "{w:?}");
     }
 
     #[test]
