@@ -24,8 +24,8 @@
 //! | chunks fused, weights 1:1, then pages | 63.8 % / 0.720 | 12.0 % / 0.199 |
 //! | chunks fused, weights 2:1, then pages | 67.2 % / 0.745 | 12.0 % / 0.218 |
 //! | normalised scores summed, 2:1, then pages | 67.2 % / 0.745 | 16.0 % / 0.225 |
-//! | pages fused, 1:1 | 69.0 % / 0.768 | 20.0 % / 0.283 |
-//! | pages fused, 2:1 (this) | 70.7 % / 0.787 | 20.0 % / 0.279 |
+//! | pages fused, 1:1 | 67.2 % / 0.763 | 20.0 % / 0.291 |
+//! | pages fused, 2:1 (this) | 70.7 % / 0.784 | 20.0 % / 0.279 |
 //!
 //! Fusing chunks let a page the vectors liked in many chunks crowd out
 //! the keyword ranking's answer; fusing pages counts each page once per
