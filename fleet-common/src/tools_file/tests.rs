@@ -222,3 +222,53 @@ fn yaml_errors_never_quote_a_value() {
     );
     assert!(!e.contains("SECRET"), "{e}");
 }
+
+/// The `yaml` blocks of a Markdown document that follow `heading`, up to the
+/// next heading of the same level.
+fn examples(doc: &str, heading: &str) -> Vec<String> {
+    let level = heading.split(' ').next().unwrap_or("#");
+    let section: Vec<&str> = doc
+        .lines()
+        .skip_while(|l| *l != heading)
+        .skip(1)
+        .take_while(|l| !(l.starts_with(level) && l.as_bytes().get(level.len()) == Some(&b' ')))
+        .collect();
+    let mut out = Vec::new();
+    let mut block: Option<String> = None;
+    for line in section {
+        match (&mut block, line) {
+            (None, "```yaml") => block = Some(String::new()),
+            (Some(b), "```") => {
+                out.push(std::mem::take(b));
+                block = None;
+            }
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn the_documented_examples_are_valid_files() {
+    let readme = examples(
+        include_str!("../../../README.md"),
+        "### Curated tools and prompts: tools.yaml",
+    );
+    let formats = examples(
+        include_str!("../../../docs/file-formats.md"),
+        "## tools.yaml",
+    );
+    assert_eq!((readme.len(), formats.len()), (1, 2));
+    for example in readme.iter().chain(&formats) {
+        let f = ok(example);
+        assert!(!f.tools.is_empty(), "{example}");
+    }
+    assert_eq!(
+        ok(&readme[0]).summary(),
+        "2 tools (1 writer), 1 prompt, 2 built-ins off"
+    );
+}
