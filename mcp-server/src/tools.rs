@@ -425,12 +425,8 @@ impl ServerHandler for McpHandler {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        let catalog = self.state.catalog.load();
-        match gate::descriptor(&catalog, &self.state.databases, name) {
-            Some(tool) => Some(tool),
-            None if catalog.switches().tool(name) => self.router.get(name).cloned(),
-            None => None,
-        }
+        gate::descriptor(&self.state.catalog.load(), name)
+            .or_else(|| self.router.get(name).cloned())
     }
 
     async fn list_prompts(

@@ -5,7 +5,7 @@
 //! Today a tool is offered when `tools.yaml` does not switch it off and,
 //! for a curated tool, when its database is configured on this instance and,
 //! for a writer, allows writers. Per-credential tool permissions (issue 17)
-//! belong in [`permitted`], and nowhere else: both the list and the call go
+//! belong in `permitted` (below), and nowhere else: both the list and the call go
 //! through it. Note for that change: `tools/list` answers are replayed to
 //! callers with the same request headers and catalog (see
 //! [`crate::http::replay`]); once the list depends on the caller, the
@@ -70,13 +70,12 @@ pub fn listed(
     tools
 }
 
-/// The descriptor of a tool the server offers now (`None`: the router's, if
-/// it is one and not switched off).
-pub fn descriptor(catalog: &Catalog, databases: &Databases, name: &str) -> Option<Tool> {
-    catalog
-        .tool(name)
-        .filter(|(t, _)| offered(t, databases).is_ok())
-        .map(|(_, d)| d.clone())
+/// The descriptor of the curated tool `name`, for rmcp's checks of a
+/// request's headers against the tool's schema (`None`: ask the router).
+/// Given even for a tool not offered here, so that its call reaches
+/// [`admit`] and gets the reason as a tool error.
+pub fn descriptor(catalog: &Catalog, name: &str) -> Option<Tool> {
+    catalog.tool(name).map(|(_, d)| d.clone())
 }
 
 /// Whether a resource of the built-ins is on.
