@@ -11,6 +11,9 @@ the loader (the last good one serving, /health saying why), and a writer
 tool runs only where the operator enabled writers.
 """
 
+import os
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
-from harness import McpServer, Nginx, free_port, make_data_dir, publish, rpc, run, tokens_yaml, wait_until
+from harness import BIN, KeepAlive, McpServer, Nginx, free_port, make_data_dir, publish, rpc, run, tokens_yaml, wait_until
 from postgres import Postgres
 from sync_servers import Moto, Sidecar, kb_init
 
@@ -166,6 +169,38 @@ def test_curated_tools_over_http_follow_the_live_file(tmp_path, pg):
         s.stop()
 
 
+class Calls:
+    """Curated tool calls through nginx, back to back on two keep-alive
+    connections, until stopped: every one must succeed, whatever is being
+    published meanwhile."""
+
+    def __init__(self, port: int):
+        self.port, self.ok, self.failed = port, 0, []
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(2)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        c = KeepAlive(self.port)
+        args = {"name": "orders_by_customer", "arguments": {"customer": "c1", "limit": 2}}
+        while not self.stop_event.is_set():
+            try:
+                status, body = c.call(TOKEN, "tools/call", args)
+                if status == 200 and body and not body["result"].get("isError"):
+                    self.ok += 1
+                else:
+                    self.failed.append((status, body))
+            except Exception as e:  # noqa: BLE001 - any failure counts
+                self.failed.append(repr(e))
+                c = KeepAlive(self.port)
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join()
+
+
 async def official_client(url: str):
     http_client = create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"})
     return http_client, Client(streamable_http_client(url, http_client=http_client), mode="auto")
@@ -202,11 +237,19 @@ async def test_fleet_publishes_tools_yaml_from_s3_to_three_instances(tmp_path, p
             got = await c.get_prompt("customer-report", {"customer": "c1"})
             assert got.messages[0].content.text == "Report on c1 with orders_by_customer."
 
-            # A new version in S3 reaches all three within the interval.
+            # A new version in S3 reaches all three within the interval,
+            # with no call in flight failing.
+            calls = Calls(nginx.port)
+            time.sleep(0.3)
             start = time.monotonic()
             moto.s3.put_object(Bucket=bucket, Key="prod/tools.yaml", Body=TOOLS_V2.encode())
-            wait_until(lambda: all("order_count" in tool_names(s.url) for s in servers), 30, 0.05)
-            took = time.monotonic() - start
+            try:
+                wait_until(lambda: all("order_count" in tool_names(s.url) for s in servers), 30, 0.05)
+                took = time.monotonic() - start
+                time.sleep(0.3)
+            finally:
+                calls.stop()
+            assert calls.failed == [] and calls.ok > 20, (calls.ok, calls.failed[:3])
             print(f"\ntools.yaml S3 -> all three instances: {took:.2f} s (sidecar interval {interval} s)")
             assert took <= interval * 1.1 + 2.0
             listed = {t.name for t in (await c.list_tools(cache_mode="refresh")).tools}
@@ -215,8 +258,20 @@ async def test_fleet_publishes_tools_yaml_from_s3_to_three_instances(tmp_path, p
                 result = await c.call_tool("order_count", {})
                 assert not result.is_error and '"n":12' in result.content[0].text, result
 
-            # A bad version is refused by the sidecar: never published, the
+            # A bad version: `push` refuses to upload it, kb-init exits 3 on
+            # it, and the sidecar refuses it: never published, the
             # instances keep serving the last good one.
+            bad = tmp_path / "bad" / "tools.yaml"
+            bad.parent.mkdir()
+            bad.write_text(BAD_TYPE)
+            push = subprocess.run([str(BIN / "kb-sync-sidecar"), "push", "--file", f"{bad}=s3://{bucket}/prod/tools.yaml"],
+                                  capture_output=True, text=True, env={**os.environ, **moto.env}, timeout=60)
+            assert push.returncode == 3, push.stderr
+            assert moto.s3.get_object(Bucket=bucket, Key="prod/tools.yaml")["Body"].read().decode() == TOOLS_V2
+            moto.s3.put_object(Bucket=bucket, Key="staging/tools.yaml", Body=BAD_TYPE.encode())
+            init = kb_init("--dest", str(tmp_path / "fresh"), "--file", f"tools.yaml=s3://{bucket}/staging/tools.yaml", env=moto.env)
+            assert init.returncode == 3 and "unknown type" in init.stderr, init.stderr
+            assert not (tmp_path / "fresh" / "tools.yaml").exists()
             errors = sidecar.metric("kb_sync_syncs_total", file="tools.yaml", outcome="verify_error")
             moto.s3.put_object(Bucket=bucket, Key="prod/tools.yaml", Body=BAD_TYPE.encode())
             wait_until(lambda: sidecar.metric("kb_sync_syncs_total", file="tools.yaml", outcome="verify_error") > errors, 30, 0.1)
