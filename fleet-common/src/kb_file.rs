@@ -98,6 +98,9 @@ pub struct KbInfo {
     pub schema_version: Option<i64>,
     pub build_id: Option<String>,
     pub built_at: Option<String>,
+    /// The model of the vectors `kb build --embed-model` stored, if any
+    /// ([`crate::kb_vectors`]).
+    pub embedding: Option<crate::kb_vectors::ModelIdentity>,
 }
 
 impl KbInfo {
@@ -131,8 +134,10 @@ fn uri_path(path: &Path) -> String {
 }
 
 /// Check a knowledge base file completely: SQLite header, `quick_check`, the
-/// schema, and the stored search index if there is one of a version this
-/// build reads (length, CRC, table of contents, one document per chunk).
+/// schema, the stored search index if there is one of a version this
+/// build reads (length, CRC, table of contents, one document per chunk),
+/// and our stored vectors if there are any (one per chunk, each of the
+/// recorded model's dimension: [`crate::kb_vectors::check_stored`]).
 /// This is the check run before a KB is published or loaded.
 pub fn verify(path: &Path) -> Result<KbInfo> {
     let conn = open_checked_header(path)?;
@@ -155,6 +160,9 @@ pub fn verify(path: &Path) -> Result<KbInfo> {
                 ),
             ));
         }
+    }
+    if let Some(model) = &info.embedding {
+        crate::kb_vectors::check_stored(&conn, model, info.chunk_count)?;
     }
     Ok(info)
 }
@@ -220,11 +228,14 @@ pub fn inspect(conn: &Connection) -> Result<KbInfo> {
     }
     let (mut schema_version, mut build_id, mut built_at) = (None, None, None);
     let mut search_index = None;
+    let mut embedding = None;
     if table_exists("kb_meta")? {
         let mut stmt = conn.prepare("SELECT key, value FROM kb_meta")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (k, v) = row?;
+        let meta: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        embedding = crate::kb_vectors::read_identity(&meta)?;
+        for (k, v) in meta {
             match k.as_str() {
                 "schema_version" => schema_version = v.parse().ok(),
                 "build_id" => build_id = Some(v),
@@ -262,6 +273,7 @@ pub fn inspect(conn: &Connection) -> Result<KbInfo> {
         schema_version,
         build_id,
         built_at,
+        embedding,
     })
 }
 

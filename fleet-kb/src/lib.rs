@@ -11,6 +11,11 @@
 //! - [`rank`]: BM25 ranking with block-max WAND, field boosts, AND before
 //!   OR, and the per-file cap.
 //! - [`query`]: untrusted query text → index terms.
+//! - [`embed`]: text → vectors with a local static model ([`embed::StaticModel`]).
+//! - [`vectors`]: a generation's chunk vectors, quantised and mapped; the
+//!   nearest to a query's vector.
+//! - [`fuse`]: hybrid ranking: keyword and vector rankings fused by
+//!   reciprocal rank, ranked by page, diversified.
 //! - [`fts5`]: the previous engine (SQLite FTS5), kept for comparisons.
 //!
 //! The file format itself (schema, check) lives in
@@ -20,7 +25,10 @@
 
 pub mod build;
 pub mod chunk;
+pub mod embed;
 pub mod fts5;
+pub mod fuse;
 pub mod query;
 pub mod rank;
 pub mod search;
+pub mod vectors;

@@ -4,10 +4,25 @@
 //! with `kb build`'s builder. Every search must return (results or none),
 //! never panic or fail, honour top_n and the filters, and rank best first;
 //! the terms a query turns into stay bounded whatever its length.
+//!
+//! With the local model the test command installs (`PG_MCP_EMBED_MODEL_DIR`),
+//! the KB carries vectors and the queries rotate through the keyword,
+//! semantic and hybrid modes, each query embedded by the model as the
+//! server does: the tokenizer and the vector scan get the same strings.
 
 use fleet_kb::build::{BuildOptions, SourceDoc, build};
+use fleet_kb::embed::StaticModel;
 use fleet_kb::query::{MAX_QUERY_BYTES, MAX_TERMS, words};
-use fleet_kb::search::{Kb, MAX_TOP_N, SearchQuery};
+use fleet_kb::search::{Kb, MAX_TOP_N, Mode, OpenOptions, SearchQuery};
+use fleet_kb::vectors::VectorSource;
+
+/// The local model, when the test command installed it.
+fn model() -> Option<StaticModel> {
+    let dir = std::env::var_os("PG_MCP_EMBED_MODEL_DIR")?;
+    Some(
+        StaticModel::load(std::path::Path::new(&dir)).expect("the model in PG_MCP_EMBED_MODEL_DIR"),
+    )
+}
 
 /// xorshift64*: a fixed seed, so a failure replays.
 struct Rng(u64);
@@ -133,15 +148,21 @@ fn kb() -> (tempfile::TempDir, Kb) {
         project: "postgres".into(),
         version: "15".into(),
         built_at: None,
+        embed_model: std::env::var_os("PG_MCP_EMBED_MODEL_DIR").map(Into::into),
     };
     build(&docs, &out, &opts).unwrap();
-    let kb = Kb::open(&out).unwrap();
+    let open = OpenOptions {
+        vectors: model().map(|m| VectorSource::Local(m.identity().clone())),
+        ..OpenOptions::default()
+    };
+    let kb = Kb::open_with(&out, &open).unwrap();
     (dir, kb)
 }
 
 #[test]
 fn twelve_thousand_random_queries_never_panic_or_fail() {
     let (_dir, kb) = kb();
+    let model = model();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut found, mut empty) = (0, 0);
     for i in 0..12_000 {
@@ -160,7 +181,15 @@ fn twelve_thousand_random_queries_never_panic_or_fail() {
                 vec![]
             },
             top_n: Some(top_n),
+            mode: Mode::ALL[i % 3],
+            vector: match Mode::ALL[i % 3] {
+                Mode::Keyword => None,
+                _ => model.as_ref().and_then(|m| m.embed(&text)),
+            },
         };
+        if model.is_some() && q.vector.is_some() {
+            assert_eq!(kb.mode_for(&q), q.mode, "query {i}");
+        }
         let hits = kb
             .search(&q)
             .unwrap_or_else(|e| panic!("query {i} {text:?}: {e:#}"));

@@ -97,6 +97,39 @@ serve_settings! {
     /// [default: none: an unnamed temporary file per KB].
     #[arg(long, env = "MCP_INDEX_CACHE_DIR")]
     index_cache_dir: PathBuf,
+    /// Who embeds search queries for semantic and hybrid search: an HTTP
+    /// provider whose vectors pgEdge's builder stored in kb.db (openai,
+    /// voyage, ollama, gemini), or `local`: the model of
+    /// --kb-embedding-model-dir, in-process [default: none: keyword search].
+    #[arg(long, env = "MCP_KB_EMBEDDING_PROVIDER")]
+    kb_embedding_provider: crate::embedding::ProviderName,
+    /// The provider's model, as its API names it [default: openai
+    /// text-embedding-3-small, voyage voyage-3, ollama nomic-embed-text,
+    /// gemini gemini-embedding-001].
+    #[arg(long, env = "MCP_KB_EMBEDDING_MODEL")]
+    kb_embedding_model: String,
+    /// The local static model's directory (a `*.safetensors` table and a
+    /// `tokenizer.json`), the one `kb build --embed-model` used.
+    #[arg(long, env = "MCP_KB_EMBEDDING_MODEL_DIR")]
+    kb_embedding_model_dir: PathBuf,
+    /// The provider's base URL [default: openai https://api.openai.com/v1,
+    /// voyage https://api.voyageai.com/v1, ollama http://localhost:11434,
+    /// gemini https://generativelanguage.googleapis.com/v1beta].
+    #[arg(long, env = "MCP_KB_EMBEDDING_URL")]
+    kb_embedding_url: String,
+    /// File holding the provider's API key [default: the variable
+    /// PGEDGE_KB_<PROVIDER>_API_KEY, else <PROVIDER>_API_KEY, e.g. OPENAI_API_KEY].
+    #[arg(long, env = "MCP_KB_EMBEDDING_API_KEY_FILE")]
+    kb_embedding_api_key_file: PathBuf,
+    /// Dimensions of the provider model's vectors; a KB whose vectors have
+    /// another is refused at load [default: known for the default models].
+    #[arg(long, env = "MCP_KB_EMBEDDING_DIMENSIONS")]
+    kb_embedding_dimensions: usize,
+    /// Longest wait for the provider to embed a query; past it, the search
+    /// answers with the keyword ranking [default: 2s].
+    #[arg(long, env = "MCP_KB_EMBEDDING_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_opt")]
+    kb_embedding_timeout: std::time::Duration,
     /// YAML configuration file; flags and MCP_* variables override it.
     #[arg(long, env = "MCP_CONFIG")]
     #[serde(skip)]
@@ -219,6 +252,11 @@ pub struct KbBuildArgs {
     /// Project version recorded on every chunk.
     #[arg(long, env = "MCP_PROJECT_VERSION", default_value = "latest")]
     pub project_version: String,
+    /// Embed every chunk with the local static model in this directory
+    /// (a `*.safetensors` table and a `tokenizer.json`) for semantic and
+    /// hybrid search; the model is recorded in the KB.
+    #[arg(long, env = "MCP_EMBED_MODEL")]
+    pub embed_model: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

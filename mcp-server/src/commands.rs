@@ -30,6 +30,7 @@ pub fn kb_build(args: KbBuildArgs) -> anyhow::Result<()> {
         project,
         version: args.project_version,
         built_at: source_date_epoch()?,
+        embed_model: args.embed_model,
     };
     let report = build_from_dir(&args.docs, &args.out, &opts)?;
     eprintln!(

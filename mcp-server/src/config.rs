@@ -95,6 +95,9 @@ pub struct Config {
     pub connections: fleet_common::conn::Limits,
     /// Databases for the Postgres tools (none: the tools are not offered).
     pub databases: Vec<crate::pg::DatabaseConfig>,
+    /// Who embeds queries for semantic and hybrid search (none: keyword
+    /// search only).
+    pub embedding: Option<crate::embedding::EmbeddingSettings>,
 }
 
 /// Authentication settings.
@@ -216,6 +219,18 @@ impl Config {
                     .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP)
                     .max(1),
             },
+            embedding: crate::embedding::resolve(
+                crate::embedding::Given {
+                    provider: s.kb_embedding_provider,
+                    model: s.kb_embedding_model,
+                    model_dir: s.kb_embedding_model_dir,
+                    url: s.kb_embedding_url,
+                    api_key_file: s.kb_embedding_api_key_file,
+                    dimensions: s.kb_embedding_dimensions,
+                    timeout: s.kb_embedding_timeout,
+                },
+                |k| std::env::var(k).ok(),
+            )?,
             databases: match s.databases {
                 Some(list) if !list.is_empty() => list,
                 _ => crate::pg::configs_from_env().into_iter().collect(),

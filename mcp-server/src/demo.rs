@@ -62,6 +62,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<Demo> {
         project: "pg-mcp-fleet".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         built_at: None,
+        embed_model: None,
     };
     build(&docs, &files.kb, &opts).context("building the demo knowledge base")?;
     let token = crate::commands::add_token_to_file(&files.tokens, "demo", None, None)?;

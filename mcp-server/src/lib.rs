@@ -14,9 +14,11 @@
 //! - [`http`] is the HTTP surface: dispatch, the guard in front of rmcp,
 //!   JSON-RPC errors, replayed answers and `/health`.
 //! - [`tools`] are the MCP tools, served through rmcp's tool router; the
-//!   read-only Postgres tools are [`pg`]. [`catalog`] is the live
-//!   `tools.yaml`: curated SQL tools, prompts and the built-ins' switches,
-//!   and the one gate deciding which tools a caller sees and may call.
+//!   read-only Postgres tools are [`pg`]; [`embedding`] embeds search
+//!   queries (a local model, or a provider over HTTP) for semantic and
+//!   hybrid search. [`catalog`] is the live `tools.yaml`: curated SQL
+//!   tools, prompts and the built-ins' switches, and the one gate deciding
+//!   which tools a caller sees and may call.
 //! - [`server`] runs the hyper accept loop and the explicit shutdown path
 //!   (closing its port without resetting a queued connection:
 //!   [`listener`]); [`metrics`] is `/metrics`.
@@ -34,6 +36,7 @@ pub mod commands;
 pub mod config;
 pub mod data;
 pub mod demo;
+pub mod embedding;
 pub mod http;
 pub mod listener;
 pub mod metrics;

@@ -3,7 +3,9 @@
 //! Requests by MCP method, tool and outcome, their latency, requests in
 //! flight, authentication failures by reason, rate-limited requests, reloads
 //! by file and outcome, the live generation of each file, the knowledge
-//! base's size, and build information.
+//! base's size, knowledge-base searches by mode and query embeddings
+//! (their time, their failures by provider and reason), and build
+//! information.
 
 use std::sync::atomic::AtomicU64;
 
@@ -28,6 +30,17 @@ pub struct MethodLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabel {
+    pub mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EmbeddingFailureLabels {
+    pub provider: &'static str,
     pub reason: &'static str,
 }
 
@@ -65,6 +78,9 @@ pub struct Metrics {
     pub file_error: Family<FileLabel, Gauge>,
     pub credentials: Family<KindLabel, Gauge>,
     pub connections_refused: Family<ReasonLabel, Counter>,
+    pub kb_searches: Family<ModeLabel, Counter>,
+    pub embedding_failures: Family<EmbeddingFailureLabels, Counter>,
+    pub embedding_seconds: Histogram,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -149,6 +165,24 @@ impl Metrics {
             "Connections closed on arrival because a limit was reached (per_ip, total)",
             connections_refused.clone(),
         );
+        let kb_searches = Family::<ModeLabel, Counter>::default();
+        r.register(
+            "kb_searches",
+            "search_knowledgebase searches by the mode they ran in (keyword, semantic, hybrid, keyword_only: semantic or hybrid wanted but no query vector could be had)",
+            kb_searches.clone(),
+        );
+        let embedding_failures = Family::<EmbeddingFailureLabels, Counter>::default();
+        r.register(
+            "kb_embedding_failures",
+            "Queries the embedding provider could not embed, by provider and reason (timeout, unavailable, rate_limited, rejected, invalid); each search answered with the keyword ranking",
+            embedding_failures.clone(),
+        );
+        let embedding_seconds = Histogram::new(exponential_buckets(0.00002, 2.0, 18));
+        r.register(
+            "kb_embedding_duration_seconds",
+            "Time to embed a search query (in-process or through the provider)",
+            embedding_seconds.clone(),
+        );
         let kb_chunks = Gauge::default();
         r.register(
             "kb_chunks",
@@ -188,7 +222,22 @@ impl Metrics {
             file_error,
             credentials,
             connections_refused,
+            kb_searches,
+            embedding_failures,
+            embedding_seconds,
         }
+    }
+
+    /// A search ran in `mode`.
+    pub fn kb_search(&self, mode: &'static str) {
+        self.kb_searches.get_or_create(&ModeLabel { mode }).inc();
+    }
+
+    /// A query could not be embedded.
+    pub fn embedding_failure(&self, provider: &'static str, reason: &'static str) {
+        self.embedding_failures
+            .get_or_create(&EmbeddingFailureLabels { provider, reason })
+            .inc();
     }
 
     /// The Prometheus text exposition.

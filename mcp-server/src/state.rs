@@ -44,6 +44,8 @@ pub struct AppState {
     pub databases: crate::pg::Databases,
     /// Answers of `tools/list` and `ping`, learned from rmcp.
     pub replies: crate::http::replay::Replies,
+    /// Embeds search queries, when semantic search is configured.
+    pub embedder: Option<crate::embedding::Embedder>,
     phase: AtomicU8,
     /// Woken when the phase leaves `Starting`.
     left_starting: tokio::sync::Notify,
@@ -52,8 +54,15 @@ pub struct AppState {
 
 impl AppState {
     /// Build the state; fails only on a database configuration error (it
-    /// never connects, so a database that is down does not stop start-up).
+    /// never connects, so a database that is down does not stop start-up)
+    /// or a local embedding model that cannot be loaded (blocking: it is
+    /// read and hashed here).
     pub fn new(config: Config) -> anyhow::Result<Arc<AppState>> {
+        let embedder = config
+            .embedding
+            .as_ref()
+            .map(crate::embedding::Embedder::new)
+            .transpose()?;
         let files = FileTable::new(&config.files);
         let limiter = FailureLimiter::new(config.auth.failure_limit, config.auth.failure_window);
         let client_ip = ClientIpResolver::new(config.auth.trusted_proxies.clone());
@@ -71,6 +80,7 @@ impl AppState {
             metrics,
             databases,
             replies: Default::default(),
+            embedder,
             phase: AtomicU8::new(Phase::Starting as u8),
             left_starting: tokio::sync::Notify::new(),
             watching: AtomicBool::new(false),

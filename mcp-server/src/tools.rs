@@ -25,7 +25,7 @@ use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use fleet_kb::search::{MAX_TOP_N, SearchQuery};
+use fleet_kb::search::{Kb, MAX_TOP_N, Mode, SearchQuery};
 
 use crate::auth::Principal;
 use crate::auth::client_ip::ClientIp;
@@ -131,6 +131,30 @@ pub struct SearchArgs {
     /// List the products and versions in the knowledge base instead of searching.
     #[serde(default)]
     pub list_products: Option<bool>,
+    /// How to rank: `hybrid` (keywords and meaning, fused; the default when
+    /// the knowledge base has vectors), `keyword` (BM25) or `semantic`
+    /// (meaning only).
+    #[serde(default)]
+    pub mode: Option<SearchMode>,
+}
+
+/// The `mode` argument of search_knowledgebase.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    Hybrid,
+    Keyword,
+    Semantic,
+}
+
+impl From<SearchMode> for Mode {
+    fn from(m: SearchMode) -> Mode {
+        match m {
+            SearchMode::Hybrid => Mode::Hybrid,
+            SearchMode::Keyword => Mode::Keyword,
+            SearchMode::Semantic => Mode::Semantic,
+        }
+    }
 }
 
 fn text_result(text: String) -> CallToolResult {
@@ -267,9 +291,11 @@ impl McpHandler {
 
     #[tool(
         name = "search_knowledgebase",
-        description = "Search the documentation knowledge base (full-text, BM25-ranked). \
-                       Filter with project_names / project_versions; set list_products=true \
-                       to see which products and versions are available."
+        description = "Search the documentation knowledge base. Ranks by keywords (BM25) and, \
+                       when the knowledge base has vectors, by meaning too (mode: hybrid, the \
+                       default then; keyword; semantic). Filter with project_names / \
+                       project_versions; set list_products=true to see which products and \
+                       versions are available."
     )]
     async fn search_knowledgebase(
         &self,
@@ -307,11 +333,18 @@ impl McpHandler {
                 "top_n must be between 1 and {MAX_TOP_N}."
             )));
         }
+        let (mode, vector, label) = self.query_vector(&kb, &query, args.mode).await;
+        self.state.metrics.kb_search(match &label {
+            Label::Ran(m) => m.as_str(),
+            Label::KeywordOnly(_) => "keyword_only",
+        });
         let q = SearchQuery {
             query: query.clone(),
             project_names: args.project_names.unwrap_or_default(),
             project_versions: args.project_versions.unwrap_or_default(),
             top_n: args.top_n.map(|n| n as usize),
+            mode,
+            vector,
         };
         // Any query text is searchable; should the engine still fail, the
         // caller gets a tool error, not a protocol error.
@@ -320,10 +353,14 @@ impl McpHandler {
             Ok(Err(e)) => return Ok(tool_error(format!("search failed: {e:#}"))),
             Err(_) => return Ok(tool_error("search failed on this query")),
         };
+        let label = match &label {
+            Label::Ran(m) => format!("[mode: {}]", m.as_str()),
+            Label::KeywordOnly(why) => format!("[mode: keyword-only, {why}]"),
+        };
         if hits.is_empty() {
-            return Ok(text_result(format!("No results for {query:?}.")));
+            return Ok(text_result(format!("No results for {query:?}. {label}")));
         }
-        let mut out = format!("{} results for {query:?}:\n", hits.len());
+        let mut out = format!("{} results for {query:?}: {label}\n", hits.len());
         for (i, h) in hits.iter().enumerate() {
             let heading = if h.section.is_empty() {
                 h.title.clone()
@@ -341,6 +378,55 @@ impl McpHandler {
             ));
         }
         Ok(text_result(out))
+    }
+}
+
+/// How a search's ranking is labelled in its answer.
+enum Label {
+    /// It ran in the mode asked (or the default).
+    Ran(Mode),
+    /// Meaning was wanted but no query vector could be had: why.
+    KeywordOnly(String),
+}
+
+impl McpHandler {
+    /// The mode to search `kb` in for a call asking `asked`, with the
+    /// query's vector when that mode needs one, and the answer's label.
+    /// The default is hybrid when the KB has vectors and an embedder is
+    /// configured, keyword otherwise. Without a vector (no vectors, no
+    /// embedder, the provider failed) it is keyword, labelled keyword-only
+    /// with the reason when meaning was asked for.
+    async fn query_vector(
+        &self,
+        kb: &Kb,
+        query: &str,
+        asked: Option<SearchMode>,
+    ) -> (Mode, Option<Vec<f32>>, Label) {
+        let embedder = self.state.embedder.as_ref();
+        let can = kb.vectors().is_some() && embedder.is_some();
+        let mode = match asked {
+            Some(m) => Mode::from(m),
+            None if can => Mode::Hybrid,
+            None => Mode::Keyword,
+        };
+        if mode == Mode::Keyword {
+            return (mode, None, Label::Ran(mode));
+        }
+        let (Some(vectors), Some(embedder)) = (kb.vectors(), embedder) else {
+            let why = match (kb.no_vectors(), embedder) {
+                (_, None) => "no embedding model is configured".to_string(),
+                (Some(why), _) => format!("no vectors: {why}"),
+                (None, Some(_)) => "no vectors".to_string(),
+            };
+            return (Mode::Keyword, None, Label::KeywordOnly(why));
+        };
+        match embedder
+            .embed(query, vectors.dimensions(), &self.state.metrics)
+            .await
+        {
+            Ok(v) => (mode, Some(v), Label::Ran(mode)),
+            Err(f) => (Mode::Keyword, None, Label::KeywordOnly(f.describe())),
+        }
     }
 }
 

@@ -45,14 +45,23 @@ struct Args {
     /// pgEdge's layout: only `chunks` and `source_files`.
     #[arg(long)]
     pgedge: bool,
+    /// Embed every chunk with the local static model in this directory,
+    /// as `kb build --embed-model` does.
+    #[arg(long, conflicts_with = "pgedge")]
+    embed_model: Option<PathBuf>,
 }
 
 fn generator_id(args: &Args) -> String {
     format!(
-        "bench-gen-kb v{GENERATOR_VERSION} seed={} chunks={}{}",
+        "bench-gen-kb v{GENERATOR_VERSION} seed={} chunks={}{}{}",
         args.seed,
         args.chunks,
-        if args.pgedge { " pgedge" } else { "" }
+        if args.pgedge { " pgedge" } else { "" },
+        if args.embed_model.is_some() {
+            " embedded"
+        } else {
+            ""
+        }
     )
 }
 
@@ -120,12 +129,18 @@ fn write(path: &Path, args: &Args, generator: &str) -> Result<()> {
         ("generator", generator.to_string()),
     ];
     let index = BuildOptions::fast();
+    let model = args
+        .embed_model
+        .as_deref()
+        .map(fleet_kb::embed::StaticModel::load)
+        .transpose()?;
     let layout = if args.pgedge {
         Layout::PgEdge
     } else {
         Layout::Ours {
             index: &index,
             meta: &meta,
+            embed: model.as_ref(),
         }
     };
     let times = write_kb(&mut conn, dir_of(path), layout, |rows| {
@@ -172,10 +187,11 @@ fn write(path: &Path, args: &Args, generator: &str) -> Result<()> {
         .map_err(|(_, e)| e)
         .context("closing the database")?;
     eprintln!(
-        "gen-kb: insert {:.1}s, FTS rebuild {:.1}s, search index {:.1}s",
+        "gen-kb: insert {:.1}s, FTS rebuild {:.1}s, search index {:.1}s, embedding {:.1}s",
         times.rows.as_secs_f64(),
         times.fts.as_secs_f64(),
-        times.index.as_secs_f64()
+        times.index.as_secs_f64(),
+        times.embed.as_secs_f64()
     );
     Ok(())
 }

@@ -15,8 +15,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use bench::relevance::{self, QuestionSet, Report};
 use clap::Parser;
+use fleet_kb::embed::StaticModel;
 use fleet_kb::fts5::Fts5Kb;
-use fleet_kb::search::Kb;
+use fleet_kb::search::{Kb, Mode, OpenOptions};
+use fleet_kb::vectors::VectorSource;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +35,11 @@ struct Args {
     /// Use this KB (built from the same corpus) instead of building one.
     #[arg(long)]
     kb: Option<PathBuf>,
+    /// Embed the chunks and questions with the local static model in this
+    /// directory, and compare the semantic and hybrid modes too
+    /// [default: $PG_MCP_EMBED_MODEL_DIR when set].
+    #[arg(long, env = "PG_MCP_EMBED_MODEL_DIR")]
+    embed_model: Option<PathBuf>,
     /// List the questions each engine missed (no answer in the first 5 pages).
     #[arg(long)]
     misses: bool,
@@ -46,14 +53,30 @@ struct Args {
 type Engine<'a> = Box<dyn Fn(&str) -> Result<Vec<String>> + 'a>;
 
 /// The engines to compare, by name, over the same KB file: `current`, the
-/// search index (`Kb::search`), and `fts5`, the previous engine
-/// (`fleet_kb::fts5`). `bench/run.py` reports the engine named `current`
-/// against the one named `fts5`.
-fn engines<'a>(kb: &'a Kb, fts5: &'a Fts5Kb) -> Vec<(&'static str, Engine<'a>)> {
-    vec![
+/// search index (`Kb::search`, keywords), `fts5`, the previous engine
+/// (`fleet_kb::fts5`), and with a model, `semantic` and `hybrid`.
+/// `bench/run.py` reports `current`, `semantic` and `hybrid` against
+/// `fts5`.
+fn engines<'a>(
+    kb: &'a Kb,
+    fts5: &'a Fts5Kb,
+    model: Option<&'a StaticModel>,
+) -> Vec<(&'static str, Engine<'a>)> {
+    let mut engines: Vec<(&'static str, Engine<'a>)> = vec![
         ("current", Box::new(relevance::kb_engine(kb))),
         ("fts5", Box::new(relevance::fts5_engine(fts5))),
-    ]
+    ];
+    if let Some(model) = model {
+        engines.push((
+            "semantic",
+            Box::new(relevance::kb_engine_in(kb, Some(model), Mode::Semantic)),
+        ));
+        engines.push((
+            "hybrid",
+            Box::new(relevance::kb_engine_in(kb, Some(model), Mode::Hybrid)),
+        ));
+    }
+    engines
 }
 
 fn main() -> ExitCode {
@@ -76,16 +99,28 @@ fn real_main() -> Result<()> {
             set.check_pages_exist(&corpus)?;
             let path = tmp.path().join("kb.db");
             let t0 = Instant::now();
-            relevance::build_kb(&corpus, &path)?;
+            relevance::build_kb(&corpus, &path, args.embed_model.as_deref())?;
             (path, Some(t0.elapsed().as_secs_f64()))
         }
     };
-    let kb = Kb::open(&kb_path).with_context(|| format!("opening {}", kb_path.display()))?;
+    let model = args
+        .embed_model
+        .as_deref()
+        .map(StaticModel::load)
+        .transpose()?;
+    let opts = OpenOptions {
+        vectors: model
+            .as_ref()
+            .map(|m| VectorSource::Local(m.identity().clone())),
+        ..OpenOptions::default()
+    };
+    let kb =
+        Kb::open_with(&kb_path, &opts).with_context(|| format!("opening {}", kb_path.display()))?;
     let chunks = kb.info().chunk_count;
 
     let mut reports: Vec<(&str, Report, f64)> = Vec::new();
     let fts5 = Fts5Kb::open(&kb_path).with_context(|| format!("opening {}", kb_path.display()))?;
-    for (name, engine) in engines(&kb, &fts5) {
+    for (name, engine) in engines(&kb, &fts5, model.as_ref()) {
         let t0 = Instant::now();
         let report = relevance::evaluate(&set, engine)?;
         let per_question_ms = t0.elapsed().as_secs_f64() * 1000.0 / set.questions.len() as f64;

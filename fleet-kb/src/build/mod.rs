@@ -40,6 +40,9 @@ pub struct BuildOptions {
     /// Stored as `kb_meta.built_at`, `chunks.created_at` and
     /// `source_files.processed_at`; `None` leaves them NULL / absent.
     pub built_at: Option<String>,
+    /// A local static model directory ([`crate::embed::StaticModel`]):
+    /// every chunk is embedded with it and the model recorded.
+    pub embed_model: Option<std::path::PathBuf>,
 }
 
 /// The outcome of a build.
@@ -279,9 +282,15 @@ fn write_db(
     if let Some(at) = &opts.built_at {
         meta.push(("built_at", at.clone()));
     }
+    let model = opts
+        .embed_model
+        .as_deref()
+        .map(crate::embed::StaticModel::load)
+        .transpose()?;
     let layout = Layout::Ours {
         index: &IndexOptions::deterministic(),
         meta: &meta,
+        embed: model.as_ref(),
     };
     write_kb(&mut conn, dir_of(path), layout, |rows| {
         for p in prepared {
@@ -321,6 +330,7 @@ mod tests {
             project: "demo".into(),
             version: "1.0".into(),
             built_at: Some("2025-01-01T00:00:00Z".into()),
+            embed_model: None,
         }
     }
 

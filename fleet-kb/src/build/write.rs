@@ -17,8 +17,10 @@ use rusqlite::{Connection, Statement, params};
 
 use fleet_common::kb_file::{self, SCHEMA_VERSION};
 use fleet_common::kb_index::{self, build::BuildOptions as IndexOptions};
+use fleet_common::kb_vectors;
 
 use crate::chunk::Chunk;
+use crate::embed::{StaticModel, chunk_text};
 
 /// What a KB holds besides pgEdge's `chunks` and `source_files`.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +30,9 @@ pub enum Layout<'a> {
     Ours {
         index: &'a IndexOptions,
         meta: &'a [(&'a str, String)],
+        /// Embed every chunk with this model into `kb_embeddings`
+        /// ([`fleet_common::kb_vectors`]).
+        embed: Option<&'a StaticModel>,
     },
     /// pgEdge's: the two tables only (no `kb_meta`, FTS5 or search index).
     PgEdge,
@@ -57,6 +62,8 @@ pub struct WriteTimes {
     pub fts: Duration,
     /// Building and storing the search index (zero in pgEdge's layout).
     pub index: Duration,
+    /// Embedding the chunks (zero without a model).
+    pub embed: Duration,
 }
 
 /// The inserts of one [`write_kb`] transaction.
@@ -156,7 +163,14 @@ pub fn write_kb(
             tx.commit().context("committing")?;
             return Ok(times);
         }
-        Layout::Ours { index, meta } => (index, meta),
+        Layout::Ours { index, meta, embed } => {
+            if let Some(model) = embed {
+                let step = Instant::now();
+                store_vectors(&tx, model).context("embedding the chunks")?;
+                times.embed = step.elapsed();
+            }
+            (index, meta)
+        }
     };
     let step = Instant::now();
     tx.execute("INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')", [])
@@ -175,6 +189,60 @@ pub fn write_kb(
     }
     tx.commit().context("committing")?;
     Ok(times)
+}
+
+/// Chunks embedded per batch: read, embedded on every core, written.
+const EMBED_BATCH: usize = 4096;
+
+/// Embed every chunk of the KB being written ([`chunk_text`]) with `model`
+/// into [`kb_vectors::TABLE`], and record the model in `kb_meta`.
+fn store_vectors(tx: &Connection, model: &StaticModel) -> Result<()> {
+    tx.execute_batch(kb_vectors::CREATE_TABLE)?;
+    kb_vectors::write_identity(tx, model.identity())?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut read = tx.prepare(
+        "SELECT id, coalesce(title, ''), coalesce(section, ''), text FROM chunks \
+         WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let mut insert = tx.prepare(&format!(
+        "INSERT INTO {} (chunk_id, vector) VALUES (?1, ?2)",
+        kb_vectors::TABLE
+    ))?;
+    let mut after = i64::MIN;
+    loop {
+        let batch: Vec<(i64, String)> = read
+            .query_map(params![after, EMBED_BATCH as i64], |r| {
+                let (title, section, text): (String, String, String) =
+                    (r.get(1)?, r.get(2)?, r.get(3)?);
+                Ok((r.get(0)?, chunk_text(&title, &section, &text)))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        after = last.0;
+        let per = batch.len().div_ceil(threads);
+        let vectors: Vec<Option<Vec<f32>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .chunks(per)
+                .map(|part| {
+                    scope
+                        .spawn(move || part.iter().map(|(_, t)| model.embed(t)).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        anyhow::ensure!(vectors.len() == batch.len(), "an embedding thread failed");
+        for ((id, _), v) in batch.iter().zip(vectors) {
+            let v = v.with_context(|| {
+                format!("chunk {id} has no token the model knows: it cannot be embedded")
+            })?;
+            insert.execute(params![id, kb_vectors::encode(&v)])?;
+        }
+    }
 }
 
 /// The directory of `path`, `.` for a bare file name: where a KB's

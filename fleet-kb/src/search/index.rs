@@ -153,6 +153,7 @@ mod tests {
             sha256: Some(sha.clone()),
             vouched: false,
             index_cache_dir: Some(cache_dir.clone()),
+            vectors: None,
         };
         let pack = cache_dir.join(cache::file_name(&sha));
         // Made once into the cache directory, then reused from it.

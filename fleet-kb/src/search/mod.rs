@@ -18,12 +18,13 @@ pub(crate) mod fixtures;
 pub use index::IndexSource;
 pub use open::{Kb, OpenOptions};
 pub(crate) use types::HIT_ROW_SQL;
-pub use types::{DEFAULT_TOP_N, Hit, MAX_TOP_N, Product, SearchQuery};
+pub use types::{DEFAULT_TOP_N, Hit, MAX_TOP_N, Mode, Product, SearchQuery};
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::rank::{self, Filters};
+use crate::fuse::{self, Item};
+use crate::rank::{self, Filters, Ranked};
 
 /// Counts a search in [`Kb::searching`] while it lives.
 struct Busy<'a> {
@@ -53,15 +54,25 @@ fn cores() -> usize {
 }
 
 impl Kb {
-    /// Rank chunks for `q` ([`crate::rank`]), then read the winners' rows.
-    /// Blocking: call from a blocking thread. Any query text is accepted;
-    /// one without a usable word finds nothing.
+    /// The mode a search of `q` runs in: the one it asks for, if this
+    /// generation has vectors and `q` carries one of their dimension;
+    /// otherwise [`Mode::Keyword`].
+    pub fn mode_for(&self, q: &SearchQuery) -> Mode {
+        match (&self.vectors, &q.vector) {
+            (Some(v), Some(qv)) if qv.len() == v.dimensions() => q.mode,
+            _ => Mode::Keyword,
+        }
+    }
+
+    /// Rank chunks for `q` in [`Kb::mode_for`]'s mode (keywords:
+    /// [`crate::rank`]; vectors: [`crate::vectors`]; both:
+    /// [`crate::fuse`]), then read the winners' rows. Blocking: call from a
+    /// blocking thread. Any query text is accepted; one without a usable
+    /// word finds nothing by keywords.
     pub fn search(&self, q: &SearchQuery) -> anyhow::Result<Vec<Hit>> {
         let top_n = q.top_n.unwrap_or(DEFAULT_TOP_N).clamp(1, MAX_TOP_N);
+        let mode = self.mode_for(q);
         let words = crate::query::words(&q.query);
-        if words.is_empty() {
-            return Ok(Vec::new());
-        }
         fn non_empty(v: &[String]) -> Vec<&str> {
             v.iter()
                 .map(String::as_str)
@@ -75,8 +86,50 @@ impl Kb {
         // Only a search with the server to itself spreads over the cores.
         let _busy = Busy::enter(&self.searching);
         let parallel = _busy.alone && cores() > 1;
-        let ranked = catch_unwind(AssertUnwindSafe(|| {
-            rank::rank(&self.index, &words, &filters, top_n, parallel)
+        let keyword = |k: usize| -> anyhow::Result<Vec<Ranked>> {
+            if words.is_empty() {
+                return Ok(Vec::new());
+            }
+            rank::rank(&self.index, &words, &filters, k, parallel)
+        };
+        let semantic = |k: usize| -> anyhow::Result<Vec<Item>> {
+            let (Some(v), Some(qv)) = (&self.vectors, &q.vector) else {
+                return Ok(Vec::new());
+            };
+            let allowed = v.allowed(&filters.project_names, &filters.project_versions);
+            Ok(v.search(qv, k, allowed.as_deref())?
+                .into_iter()
+                .map(|s| Item {
+                    chunk_id: s.chunk_id,
+                    score: s.score,
+                    file: u64::from(s.file),
+                })
+                .collect())
+        };
+        let ranked = catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<Vec<Ranked>> {
+            let items = match mode {
+                Mode::Keyword => return keyword(top_n),
+                Mode::Semantic => fuse::diversify(&semantic(top_n.max(fuse::DEPTH))?, top_n),
+                Mode::Hybrid => {
+                    let kw: Vec<Item> = keyword(fuse::DEPTH)?
+                        .into_iter()
+                        .map(|r| Item {
+                            chunk_id: r.chunk_id,
+                            score: r.score,
+                            file: self.file_key(r.chunk_id),
+                        })
+                        .collect();
+                    let fused = fuse::fuse(&kw, &semantic(fuse::DEPTH)?);
+                    fuse::diversify(&fuse::by_page(&fused), top_n)
+                }
+            };
+            Ok(items
+                .into_iter()
+                .map(|i| Ranked {
+                    chunk_id: i.chunk_id,
+                    score: i.score,
+                })
+                .collect())
         }))
         .map_err(|_| anyhow::anyhow!("the search engine failed on this query"))??;
         self.with_conn(|conn| {
@@ -94,6 +147,15 @@ impl Kb {
             }
             Ok(hits)
         })
+    }
+
+    /// A key equal for chunks of one source file, as far as the vectors
+    /// know files; a chunk without a vector is a file of its own.
+    fn file_key(&self, chunk_id: i64) -> u64 {
+        match self.vectors.as_ref().and_then(|v| v.file_of(chunk_id)) {
+            Some(f) => u64::from(f),
+            None => (1 << 40) + chunk_id as u64,
+        }
     }
 
     /// Every product and version in the knowledge base, with chunk counts.

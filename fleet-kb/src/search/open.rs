@@ -22,6 +22,7 @@ use rusqlite::Connection;
 
 use super::Product;
 use super::index::{IndexSource, load_index};
+use crate::vectors::{Loaded, VectorIndex, VectorSource};
 
 /// Connections per generation: enough to keep every core reading rows.
 fn pool_size() -> usize {
@@ -42,6 +43,11 @@ pub struct OpenOptions {
     /// reused across restarts; without one, a pack that has to be made goes
     /// into an unnamed temporary file.
     pub index_cache_dir: Option<PathBuf>,
+    /// Where the vectors of semantic and hybrid search come from, and what
+    /// they must match; `None`: keyword search only. Vectors of another
+    /// model or dimension make the load fail; a KB without any loads for
+    /// keyword search ([`Kb::no_vectors`] says why).
+    pub vectors: Option<VectorSource>,
 }
 
 /// One loaded generation of the knowledge base.
@@ -56,6 +62,10 @@ pub struct Kb {
     pub(super) products: OnceLock<Vec<Product>>,
     /// Searches running now.
     pub(super) searching: AtomicUsize,
+    /// The chunks' vectors, when asked for and present.
+    pub(super) vectors: Option<VectorIndex>,
+    /// Why there are none, when they were asked for.
+    no_vectors: Option<String>,
 }
 
 impl std::fmt::Debug for Kb {
@@ -107,11 +117,31 @@ impl Kb {
     }
 
     fn load(path: &Path, info: KbInfo, opts: &OpenOptions) -> anyhow::Result<Kb> {
-        let (index, source) = load_index(path, &info, opts)?;
         let mut conns = Vec::with_capacity(pool_size());
         for _ in 0..pool_size() {
             conns.push(kb_file::open_read_only(path)?);
         }
+        // The vectors load beside the index (which a pgEdge KB builds now).
+        let ((index, source), vectors) = std::thread::scope(|scope| {
+            let vectors = opts.vectors.as_ref().map(|v| {
+                let dir = opts.index_cache_dir.as_deref();
+                scope.spawn(move || VectorIndex::load(&kb_file::open_read_only(path)?, v, dir))
+            });
+            let index = load_index(path, &info, opts);
+            let vectors = match vectors {
+                None => Ok(None),
+                Some(handle) => handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("loading the vectors panicked"))
+                    .and_then(|r| r.map(Some)),
+            };
+            anyhow::Ok((index?, vectors?))
+        })?;
+        let (vectors, no_vectors) = match vectors {
+            None => (None, None),
+            Some(Loaded::Index(v)) => (Some(v), None),
+            Some(Loaded::NoVectors(why)) => (None, Some(why)),
+        };
         Ok(Kb {
             path: path.to_path_buf(),
             info,
@@ -121,7 +151,19 @@ impl Kb {
             returned: Condvar::new(),
             products: OnceLock::new(),
             searching: AtomicUsize::new(0),
+            vectors,
+            no_vectors,
         })
+    }
+
+    /// The chunks' vectors, if this generation has them.
+    pub fn vectors(&self) -> Option<&VectorIndex> {
+        self.vectors.as_ref()
+    }
+
+    /// Why this generation has no vectors although they were asked for.
+    pub fn no_vectors(&self) -> Option<&str> {
+        self.no_vectors.as_deref()
     }
 
     /// What the file's check found (chunk count, FTS5, index version, meta).

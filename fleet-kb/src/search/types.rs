@@ -15,6 +15,48 @@ pub struct SearchQuery {
     pub project_names: Vec<String>,
     pub project_versions: Vec<String>,
     pub top_n: Option<usize>,
+    /// How to rank ([`Mode::Keyword`] unless asked).
+    pub mode: Mode,
+    /// The query's unit vector, from the model that made the KB's vectors:
+    /// needed by [`Mode::Semantic`] and [`Mode::Hybrid`]; without it (or
+    /// without vectors in the KB) a search ranks by keywords.
+    pub vector: Option<Vec<f32>>,
+}
+
+/// How a search ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Mode {
+    /// BM25 over the search index ([`crate::rank`]).
+    #[default]
+    Keyword,
+    /// Cosine similarity of the query's vector to the chunks'
+    /// ([`crate::vectors`]).
+    Semantic,
+    /// Both, fused by reciprocal rank ([`crate::fuse`]).
+    Hybrid,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Keyword, Mode::Semantic, Mode::Hybrid];
+
+    /// The name used in the tool's `mode` argument, results and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Keyword => "keyword",
+            Mode::Semantic => "semantic",
+            Mode::Hybrid => "hybrid",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown mode {s:?}: expected keyword, semantic or hybrid"))
+    }
 }
 
 /// One ranked chunk.

@@ -302,6 +302,7 @@ fn prepare_kb<'a>(
         sha256: Some(sha.clone()),
         vouched: vouched.is_some(),
         index_cache_dir: state.config.index_cache_dir.clone(),
+        vectors: state.embedder.as_ref().map(|e| e.vector_source()),
     };
     let kb = Kb::open_with(path, &opts).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
     if Fingerprint::of(path).as_ref() != before {
@@ -309,8 +310,13 @@ fn prepare_kb<'a>(
         // may differ. The reloader sees the new fingerprint and retries.
         return Err(LoadError::Replaced);
     }
+    let vectors = match (kb.vectors(), kb.no_vectors()) {
+        (Some(v), _) => format!(", {} vectors of {} dimensions", v.len(), v.dimensions()),
+        (None, Some(why)) => format!(", keyword search only: {why}"),
+        (None, None) => String::new(),
+    };
     let summary = format!(
-        "{} chunks, {}, {checked}",
+        "{} chunks, {}{vectors}, {checked}",
         kb.info().chunk_count,
         kb.index_source().as_str()
     );

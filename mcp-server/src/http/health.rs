@@ -17,6 +17,21 @@ use serde_json::{Value, json};
 use crate::data::DataFile;
 use crate::state::{AppState, Phase};
 
+/// `kb.embedding`: the embedder's provider, model and state (`ok`,
+/// `failing`, or `none` when none is configured), and the live KB's
+/// vectors (how many, their dimensions) or why it has none.
+fn embedding(state: &AppState, kb: Option<&fleet_kb::search::Kb>) -> Value {
+    let mut out = match &state.embedder {
+        Some(e) => e.health(),
+        None => json!({"provider": null, "model": null, "state": "none"}),
+    };
+    let vectors = kb.and_then(|k| k.vectors());
+    out["vectors"] = json!(vectors.map_or(0, |v| v.len()));
+    out["dimensions"] = json!(vectors.map(|v| v.dimensions()));
+    out["no_vectors"] = json!(kb.and_then(|k| k.no_vectors()));
+    out
+}
+
 pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let ready = state.is_ready();
     let status = match state.phase() {
@@ -46,6 +61,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
             "chunk_count": kb.as_ref().map(|k| k.info().chunk_count),
             "generation": kb_status.map(|s| s.generation),
             "indexed_at_load": kb.as_ref().map(|k| k.indexed_at_load()),
+            "embedding": embedding(&state, kb.as_deref()),
         },
         "auth": {
             "tokens": counts.tokens,

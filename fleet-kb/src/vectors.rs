@@ -1,0 +1,688 @@
+//! Vector search over one generation's chunk vectors: a quantised scan,
+//! mapped from a file, not held in anonymous memory.
+//!
+//! At load, every vector of the KB ([`VectorSource`]: ours in
+//! `kb_embeddings`, or a pgEdge provider column) is decoded, normalised and
+//! written twice into an unnamed temporary file: one sign bit per dimension
+//! (256 bits = 32 bytes for a 256-dimension model) and one signed byte per
+//! dimension with a per-vector scale. The file is mapped; a million
+//! 256-dimension vectors take 290 MB of page cache, which the kernel may
+//! drop and reread, and none of the heap. The last search holding a
+//! generation drops the map and the file goes with it.
+//!
+//! A search is exact up to quantisation in two steps: the Hamming distance
+//! of every vector's bits to the query's bits (a few instructions per
+//! vector with POPCNT) keeps the [`RERANK`] nearest, then those are scored
+//! by the dot product of the query (f32) with their bytes times their
+//! scale: the cosine to about three decimals. Product and version filters
+//! are applied during the scan.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use fleet_common::kb_vectors::{self, MAX_DIMENSIONS, ModelIdentity, Provider};
+use memmap2::{Mmap, MmapMut};
+use rusqlite::Connection;
+
+/// Candidates of the bit scan scored exactly (at least; `k` × 8 if larger).
+pub const RERANK: usize = 512;
+
+/// Where a generation's vectors come from, and what they must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VectorSource {
+    /// Ours (`kb_embeddings`), which must have been made by this model.
+    Local(ModelIdentity),
+    /// pgEdge's column of this provider; `dimensions`, when known, is what
+    /// the configured model gives and the stored vectors must have.
+    Provider {
+        provider: Provider,
+        dimensions: Option<usize>,
+    },
+}
+
+/// One scored chunk of a vector search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub chunk_id: i64,
+    /// Cosine similarity (up to quantisation).
+    pub score: f32,
+    /// The chunk's source file, as an ordinal of this index.
+    pub file: u32,
+}
+
+/// The vectors of one generation, quantised and mapped.
+pub struct VectorIndex {
+    map: Mmap,
+    n: usize,
+    dims: usize,
+    /// u64 words of sign bits per vector.
+    words: usize,
+    off_bits: usize,
+    off_scale: usize,
+    off_file: usize,
+    off_product: usize,
+    off_codes: usize,
+    /// (project_name, project_version) of each product ordinal.
+    products: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for VectorIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorIndex")
+            .field("vectors", &self.n)
+            .field("dimensions", &self.dims)
+            .finish()
+    }
+}
+
+/// What a load found: an index, or why there is none.
+#[derive(Debug)]
+pub enum Loaded {
+    Index(VectorIndex),
+    /// The KB has no vectors of this source (not an error: keyword only).
+    NoVectors(String),
+}
+
+impl VectorIndex {
+    /// Read, check and quantise the vectors of `source` from `conn`; the
+    /// temporary file goes in `dir` (the system's temporary directory when
+    /// `None`). A KB made by another model, or holding vectors of another
+    /// dimension than configured, or a malformed vector, is an error that
+    /// says which.
+    pub fn load(conn: &Connection, source: &VectorSource, dir: Option<&Path>) -> Result<Loaded> {
+        let (count_sql, rows_sql, expected, what) = match source {
+            VectorSource::Local(model) => {
+                let info = fleet_common::kb_file::inspect(conn)?;
+                let Some(stored) = info.embedding else {
+                    return Ok(Loaded::NoVectors(
+                        "this knowledge base has no vectors of a local model (build it with `kb build --embed-model`)"
+                            .to_string(),
+                    ));
+                };
+                ensure!(
+                    stored.sha256 == model.sha256 && stored.dimensions == model.dimensions,
+                    "the knowledge base's vectors were made by {stored}, but the server's model is {model}: \
+                     rebuild the KB with this model or point the server at that one"
+                );
+                let t = kb_vectors::TABLE;
+                (
+                    format!("SELECT count(*) FROM {t}"),
+                    format!(
+                        "SELECT c.id, c.project_name, c.project_version, coalesce(c.file_path, ''), e.vector \
+                         FROM {t} e JOIN chunks c ON c.id = e.chunk_id ORDER BY c.id"
+                    ),
+                    Some(model.dimensions),
+                    format!("{t} ({})", model.name),
+                )
+            }
+            VectorSource::Provider {
+                provider,
+                dimensions,
+            } => {
+                let col = provider.column();
+                let has_column: i64 = conn.query_row(
+                    "SELECT count(*) FROM pragma_table_info('chunks') WHERE name = ?1",
+                    [col],
+                    |r| r.get(0),
+                )?;
+                if has_column == 0 {
+                    return Ok(Loaded::NoVectors(format!(
+                        "this knowledge base has no {col} column"
+                    )));
+                }
+                (
+                    format!("SELECT count(*) FROM chunks WHERE {col} IS NOT NULL"),
+                    format!(
+                        "SELECT id, project_name, project_version, coalesce(file_path, ''), {col} \
+                         FROM chunks WHERE {col} IS NOT NULL ORDER BY id"
+                    ),
+                    *dimensions,
+                    col.to_string(),
+                )
+            }
+        };
+        let n: i64 = conn.query_row(&count_sql, [], |r| r.get(0))?;
+        if n == 0 {
+            return Ok(Loaded::NoVectors(format!("{what} holds no vectors")));
+        }
+        let n = usize::try_from(n)?;
+        let mut stmt = conn.prepare(&rows_sql)?;
+        let mut rows = stmt.query([])?;
+        let mut builder: Option<Builder> = None;
+        let mut v = Vec::new();
+        let mut i = 0usize;
+        while let Some(row) = rows.next()? {
+            ensure!(i < n, "{what}: more vectors than counted");
+            let id: i64 = row.get(0)?;
+            let blob = row
+                .get_ref(4)?
+                .as_blob()
+                .map_err(|_| anyhow::anyhow!("{what}: the vector of chunk {id} is not a BLOB"))?;
+            let b = match &mut builder {
+                Some(b) => b,
+                None => {
+                    ensure!(
+                        blob.len() % 4 == 0 && (1..=MAX_DIMENSIONS).contains(&(blob.len() / 4)),
+                        "{what}: the vector of chunk {id} is {} bytes, not a float32 vector of 1 to {MAX_DIMENSIONS} dimensions",
+                        blob.len()
+                    );
+                    let dims = blob.len() / 4;
+                    if let Some(want) = expected
+                        && want != dims
+                    {
+                        bail!(
+                            "{what} holds vectors of {dims} dimensions, but the configured model gives {want}"
+                        );
+                    }
+                    builder.insert(Builder::new(n, dims, dir)?)
+                }
+            };
+            kb_vectors::decode_into(blob, b.dims, &mut v)
+                .map_err(|e| anyhow::anyhow!("{what}: the vector of chunk {id}: {e}"))?;
+            let product = row.get_ref(1)?.as_str()?;
+            let version = row.get_ref(2)?.as_str()?;
+            let file = row.get_ref(3)?.as_str()?;
+            b.put(i, id, &mut v, (product, version), file)?;
+            i += 1;
+        }
+        ensure!(i == n, "{what}: fewer vectors than counted");
+        let b = builder.context("no vectors")?;
+        Ok(Loaded::Index(b.finish()?))
+    }
+
+    /// How many vectors.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn dimensions(&self) -> usize {
+        self.dims
+    }
+
+    fn ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.map[..self.n * 8]
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    }
+
+    fn id_at(&self, i: usize) -> i64 {
+        let b = &self.map[i * 8..i * 8 + 8];
+        i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+
+    fn file_at(&self, i: usize) -> u32 {
+        let at = self.off_file + i * 4;
+        let b = &self.map[at..at + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The source-file ordinal of chunk `chunk_id`, if it has a vector.
+    pub fn file_of(&self, chunk_id: i64) -> Option<u32> {
+        // Ids are stored in ascending order.
+        let (mut lo, mut hi) = (0usize, self.n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.id_at(mid).cmp(&chunk_id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(self.file_at(mid)),
+            }
+        }
+        None
+    }
+
+    /// Which product ordinals pass the filters (empty lists pass all);
+    /// `None` when every one does.
+    pub fn allowed(&self, names: &[&str], versions: &[&str]) -> Option<Vec<bool>> {
+        if names.is_empty() && versions.is_empty() {
+            return None;
+        }
+        Some(
+            self.products
+                .iter()
+                .map(|(n, v)| {
+                    (names.is_empty() || names.contains(&n.as_str()))
+                        && (versions.is_empty() || versions.contains(&v.as_str()))
+                })
+                .collect(),
+        )
+    }
+
+    /// The `k` chunks nearest to the unit vector `q` (cosine, best first)
+    /// among those whose product `allowed` passes.
+    pub fn search(&self, q: &[f32], k: usize, allowed: Option<&[bool]>) -> Result<Vec<Scored>> {
+        ensure!(
+            q.len() == self.dims,
+            "the query vector has {} dimensions, the knowledge base's vectors {}",
+            q.len(),
+            self.dims
+        );
+        if k == 0 || self.n == 0 {
+            return Ok(Vec::new());
+        }
+        let qbits = sign_bits(q);
+        let keep = RERANK.max(k.saturating_mul(8)).min(self.n);
+        let products = &self.map[self.off_product..self.off_product + self.n * 2];
+        let bits = &self.map[self.off_bits..self.off_bits + self.n * self.words * 8];
+        let candidates = nearest_bits(bits, &qbits, products, allowed, keep);
+        let scales = &self.map[self.off_scale..self.off_scale + self.n * 4];
+        let mut scored: Vec<Scored> = candidates
+            .into_iter()
+            .map(|i| {
+                let at = self.off_codes + i * self.dims;
+                let codes = &self.map[at..at + self.dims];
+                let dot: f32 = q
+                    .iter()
+                    .zip(codes)
+                    .map(|(a, &c)| a * f32::from(c as i8))
+                    .sum();
+                let s = &scales[i * 4..i * 4 + 4];
+                Scored {
+                    chunk_id: self.id_at(i),
+                    score: dot * f32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+                    file: self.file_at(i),
+                }
+            })
+            .collect();
+        scored.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.chunk_id.cmp(&b.chunk_id))
+        });
+        scored.truncate(k);
+        Ok(scored)
+    }
+
+    /// Every chunk id that has a vector, ascending (for tests and checks).
+    pub fn chunk_ids(&self) -> Vec<i64> {
+        self.ids().collect()
+    }
+}
+
+/// One bit per dimension: set where the value is positive.
+fn sign_bits(v: &[f32]) -> Vec<u64> {
+    let mut out = vec![0u64; v.len().div_ceil(64)];
+    for (j, x) in v.iter().enumerate() {
+        if *x > 0.0 {
+            out[j / 64] |= 1 << (j % 64);
+        }
+    }
+    out
+}
+
+/// The positions of the (about) `keep` vectors whose bits are nearest
+/// `q` in Hamming distance, among those whose product is allowed.
+fn nearest_bits(
+    bits: &[u8],
+    q: &[u64],
+    products: &[u8],
+    allowed: Option<&[bool]>,
+    keep: usize,
+) -> Vec<usize> {
+    let n = products.len() / 2;
+    let mut dist = vec![u16::MAX; n];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU has POPCNT, checked just above.
+            unsafe { hamming_popcnt(bits, q, products, allowed, &mut dist) };
+        } else {
+            hamming(bits, q, products, allowed, &mut dist);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    hamming(bits, q, products, allowed, &mut dist);
+
+    let max_d = q.len() * 64;
+    let mut hist = vec![0usize; max_d + 1];
+    for &d in &dist {
+        if usize::from(d) <= max_d {
+            hist[usize::from(d)] += 1;
+        }
+    }
+    // The smallest distance t such that at least `keep` are within it.
+    let mut total = 0;
+    let mut threshold = max_d;
+    for (d, &c) in hist.iter().enumerate() {
+        total += c;
+        if total >= keep {
+            threshold = d;
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(total.min(keep * 2));
+    for (i, &d) in dist.iter().enumerate() {
+        if usize::from(d) <= threshold {
+            out.push(i);
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+fn hamming_popcnt(
+    bits: &[u8],
+    q: &[u64],
+    products: &[u8],
+    allowed: Option<&[bool]>,
+    dist: &mut [u16],
+) {
+    hamming(bits, q, products, allowed, dist)
+}
+
+/// `dist[i]` = the Hamming distance of vector `i`'s bits to `q`, for the
+/// allowed ones (the others keep `u16::MAX`).
+#[inline(always)]
+fn hamming(bits: &[u8], q: &[u64], products: &[u8], allowed: Option<&[bool]>, dist: &mut [u16]) {
+    let stride = q.len() * 8;
+    for (i, code) in bits.chunks_exact(stride).enumerate() {
+        if let Some(allowed) = allowed {
+            let p = usize::from(u16::from_le_bytes([products[2 * i], products[2 * i + 1]]));
+            if !allowed.get(p).copied().unwrap_or(false) {
+                continue;
+            }
+        }
+        let mut d = 0u32;
+        for (w, qw) in code.chunks_exact(8).zip(q) {
+            let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            d += (x ^ qw).count_ones();
+        }
+        dist[i] = d as u16;
+    }
+}
+
+/// Writes the quantised vectors into the mapped temporary file.
+struct Builder {
+    map: MmapMut,
+    n: usize,
+    dims: usize,
+    words: usize,
+    off_bits: usize,
+    off_scale: usize,
+    off_file: usize,
+    off_product: usize,
+    off_codes: usize,
+    products: HashMap<(String, String), u16>,
+    files: HashMap<String, u32>,
+    last_id: Option<i64>,
+}
+
+impl Builder {
+    fn new(n: usize, dims: usize, dir: Option<&Path>) -> Result<Builder> {
+        let words = dims.div_ceil(64);
+        // 8-byte arrays first, then 4, 2 and 1: every array stays aligned.
+        let off_bits = n * 8;
+        let off_scale = off_bits + n * words * 8;
+        let off_file = off_scale + n * 4;
+        let off_product = off_file + n * 4;
+        let off_codes = off_product + n * 2;
+        let len = off_codes + n * dims;
+        let file = match dir {
+            Some(d) => tempfile::tempfile_in(d)
+                .with_context(|| format!("creating a vector file in {}", d.display()))?,
+            None => tempfile::tempfile().context("creating a vector file")?,
+        };
+        file.set_len(len as u64).context("sizing the vector file")?;
+        // SAFETY: an unnamed temporary file only this process can reach.
+        let map = unsafe { MmapMut::map_mut(&file) }.context("mapping the vector file")?;
+        Ok(Builder {
+            map,
+            n,
+            dims,
+            words,
+            off_bits,
+            off_scale,
+            off_file,
+            off_product,
+            off_codes,
+            products: HashMap::new(),
+            files: HashMap::new(),
+            last_id: None,
+        })
+    }
+
+    /// Vector `i`: chunk `id` (ascending), `v` (normalised here).
+    fn put(
+        &mut self,
+        i: usize,
+        id: i64,
+        v: &mut [f32],
+        product: (&str, &str),
+        file: &str,
+    ) -> Result<()> {
+        ensure!(
+            self.last_id.is_none_or(|last| last < id),
+            "chunk ids out of order"
+        );
+        self.last_id = Some(id);
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let scale = max / 127.0;
+        self.map[i * 8..i * 8 + 8].copy_from_slice(&id.to_le_bytes());
+        for (w, word) in sign_bits(v).iter().enumerate() {
+            let at = self.off_bits + (i * self.words + w) * 8;
+            self.map[at..at + 8].copy_from_slice(&word.to_le_bytes());
+        }
+        let at = self.off_scale + i * 4;
+        self.map[at..at + 4].copy_from_slice(&scale.to_le_bytes());
+        let next_file = self.files.len() as u32;
+        let f = *self.files.entry(file.to_string()).or_insert(next_file);
+        let at = self.off_file + i * 4;
+        self.map[at..at + 4].copy_from_slice(&f.to_le_bytes());
+        let next = self.products.len();
+        let key = (product.0.to_string(), product.1.to_string());
+        let p = match self.products.get(&key) {
+            Some(p) => *p,
+            None => {
+                let p = u16::try_from(next).context("more than 65,535 products and versions")?;
+                self.products.insert(key, p);
+                p
+            }
+        };
+        let at = self.off_product + i * 2;
+        self.map[at..at + 2].copy_from_slice(&p.to_le_bytes());
+        let at = self.off_codes + i * self.dims;
+        for (c, x) in self.map[at..at + self.dims].iter_mut().zip(v.iter()) {
+            *c = ((x / scale).round().clamp(-127.0, 127.0) as i8) as u8;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<VectorIndex> {
+        let mut products = vec![(String::new(), String::new()); self.products.len()];
+        for (key, p) in self.products {
+            products[usize::from(p)] = key;
+        }
+        Ok(VectorIndex {
+            map: self
+                .map
+                .make_read_only()
+                .context("sealing the vector file")?,
+            n: self.n,
+            dims: self.dims,
+            words: self.words,
+            off_bits: self.off_bits,
+            off_scale: self.off_scale,
+            off_file: self.off_file,
+            off_product: self.off_product,
+            off_codes: self.off_codes,
+            products,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A KB of `vectors` (one chunk and file each, product p/1 or q/1 by
+    /// parity) in `column`.
+    fn kb(vectors: &[Vec<f32>]) -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE chunks (id INTEGER PRIMARY KEY, text TEXT, title TEXT, section TEXT, project_name TEXT, \
+             project_version TEXT, file_path TEXT, openai_embedding BLOB);",
+        )
+        .unwrap();
+        for (i, v) in vectors.iter().enumerate() {
+            c.execute(
+                "INSERT INTO chunks VALUES (?1, 't', 't', 's', ?2, '1', ?3, ?4)",
+                rusqlite::params![
+                    (i + 1) as i64,
+                    if i % 2 == 0 { "p" } else { "q" },
+                    format!("f{i}.md"),
+                    kb_vectors::encode(v)
+                ],
+            )
+            .unwrap();
+        }
+        c
+    }
+
+    fn openai(dimensions: Option<usize>) -> VectorSource {
+        VectorSource::Provider {
+            provider: Provider::OpenAi,
+            dimensions,
+        }
+    }
+
+    fn loaded(c: &Connection, s: &VectorSource) -> VectorIndex {
+        match VectorIndex::load(c, s, None).unwrap() {
+            Loaded::Index(i) => i,
+            Loaded::NoVectors(why) => panic!("no vectors: {why}"),
+        }
+    }
+
+    /// A deterministic pseudo-random vector.
+    fn vector(seed: u64, dims: usize) -> Vec<f32> {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..dims)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (n(a) * n(b))
+    }
+
+    #[test]
+    fn finds_what_brute_force_cosine_finds() {
+        // Like embeddings: 40 topics, 50 chunks each near their topic.
+        let dims = 96;
+        let topics: Vec<Vec<f32>> = (0..40).map(|t| vector(t + 5_000, dims)).collect();
+        let near = |t: &[f32], seed: u64, spread: f32| -> Vec<f32> {
+            t.iter()
+                .zip(vector(seed, dims))
+                .map(|(a, b)| a + spread * b)
+                .collect()
+        };
+        let vectors: Vec<Vec<f32>> = (0..2000)
+            .map(|i| near(&topics[(i % 40) as usize], i, 0.8))
+            .collect();
+        let c = kb(&vectors);
+        let index = loaded(&c, &openai(Some(dims)));
+        assert_eq!((index.len(), index.dimensions()), (2000, dims));
+        for seed in 10_000..10_020 {
+            let mut q = near(&topics[(seed % 40) as usize], seed, 1.0);
+            let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+            q.iter_mut().for_each(|x| *x /= norm);
+            let mut exact: Vec<(i64, f32)> = vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| ((i + 1) as i64, cosine(&q, v)))
+                .collect();
+            exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let got = index.search(&q, 10, None).unwrap();
+            assert_eq!(got.len(), 10);
+            for (g, e) in got.iter().zip(&exact) {
+                assert!((g.score - e.1).abs() < 0.01, "{} vs {}", g.score, e.1);
+            }
+            // The same chunks, but where two cosines are closer than the
+            // quantisation's error.
+            for (g, e) in got.iter().zip(&exact) {
+                if g.chunk_id != e.0 {
+                    let true_score = exact.iter().find(|x| x.0 == g.chunk_id).unwrap().1;
+                    assert!((true_score - e.1).abs() < 0.01, "{g:?} in place of {e:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn filters_apply_during_the_scan_and_files_are_known() {
+        let vectors: Vec<Vec<f32>> = (0..50).map(|i| vector(i, 64)).collect();
+        let c = kb(&vectors);
+        let index = loaded(&c, &openai(None));
+        let only_q = index.allowed(&["q"], &[]).unwrap();
+        let got = index.search(&vectors[3], 50, Some(&only_q)).unwrap();
+        assert_eq!(got.len(), 25);
+        assert!(
+            got.iter().all(|s| s.chunk_id % 2 == 0),
+            "only odd rows (ids even) are q"
+        );
+        assert_eq!(got[0].chunk_id, 4, "itself first");
+        assert!(index.allowed(&[], &[]).is_none());
+        assert_eq!(index.file_of(4), Some(got[0].file));
+        assert_eq!(index.file_of(999), None);
+        assert_eq!(index.chunk_ids().len(), 50);
+    }
+
+    #[test]
+    fn wrong_dimensions_and_bad_vectors_are_refused_with_the_reason() {
+        let c = kb(&[vector(1, 8), vector(2, 8)]);
+        let err = VectorIndex::load(&c, &openai(Some(16)), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("8 dimensions") && err.contains("gives 16"),
+            "{err}"
+        );
+        c.execute(
+            "UPDATE chunks SET openai_embedding = x'00000000' WHERE id = 2",
+            [],
+        )
+        .unwrap();
+        let err = VectorIndex::load(&c, &openai(None), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chunk 2"), "{err}");
+        let index = loaded(&kb(&[vector(1, 8)]), &openai(None));
+        assert!(
+            index.search(&[1.0; 4], 1, None).is_err(),
+            "a query of the wrong dimension"
+        );
+    }
+
+    #[test]
+    fn a_kb_without_vectors_is_keyword_only_not_an_error() {
+        let c = kb(&[]);
+        assert!(matches!(
+            VectorIndex::load(&c, &openai(None), None).unwrap(),
+            Loaded::NoVectors(_)
+        ));
+        let voyage = VectorSource::Provider {
+            provider: Provider::Voyage,
+            dimensions: None,
+        };
+        match VectorIndex::load(&c, &voyage, None).unwrap() {
+            Loaded::NoVectors(why) => assert!(why.contains("voyage_embedding"), "{why}"),
+            Loaded::Index(_) => panic!("vectors from nowhere"),
+        }
+    }
+}
