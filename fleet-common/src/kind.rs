@@ -15,6 +15,8 @@ pub enum FileKind {
     Tokens,
     Users,
     SessionKey,
+    /// `tools.yaml`: curated tools, prompts and built-in switches.
+    Tools,
     /// Published as is; only a pinned sha256 is checked.
     Raw,
 }
@@ -31,6 +33,7 @@ impl FileKind {
             "tokens.yaml" | "tokens.yml" => FileKind::Tokens,
             "users.yaml" | "users.yml" => FileKind::Users,
             "session.key" => FileKind::SessionKey,
+            "tools.yaml" | "tools.yml" => FileKind::Tools,
             _ => FileKind::Raw,
         }
     }
@@ -52,6 +55,8 @@ impl FileKind {
         match self {
             FileKind::Tokens | FileKind::Users => 32 << 20,
             FileKind::SessionKey => 64 << 10,
+            // Thousands of tools with long statements and prompts.
+            FileKind::Tools => 4 << 20,
             FileKind::Kb => 64 << 30,
             FileKind::Raw => u64::MAX,
         }
@@ -69,6 +74,7 @@ impl FileKind {
             FileKind::Tokens => "tokens",
             FileKind::Users => "users",
             FileKind::SessionKey => "session-key",
+            FileKind::Tools => "tools",
             FileKind::Raw => "raw",
         }
     }
@@ -82,10 +88,11 @@ impl std::str::FromStr for FileKind {
             "tokens" => FileKind::Tokens,
             "users" => FileKind::Users,
             "session-key" => FileKind::SessionKey,
+            "tools" => FileKind::Tools,
             "raw" => FileKind::Raw,
             other => {
                 return Err(format!(
-                    "unknown kind {other:?} (kb, tokens, users, session-key, raw)"
+                    "unknown kind {other:?} (kb, tokens, users, session-key, tools, raw)"
                 ));
             }
         })
@@ -108,6 +115,7 @@ pub fn verify(kind: FileKind, path: &Path) -> Result<String> {
         FileKind::Tokens => format!("{} tokens", crate::tokens::parse(&read()?)?.len()),
         FileKind::Users => format!("{} users", crate::users::parse(&read()?)?.len()),
         FileKind::SessionKey => format!("{} keys", crate::session_key::parse(&read()?)?.len()),
+        FileKind::Tools => crate::tools_file::parse(&read()?)?.summary(),
         FileKind::Raw => "raw file".to_string(),
     })
 }
@@ -122,6 +130,9 @@ mod tests {
         assert_eq!(FileKind::from_name("sub/tokens.yaml"), FileKind::Tokens);
         assert_eq!(FileKind::from_name("users.yml"), FileKind::Users);
         assert_eq!(FileKind::from_name("session.key"), FileKind::SessionKey);
+        assert_eq!(FileKind::from_name("conf/tools.yaml"), FileKind::Tools);
+        assert!(!FileKind::Tools.is_secret());
+        assert_eq!("tools".parse::<FileKind>(), Ok(FileKind::Tools));
         assert_eq!(FileKind::from_name("notes.txt"), FileKind::Raw);
         assert_eq!("session-key".parse::<FileKind>(), Ok(FileKind::SessionKey));
         assert!("nope".parse::<FileKind>().is_err());

@@ -2,8 +2,10 @@
 //!
 //! The binaries cooperate only through files, so this crate owns those files:
 //! how each one is parsed and validated ([`tokens`], [`users`],
-//! [`session_key`], [`kb_file`], and the search index and vectors a KB
-//! carries, [`kb_index`] and [`kb_vectors`]), how a kind of file is recognised and checked
+//! [`session_key`], [`kb_file`], the search index and vectors a KB
+//! carries, [`kb_index`] and [`kb_vectors`], and the curated tools and
+//! prompts of [`tools_file`], whose SQL is read as PostgreSQL reads it by
+//! [`sql`]), how a kind of file is recognised and checked
 //! before anyone trusts it ([`kind`]), and how a file is published atomically
 //! into a shared directory ([`publish`]) and recognised later as the version
 //! that was verified ([`published`], by its [`identity`]); a data file is
@@ -38,7 +40,9 @@ pub mod published;
 pub mod read;
 pub mod session_key;
 pub mod signals;
+pub mod sql;
 pub mod tokens;
+pub mod tools_file;
 pub mod users;
 pub mod yaml;
 

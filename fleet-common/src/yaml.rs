@@ -206,6 +206,18 @@ fn not_a<E: de::Error>(found: &str) -> E {
     E::custom(format!("found {found} where a mapping was expected"))
 }
 
+/// A map (`name: {fields}`) or a list (`- {fields}`) of entries anywhere
+/// in a document, in document order; null is none.
+pub(crate) struct EntryList<T>(pub Vec<Entry<T>>);
+
+impl<'de, T: DeserializeOwned> de::Deserialize<'de> for EntryList<T> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        EntriesSeed::<T>(PhantomData)
+            .deserialize(d)
+            .map(|found| EntryList(found.unwrap_or_default()))
+    }
+}
+
 /// The map or list under the top-level key; `None` if it is null.
 struct EntriesSeed<T>(PhantomData<T>);
 

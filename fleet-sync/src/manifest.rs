@@ -6,7 +6,7 @@
 //! files:
 //!   - name: kb.db                       # path under dest_dir
 //!     source: s3://bucket/prod/kb.db    # s3://, gs://, az://, https://, http://, file://
-//!     kind: kb                          # kb | tokens | users | session-key | raw (default from name)
+//!     kind: kb                          # kb | tokens | users | session-key | tools | raw (default from name)
 //!     sha256: "..."                     # optional pin
 //! ```
 //! The same can be said with flags: `--dest DIR --file NAME=SOURCE ...`.
@@ -215,11 +215,13 @@ mod tests {
             &[
                 "kb.db=s3://b/kb.db".into(),
                 "session.key = file:///k".into(),
+                "tools.yaml=s3://b/tools.yaml".into(),
             ],
         )
         .unwrap();
         assert_eq!(m.files[1].name, "session.key");
         assert_eq!(m.files[1].kind, FileKind::SessionKey);
+        assert_eq!(m.files[2].kind, FileKind::Tools);
         assert!(Manifest::from_flags("/d".into(), &["kb.db".into()]).is_err());
     }
 

@@ -1,6 +1,6 @@
 //! `fleet-fuzz`: the inputs for the property tests that fuzz every parser
-//! reading outside input (`tokens.yaml`, `users.yaml`, `session.key`, the
-//! sync manifest, the JSON-RPC envelope); the tests are in `tests/`.
+//! reading outside input (`tokens.yaml`, `users.yaml`, `session.key`,
+//! `tools.yaml`, the sync manifest, the JSON-RPC envelope); the tests are in `tests/`.
 //!
 //! Two sources of inputs, both seeded so that a failure replays:
 //! - [`mutate`]: seed documents broken at random, byte by byte and with the

@@ -215,6 +215,49 @@ fn session_key() {
 }
 
 #[test]
+fn tools_yaml() {
+    let mut rng = rng("tools_yaml");
+    let seeds = [
+        b"tools:\n  find:\n    description: d\n    database: main\n    parameters:\n      - {name: a, type: string, enum: [x, y]}\n      - {name: n, type: integer, default: 5, minimum: 1, maximum: 9}\n      - {name: l, type: array, items: {type: number}, required: false}\n    statement: SELECT * FROM t WHERE a = :a AND b[1:2] = x::int LIMIT :n -- :l\n      OR c = ANY(:l) AND d = 'it''s :a' AND e = $$ :n $$\n  w:\n    description: d\n    writer: true\n    statement: DELETE FROM t WHERE id = 1\nprompts:\n  - name: p\n    arguments: [{name: x, required: true}]\n    template: 'Hello {{x}} {{ y'\nbuiltins:\n  tools: {query_database: false}\n  prompts: {design_schema: false}\n".to_vec(),
+        b"tools:\n  - name: t\n    type: sql\n    description: d\n    input_schema: {type: object, properties: {limit: {type: integer}}, required: [limit]}\n    sql: SELECT $1\n".to_vec(),
+    ];
+    let seeds: Vec<&[u8]> = seeds.iter().map(Vec::as_slice).collect();
+    let mut tally = Tally::new("tools.yaml");
+    for _ in 0..budget() {
+        let input = mutate(&mut rng, &seeds);
+        let parsed = tally.time(|| {
+            no_panic("tools_file::parse", &input, || {
+                fleet_common::tools_file::parse(&input)
+            })
+        });
+        if let Ok(file) = parsed {
+            tally.accepted += 1;
+            // What is accepted keeps the file's invariants: every statement
+            // passes the guard again, with $1..$n for its parameters.
+            for t in &file.tools {
+                let access = if t.writer {
+                    fleet_common::sql::guard::Access::Writer
+                } else {
+                    fleet_common::sql::guard::Access::Reader
+                };
+                assert!(
+                    fleet_common::sql::guard::check_curated(&t.sql, access).is_ok(),
+                    "{}",
+                    t.sql
+                );
+                let names: Vec<String> = (1..=t.params.len()).map(|i| format!("p{i}")).collect();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                assert!(
+                    fleet_common::sql::placeholders::positional(&t.sql, &names).is_ok(),
+                    "{}",
+                    t.sql
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn sync_manifest() {
     use std::path::Component;
     let mut rng = rng("sync_manifest");

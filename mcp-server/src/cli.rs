@@ -74,7 +74,7 @@ serve_settings! {
     /// Address to listen on [default: 0.0.0.0:8080].
     #[arg(long, env = "MCP_LISTEN")]
     listen: String,
-    /// Directory holding tokens.yaml, users.yaml, session.key and kb.db [default: /data].
+    /// Directory holding tokens.yaml, users.yaml, session.key, kb.db and tools.yaml [default: /data].
     #[arg(long, env = "MCP_DATA_DIR")]
     data_dir: PathBuf,
     /// API tokens file [default: DATA_DIR/tokens.yaml].
@@ -89,6 +89,9 @@ serve_settings! {
     /// Knowledge base [default: DATA_DIR/kb.db].
     #[arg(long, env = "MCP_KB_FILE")]
     kb_file: PathBuf,
+    /// Curated tools, prompts and built-in switches; optional [default: DATA_DIR/tools.yaml].
+    #[arg(long, env = "MCP_TOOLS_FILE")]
+    tools_file: PathBuf,
     /// Directory where the server may keep search index files it makes
     /// (`<sha256>.kbidx`), reused across restarts; never the data directory
     /// [default: none: an unnamed temporary file per KB].

@@ -219,6 +219,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
         (&files.users, false),
         (&files.session_key, false),
         (&files.kb, true),
+        (&files.tools, false),
     ] {
         let name = path
             .file_name()

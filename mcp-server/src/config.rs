@@ -19,13 +19,14 @@ use ipnet::IpNet;
 
 use crate::cli::{LogFormat, ServeArgs};
 
-/// Paths of the four files the server reads.
+/// Paths of the files the server reads.
 #[derive(Debug, Clone)]
 pub struct DataFiles {
     pub tokens: PathBuf,
     pub users: PathBuf,
     pub session_key: PathBuf,
     pub kb: PathBuf,
+    pub tools: PathBuf,
 }
 
 impl DataFiles {
@@ -36,6 +37,7 @@ impl DataFiles {
             users: dir.join("users.yaml"),
             session_key: dir.join("session.key"),
             kb: dir.join("kb.db"),
+            tools: dir.join("tools.yaml"),
         }
     }
 }
@@ -162,6 +164,7 @@ impl Config {
             users: s.users_file.unwrap_or(defaults.users),
             session_key: s.session_key_file.unwrap_or(defaults.session_key),
             kb: s.kb_file.unwrap_or(defaults.kb),
+            tools: s.tools_file.unwrap_or(defaults.tools),
         };
         let index_cache_dir = s.index_cache_dir;
         if let Some(dir) = &index_cache_dir {

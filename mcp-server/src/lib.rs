@@ -16,18 +16,21 @@
 //! - [`tools`] are the MCP tools, served through rmcp's tool router; the
 //!   read-only Postgres tools are [`pg`]; [`embedding`] embeds search
 //!   queries (a local model, or a provider over HTTP) for semantic and
-//!   hybrid search.
+//!   hybrid search. [`catalog`] is the live `tools.yaml`: curated SQL
+//!   tools, prompts and the built-ins' switches, and the one gate deciding
+//!   which tools a caller sees and may call.
 //! - [`server`] runs the hyper accept loop and the explicit shutdown path
 //!   (closing its port without resetting a queued connection:
 //!   [`listener`]); [`metrics`] is `/metrics`.
 //! - [`commands`] are the one-shot commands (`kb build`, `token add`, ...)
 //!   and [`demo`] the demo.
 //!
-//! Imports flow one way, down this list's dependencies: `config` and the
-//! stores below `state`, `state` below `data::load`, `http` and `tools`,
-//! and `server` above them all.
+//! Imports flow one way, down this list's dependencies: `config`, `pg`,
+//! `catalog` and the stores below `state`, `state` below `data::load`,
+//! `http` and `tools`, and `server` above them all.
 
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Instant;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use fleet_kb::search::Kb;
 
 use crate::auth::Credentials;
@@ -34,6 +34,8 @@ pub struct AppState {
     /// The live tokens, users and session keys.
     pub credentials: Credentials,
     pub kb: ArcSwapOption<Kb>,
+    /// The live `tools.yaml`: curated tools, prompts, built-in switches.
+    pub catalog: ArcSwap<crate::catalog::Catalog>,
     pub files: FileTable,
     pub limiter: FailureLimiter,
     pub client_ip: ClientIpResolver,
@@ -71,6 +73,7 @@ impl AppState {
             started_at: Instant::now(),
             credentials: Credentials::default(),
             kb: ArcSwapOption::empty(),
+            catalog: ArcSwap::from_pointee(crate::catalog::Catalog::default()),
             files,
             limiter,
             client_ip,

@@ -2,18 +2,23 @@
 //!
 //! Names and arguments follow pgEdge Postgres MCP Server, so existing prompts
 //! and clients keep working. The router is built once per process and shared
-//! by every request's handler.
+//! by every request's handler. The live `tools.yaml` ([`crate::catalog`])
+//! adds curated tools and prompts and switches built-ins off: every tool
+//! listed or called, built-in or curated, passes [`crate::catalog::gate`].
 
 use std::sync::Arc;
 
 use rmcp::RoleServer;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, ListResourcesResult, PaginatedRequestParams,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-    ResourceContents, ServerCapabilities, ServerConfig,
+    ResourceContents, ResultType, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
@@ -24,6 +29,7 @@ use fleet_kb::search::{Kb, MAX_TOP_N, Mode, SearchQuery};
 
 use crate::auth::Principal;
 use crate::auth::client_ip::ClientIp;
+use crate::catalog::gate::{self, Target};
 use crate::pg::tools as pgt;
 use crate::state::AppState;
 
@@ -81,6 +87,14 @@ impl McpHandler {
     pub fn new(state: Arc<AppState>, router: Arc<ToolRouter<McpHandler>>) -> McpHandler {
         McpHandler { state, router }
     }
+}
+
+/// The credential a request came with, if any.
+fn principal_of(context: &RequestContext<RoleServer>) -> Option<&Principal> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<Principal>())
 }
 
 /// The one tool a client may call without a credential.
@@ -420,10 +434,14 @@ impl McpHandler {
 impl ServerHandler for McpHandler {
     fn get_info(&self) -> ServerConfig {
         let capabilities = if self.state.databases.is_empty() {
-            ServerCapabilities::builder().enable_tools().build()
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .build()
         } else {
             ServerCapabilities::builder()
                 .enable_tools()
+                .enable_prompts()
                 .enable_resources()
                 .build()
         };
@@ -438,12 +456,93 @@ impl ServerHandler for McpHandler {
             )
     }
 
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let catalog = self.state.catalog.load();
+        let tools = gate::listed(
+            &catalog,
+            &self.state.databases,
+            principal_of(&context),
+            self.router.list_all(),
+        );
+        let hints = context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        let mut result = ListToolsResult::with_all_items(tools);
+        result.result_type = Some(ResultType::COMPLETE);
+        // The list changes with tools.yaml: never to be cached by the client.
+        result.ttl_ms = hints.then_some(0);
+        result.cache_scope = hints.then_some(CacheScope::Public);
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let catalog = self.state.catalog.load_full();
+        let principal = principal_of(&context);
+        match gate::admit(&catalog, &self.state.databases, principal, &request.name) {
+            Err(refusal) => Ok(tool_error(refusal).into()),
+            Ok(Target::Router) => {
+                let call = ToolCallContext::new(self, request, context);
+                self.router.call(call).await
+            }
+            Ok(Target::Curated(tool)) => {
+                let bound = principal.and_then(|p| p.database.as_deref());
+                let outcome = crate::catalog::call::run(
+                    tool,
+                    request.arguments.as_ref(),
+                    &self.state.databases,
+                    bound,
+                )
+                .await;
+                Ok(match outcome {
+                    Ok(text) => text_result(text),
+                    Err(e) => tool_error(e.to_string()),
+                }
+                .into())
+            }
+        }
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        gate::descriptor(&self.state.catalog.load(), name)
+            .or_else(|| self.router.get(name).cloned())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let catalog = self.state.catalog.load();
+        Ok(ListPromptsResult::with_all_items(
+            crate::catalog::prompts::list(&catalog),
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let catalog = self.state.catalog.load();
+        crate::catalog::prompts::get(&catalog, &request.name, request.arguments.as_ref())
+            .map(Into::into)
+    }
+
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let resources = if self.state.databases.is_empty() {
+        let system_info_on = gate::resource_on(&self.state.catalog.load(), "system_info");
+        let resources = if self.state.databases.is_empty() || !system_info_on {
             Vec::new()
         } else {
             vec![
@@ -459,7 +558,10 @@ impl ServerHandler for McpHandler {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        if request.uri != pgt::SYSTEM_INFO_URI || self.state.databases.is_empty() {
+        if request.uri != pgt::SYSTEM_INFO_URI
+            || self.state.databases.is_empty()
+            || !gate::resource_on(&self.state.catalog.load(), "system_info")
+        {
             return Err(ErrorData::resource_not_found(
                 format!("no resource {}", request.uri),
                 None,
@@ -488,6 +590,13 @@ impl ServerHandler for McpHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_builtin_names_of_tools_yaml_are_the_routers() {
+        let mut names = names().to_vec();
+        names.sort_unstable();
+        assert_eq!(names, fleet_common::tools_file::builtins::TOOLS);
+    }
 
     #[test]
     fn the_tool_names_are_the_routers() {

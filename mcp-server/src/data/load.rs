@@ -116,7 +116,9 @@ pub fn load(state: &Arc<AppState>, which: DataFile) -> Result<Loaded, LoadError>
             m.last_reload.get_or_create(&label).set(unix_now());
             set_error_metric(state, which, false);
             if which != DataFile::Kb {
-                set_credential_metrics(state);
+                if which != DataFile::Tools {
+                    set_credential_metrics(state);
+                }
                 // A smaller file replaced a larger one: give the freed heap
                 // back rather than keep the peak for ever.
                 trim_heap();
@@ -185,7 +187,7 @@ fn read_and_apply(
     }
     let prepared = match which {
         DataFile::Kb => prepare_kb(state, path, before.as_ref())?,
-        _ => prepare_auth(state, which, path)?,
+        _ => prepare_whole(state, which, path)?,
     };
     let Some(Prepared { sha, apply, audit }) = prepared else {
         return Ok(Loaded::Unchanged);
@@ -215,9 +217,10 @@ fn read_and_apply(
     })
 }
 
-/// Read and parse an auth file (bounded: a regular file within its kind's
-/// size limit); `None` if its content is the live generation's.
-fn prepare_auth<'a>(
+/// Read and parse a file that is read whole, an auth file or `tools.yaml`
+/// (bounded: a regular file within its kind's size limit); `None` if its
+/// content is the live generation's.
+fn prepare_whole<'a>(
     state: &'a Arc<AppState>,
     which: DataFile,
     path: &Path,
@@ -252,7 +255,17 @@ fn prepare_auth<'a>(
                 summary
             })
         }
-        DataFile::Kb => return Err(LoadError::Invalid("not an auth file".to_string())),
+        DataFile::Tools => {
+            let catalog = crate::catalog::Catalog::new(
+                fleet_common::tools_file::parse(&bytes).map_err(invalid)?,
+            );
+            Box::new(move || {
+                let summary = catalog.summary();
+                state.catalog.store(Arc::new(catalog));
+                summary
+            })
+        }
+        DataFile::Kb => return Err(LoadError::Invalid("not read whole".to_string())),
     };
     Ok(Some(Prepared {
         sha,

@@ -20,14 +20,16 @@ pub enum DataFile {
     Users,
     SessionKey,
     Kb,
+    Tools,
 }
 
 impl DataFile {
-    pub const ALL: [DataFile; 4] = [
+    pub const ALL: [DataFile; 5] = [
         DataFile::Tokens,
         DataFile::Users,
         DataFile::SessionKey,
         DataFile::Kb,
+        DataFile::Tools,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +38,7 @@ impl DataFile {
             DataFile::Users => "users",
             DataFile::SessionKey => "session_key",
             DataFile::Kb => "kb",
+            DataFile::Tools => "tools",
         }
     }
 
@@ -45,6 +48,7 @@ impl DataFile {
             DataFile::Users => &files.users,
             DataFile::SessionKey => &files.session_key,
             DataFile::Kb => &files.kb,
+            DataFile::Tools => &files.tools,
         }
     }
 
@@ -55,6 +59,7 @@ impl DataFile {
             DataFile::Users => FileKind::Users,
             DataFile::SessionKey => FileKind::SessionKey,
             DataFile::Kb => FileKind::Kb,
+            DataFile::Tools => FileKind::Tools,
         }
     }
 

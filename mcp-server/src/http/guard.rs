@@ -168,7 +168,9 @@ where
         return (answer, seen);
     }
     let replayable = match &message {
-        MessageBody::One(one) => crate::http::replay::Replayable::of(one, &parts.headers),
+        MessageBody::One(one) => {
+            crate::http::replay::Replayable::of(one, &parts.headers, state.catalog.load().epoch())
+        }
         _ => None,
     };
     drop(message);

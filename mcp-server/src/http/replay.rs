@@ -1,8 +1,10 @@
 //! Replayed answers for the requests whose answer never changes.
 //!
 //! `tools/list` and `ping` get the same result every time from a given
-//! server: the tool set is fixed at start-up and neither depends on the
-//! caller. rmcp's stateless mode still builds a service, spawns a task and
+//! server and `tools.yaml` generation: neither depends on the caller, and
+//! the tool set changes only when a new `tools.yaml` loads, whose catalog
+//! epoch is part of the key (an answer learned for one catalog is never
+//! replayed for another). rmcp's stateless mode still builds a service, spawns a task and
 //! serialises the tool schemas for each one, which costs several times what
 //! the HTTP exchange does. So the first such request goes to rmcp as usual,
 //! and its answer's `result` is kept; later requests that rmcp would see as
@@ -54,7 +56,10 @@ pub struct Replayable {
 
 impl Replayable {
     /// `Some` if the answer to this message may come from the table.
-    pub fn of(msg: &Envelope, headers: &HeaderMap) -> Option<Replayable> {
+    /// `epoch` is the live catalog's ([`crate::catalog::Catalog::epoch`]),
+    /// read before the request goes to rmcp, which answers from that
+    /// catalog or a newer one.
+    pub fn of(msg: &Envelope, headers: &HeaderMap, epoch: u64) -> Option<Replayable> {
         let method = msg.method.as_deref()?;
         if !METHODS.contains(&method) || msg.jsonrpc.as_deref() != Some("2.0") || msg.other_members
         {
@@ -86,6 +91,7 @@ impl Replayable {
         // Params as sent: stricter than rmcp's view (whitespace counts),
         // never looser.
         let mut key = Vec::with_capacity(256);
+        key.extend_from_slice(&epoch.to_le_bytes());
         key.extend_from_slice(method.as_bytes());
         key.push(0);
         if let Some(params) = msg.params {
@@ -188,7 +194,7 @@ mod tests {
 
     fn of(h: &HeaderMap, body: &[u8]) -> Option<Replayable> {
         match crate::http::envelope::Body::parse(body) {
-            crate::http::envelope::Body::One(msg) => Replayable::of(&msg, h),
+            crate::http::envelope::Body::One(msg) => Replayable::of(&msg, h, 1),
             _ => None,
         }
     }
@@ -257,6 +263,15 @@ mod tests {
             plain,
             key(&v, br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
         );
+        // Another tools.yaml, another key: a list learned for one catalog
+        // is never replayed for the next.
+        let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        let next = match crate::http::envelope::Body::parse(list) {
+            crate::http::envelope::Body::One(msg) => Replayable::of(&msg, &h, 2).map(|r| r.key),
+            _ => None,
+        };
+        assert!(next.is_some());
+        assert_ne!(plain, next);
         let mut other_host = headers(&BASE[1..]);
         other_host.append("host", HeaderValue::from_static("evil.example"));
         assert_ne!(

@@ -32,6 +32,7 @@ pub const APPLICATION_NAME: &str = "pg-mcp-fleet";
 ///     connect_timeout: 3s             # default 3s
 ///     max_rows: 1000                  # cap on `limit`; default 1000
 ///     pool_size: 4                    # alias: pool_max_conns; default 4
+///     allow_writers: false            # writer tools of tools.yaml may run here; default false
 /// ```
 ///
 /// `url` (aliases `conninfo`, `dsn`, `connection_string`) takes a libpq URL or
@@ -76,6 +77,11 @@ pub struct DatabaseConfig {
     pub max_rows: Option<usize>,
     #[serde(default, alias = "pool_max_conns")]
     pub pool_size: Option<usize>,
+    /// Tools of `tools.yaml` marked `writer: true` may run on this database
+    /// (in a read-write transaction that commits). The built-in tools stay
+    /// read-only whatever it says.
+    #[serde(default)]
+    pub allow_writers: bool,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -96,6 +102,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("max_rows", &self.max_rows)
             .field("pool_size", &self.pool_size)
+            .field("allow_writers", &self.allow_writers)
             .finish()
     }
 }

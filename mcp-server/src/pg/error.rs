@@ -25,6 +25,12 @@ pub enum ToolError {
     Rejected(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A writer tool of `tools.yaml` on a database that does not allow them.
+    #[error(
+        "database {database} does not run writer tools: the server's configuration does not \
+         set allow_writers for it"
+    )]
+    WritersOff { database: String },
     #[error("database {database} is unavailable: {reason}")]
     Unavailable { database: String, reason: String },
     #[error(
@@ -50,6 +56,7 @@ impl ToolError {
             ToolError::Forbidden { .. } | ToolError::BoundDatabaseMissing { .. } => "forbidden",
             ToolError::Rejected(_) => "rejected",
             ToolError::InvalidArgument(_) => "invalid_argument",
+            ToolError::WritersOff { .. } => "writers_off",
             ToolError::Unavailable { .. } => "unavailable",
             ToolError::Timeout { .. } => "timeout",
             ToolError::Postgres { .. } => "postgres",

@@ -5,8 +5,10 @@
 //! This module owns database configuration ([`DatabaseConfig`], the `PG*`
 //! environment variables through [`configs_from_env`]), one lazily connecting
 //! pool per database ([`Databases`], [`Database`]), the per-database health
-//! report for `/health`, the statement guard ([`guard`]) and the errors the
-//! tools return ([`ToolError`]).
+//! report for `/health`, the curated statements of `tools.yaml` and their
+//! bound values ([`statement`], [`bind`]) and the errors the tools return
+//! ([`ToolError`]). The statement guard ([`guard`]) lives in `fleet-common`,
+//! which verifies `tools.yaml` with it before the file is published.
 //!
 //! # Nothing a caller sends can write
 //!
@@ -80,13 +82,15 @@
 //! No error, log line or `Debug` output carries a password or a connection
 //! string.
 
+pub mod bind;
 mod config;
 mod error;
-pub mod guard;
-mod lexer;
 mod ops;
 mod schema;
+pub mod statement;
 pub mod tools;
+
+pub use fleet_common::sql::guard;
 
 use std::fmt;
 use std::sync::Arc;
@@ -236,8 +240,13 @@ pub struct Database {
     pool: Pool,
     health_pool: Pool,
     health_cache: tokio::sync::Mutex<Option<(Instant, Value)>>,
-    /// The fixed statements that open every transaction.
+    /// The fixed statements that open every read-only transaction.
     pin_sql: String,
+    /// The operator let writer tools of `tools.yaml` run here
+    /// (`allow_writers: true`).
+    allow_writers: bool,
+    /// The fixed statements that open a writer tool's transaction.
+    writer_pin_sql: String,
 }
 
 impl fmt::Debug for Database {
@@ -286,16 +295,15 @@ impl Database {
         let health_pool = build_pool(resolved.pg, 1, &limits, RecyclingMethod::Fast)
             .with_context(|| format!("database {}", cfg.name))?;
         let st = limits.statement_timeout.as_millis();
-        let pin_sql = format!(
+        let writer_pin_sql = format!(
             "SET LOCAL statement_timeout = {st}; \
              SET LOCAL lock_timeout = {}; \
              SET LOCAL idle_in_transaction_session_timeout = {}; \
-             SET LOCAL standard_conforming_strings = on; \
-             SET LOCAL transaction_read_only = on; \
-             SELECT 1",
+             SET LOCAL standard_conforming_strings = on",
             limits.lock_timeout.as_millis(),
             st + 10_000,
         );
+        let pin_sql = format!("{writer_pin_sql}; SET LOCAL transaction_read_only = on; SELECT 1");
         Ok(Database {
             name: cfg.name.clone(),
             target: resolved.target,
@@ -304,6 +312,8 @@ impl Database {
             health_pool,
             health_cache: tokio::sync::Mutex::new(None),
             pin_sql,
+            allow_writers: cfg.allow_writers,
+            writer_pin_sql,
         })
     }
 
@@ -318,6 +328,11 @@ impl Database {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Whether writer tools of `tools.yaml` may run here.
+    pub fn allows_writers(&self) -> bool {
+        self.allow_writers
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> ToolError {
@@ -373,6 +388,35 @@ impl Database {
             .await
             .map_err(|e| self.pg_error(e))?;
         tx.rollback().await.map_err(|e| self.pg_error(e))
+    }
+
+    /// Open a writer tool's transaction: `START TRANSACTION READ WRITE`
+    /// (the session's default is read-only), with the same timeouts as
+    /// every call. It commits only through [`Database::commit`]; dropped,
+    /// it rolls back.
+    async fn begin_writer<'a>(
+        &self,
+        client: &'a mut Object,
+    ) -> Result<deadpool_postgres::Transaction<'a>, ToolError> {
+        let tx = client
+            .build_transaction()
+            .read_only(false)
+            .start()
+            .await
+            .map_err(|e| self.pg_error(e))?;
+        tx.batch_execute(&self.writer_pin_sql)
+            .await
+            .map_err(|e| self.pg_error(e))?;
+        Ok(tx)
+    }
+
+    /// End a writer tool's call that succeeded: release session advisory
+    /// locks, then commit.
+    async fn commit(&self, tx: deadpool_postgres::Transaction<'_>) -> Result<(), ToolError> {
+        tx.batch_execute("SELECT pg_catalog.pg_advisory_unlock_all()")
+            .await
+            .map_err(|e| self.pg_error(e))?;
+        tx.commit().await.map_err(|e| self.pg_error(e))
     }
 
     /// The whole-call deadline: the statement timeout plus slack for the
@@ -454,6 +498,7 @@ impl Database {
         let v = json!({
             "name": self.name,
             "up": error.is_none(),
+            "writers": self.allow_writers,
             "error": error,
             "latency_ms": latency_ms,
             "pool": {

@@ -3,11 +3,14 @@
 //!
 //! Each call checks its input with the guard, takes a pooled connection,
 //! opens the read-only transaction ([`Database::begin`]), runs exactly one
-//! statement through the extended protocol, and rolls back.
+//! statement through the extended protocol, and rolls back. The rows of a
+//! statement become JSON on the server ([`Database::rows_in`]), for these
+//! tools and for the curated ones ([`super::statement`]).
 
 use deadpool_postgres::Object;
 use serde_json::json;
 
+use super::bind::Bound;
 use super::guard::{self, StatementKind};
 use super::{Database, ToolError};
 
@@ -22,7 +25,7 @@ pub const MAX_ROW_CHARS: usize = 32 * 1024;
 /// views, materialized views, foreign tables.
 const COUNTABLE_KINDS: &str = "('r','p','v','m','f')";
 
-struct Rows {
+pub(super) struct Rows {
     columns: Vec<(String, String)>,
     /// One JSON object per row, columns in order.
     rows: Vec<String>,
@@ -59,9 +62,11 @@ impl Database {
         Ok(render_rows(
             rows,
             limit,
-            offset,
-            capped,
-            self.limits.max_rows,
+            Paging::Offset {
+                offset,
+                capped,
+                max_rows: self.limits.max_rows,
+            },
         ))
     }
 
@@ -85,27 +90,61 @@ impl Database {
         offset: u64,
     ) -> Result<Rows, ToolError> {
         let tx = self.begin(client).await?;
-        let stmt = tx.prepare(body).await.map_err(|e| self.pg_error(e))?;
+        let rows = self.rows_in(&tx, body, kind, limit, offset, &[]).await?;
+        self.end(tx).await?;
+        Ok(rows)
+    }
+
+    /// Run one statement the guard accepted in `tx`, with `params` bound by
+    /// their declared types, and take up to `limit` + 1 of its rows after
+    /// `offset` as JSON objects. A query is wrapped as a subquery and an
+    /// `INSERT`/`UPDATE`/`DELETE ... RETURNING` as a CTE, in fixed text, so
+    /// that every type becomes JSON on the server.
+    pub(super) async fn rows_in(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        body: &str,
+        kind: StatementKind,
+        limit: usize,
+        offset: u64,
+        params: &[Bound],
+    ) -> Result<Rows, ToolError> {
+        let (types, values) = (Bound::types(params), Bound::values(params));
+        let stmt = tx
+            .prepare_typed(body, &types)
+            .await
+            .map_err(|e| self.pg_error(e))?;
         let columns: Vec<(String, String)> = stmt
             .columns()
             .iter()
             .map(|c| (c.name().to_string(), c.type_().name().to_string()))
             .collect();
         let rows = match kind {
-            StatementKind::Query => {
+            StatementKind::Query | StatementKind::Write => {
                 // Fixed text around a statement the guard accepted and the
                 // server just parsed as one statement: every type becomes
                 // JSON, in column order, and only limit+1 rows come back.
                 // A row longer than MAX_ROW_CHARS is cut on the server, so a
                 // huge value never crosses the wire whole.
+                let (with, from) = match kind {
+                    StatementKind::Write => (
+                        format!("WITH __mcp_q AS (\n{body}\n) "),
+                        "__mcp_q".to_string(),
+                    ),
+                    _ => (String::new(), format!("(\n{body}\n) AS __mcp_q")),
+                };
                 let wrapped = format!(
-                    "SELECT pg_catalog.left(__mcp_r.j, {MAX_ROW_CHARS}), pg_catalog.length(__mcp_r.j) \
-                     FROM (SELECT pg_catalog.row_to_json(__mcp_q.*)::text AS j FROM (\n{body}\n) \
-                     AS __mcp_q LIMIT {} OFFSET {offset}) AS __mcp_r",
+                    "{with}SELECT pg_catalog.left(__mcp_r.j, {MAX_ROW_CHARS}), pg_catalog.length(__mcp_r.j) \
+                     FROM (SELECT pg_catalog.row_to_json(__mcp_q.*)::text AS j FROM {from} \
+                     LIMIT {} OFFSET {offset}) AS __mcp_r",
                     limit + 1
                 );
+                let wrapped = tx
+                    .prepare_typed(&wrapped, &types)
+                    .await
+                    .map_err(|e| self.pg_error(e))?;
                 let rows = tx
-                    .query(wrapped.as_str(), &[])
+                    .query(&wrapped, &values)
                     .await
                     .map_err(|e| self.pg_error(e))?;
                 rows.iter()
@@ -128,7 +167,10 @@ impl Database {
                     .collect()
             }
             StatementKind::Show => {
-                let rows = tx.query(&stmt, &[]).await.map_err(|e| self.pg_error(e))?;
+                let rows = tx
+                    .query(&stmt, &values)
+                    .await
+                    .map_err(|e| self.pg_error(e))?;
                 rows.iter()
                     .skip(usize::try_from(offset).unwrap_or(usize::MAX))
                     .take(limit + 1)
@@ -146,8 +188,6 @@ impl Database {
                     .collect()
             }
         };
-        drop(stmt);
-        self.end(tx).await?;
         Ok(Rows { columns, rows })
     }
 
@@ -385,8 +425,27 @@ fn not_found(schema: Option<&str>, table: &str) -> ToolError {
     }
 }
 
-fn render_rows(rows: Rows, limit: usize, offset: u64, capped: bool, max_rows: usize) -> String {
+/// How a caller pages through rows: `query_database` with `offset`, a
+/// curated tool not at all (its statement decides what it returns).
+pub(super) enum Paging {
+    Offset {
+        offset: u64,
+        capped: bool,
+        max_rows: usize,
+    },
+    None,
+}
+
+pub(super) fn render_rows(rows: Rows, limit: usize, paging: Paging) -> String {
     let Rows { columns, rows } = rows;
+    let (offset, capped, max_rows) = match paging {
+        Paging::Offset {
+            offset,
+            capped,
+            max_rows,
+        } => (Some(offset), capped, max_rows),
+        Paging::None => (None, false, limit),
+    };
     let more = rows.len() > limit;
     let mut body = String::from("[");
     let mut shown = 0usize;
@@ -401,21 +460,32 @@ fn render_rows(rows: Rows, limit: usize, offset: u64, capped: bool, max_rows: us
         shown += 1;
     }
     body.push_str(if shown == 0 { "]" } else { "\n]" });
-    let mut out = format!(
-        "{shown} row{} (offset {offset}, limit {limit})",
-        if shown == 1 { "" } else { "s" }
-    );
-    if cut_for_size {
-        out.push_str(&format!(
-            "; output cut at {} KiB: more rows exist, continue with offset={} or select fewer columns",
-            MAX_OUTPUT_BYTES / 1024,
-            offset + shown as u64
-        ));
-    } else if more {
-        out.push_str(&format!(
-            "; more rows exist: continue with offset={}",
-            offset + shown as u64
-        ));
+    let mut out = format!("{shown} row{}", if shown == 1 { "" } else { "s" });
+    match offset {
+        Some(offset) => {
+            out.push_str(&format!(" (offset {offset}, limit {limit})"));
+            if cut_for_size {
+                out.push_str(&format!(
+                    "; output cut at {} KiB: more rows exist, continue with offset={} or select \
+                     fewer columns",
+                    MAX_OUTPUT_BYTES / 1024,
+                    offset + shown as u64
+                ));
+            } else if more {
+                out.push_str(&format!(
+                    "; more rows exist: continue with offset={}",
+                    offset + shown as u64
+                ));
+            }
+        }
+        None if cut_for_size => out.push_str(&format!(
+            "; output cut at {} KiB: more rows exist",
+            MAX_OUTPUT_BYTES / 1024
+        )),
+        None if more => out.push_str(&format!(
+            "; more rows exist: only the first {limit} (max_rows) are shown"
+        )),
+        None => {}
     }
     if capped {
         out.push_str(&format!("; limit capped at max_rows={max_rows}"));

@@ -1,7 +1,8 @@
 //! A small SQL lexer that agrees with PostgreSQL on where strings, quoted
 //! identifiers, dollar quotes and comments begin and end.
 //!
-//! The guard ([`super::guard`]) only needs tokens, not a parse tree: it must
+//! The guard ([`super::guard`]) and the placeholders of curated statements
+//! ([`super::placeholders`]) only need tokens, not a parse tree: they must
 //! know which `;`, `(`, `)` and words are *code*, and which are inside a
 //! literal or a comment. Everything PostgreSQL would treat as code is a token
 //! here; anything this lexer cannot classify with certainty (an unterminated

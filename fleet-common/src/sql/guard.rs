@@ -21,6 +21,14 @@
 //!
 //! The guard is one layer of several: what it lets through still runs as one
 //! prepared statement in a read-only transaction that is rolled back.
+//!
+//! A curated statement (a tool of `tools.yaml`, written by the operator and
+//! checked when the file is verified) goes through the same checks with
+//! [`check_curated`]: its parameters (`$1`...) are allowed, and a writer
+//! tool's statement may also be `INSERT`, `UPDATE`, `DELETE` or `MERGE`;
+//! everything else (one statement, no transaction control, no settings or
+//! role changes, no `DO`/`CALL`/`COPY`, no side-effecting functions) holds
+//! for both.
 
 use super::lexer::{Kind, Token, lex};
 
@@ -92,6 +100,8 @@ pub enum StatementKind {
     Query,
     /// `SHOW name`: run as is.
     Show,
+    /// `INSERT`, `UPDATE`, `DELETE` or `MERGE` (writer tools only).
+    Write,
 }
 
 /// A statement the guard accepted.
@@ -117,9 +127,50 @@ fn reject<T>(msg: impl Into<String>) -> Result<T, Rejection> {
     Err(Rejection(msg.into()))
 }
 
+/// What a statement may be, beyond a read-only query.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rules {
+    /// `SHOW name` (query_database).
+    show: bool,
+    /// Positional parameters `$1`... (curated statements, bound by the server).
+    params: bool,
+    /// `INSERT`, `UPDATE`, `DELETE`, `MERGE`, `INTO` and row locks (writer tools).
+    writes: bool,
+}
+
+/// Who a curated statement runs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A read-only tool: checked like `query_database`'s statement.
+    Reader,
+    /// A tool marked `writer: true`: it may also insert, update, delete or merge.
+    Writer,
+}
+
 /// Check a statement for `query_database` (`allow_show`) or for
 /// `execute_explain` (no `SHOW`, no `EXPLAIN` prefix).
 pub fn check_statement(sql: &str, allow_show: bool) -> Result<Checked<'_>, Rejection> {
+    check(
+        sql,
+        Rules {
+            show: allow_show,
+            ..Rules::default()
+        },
+    )
+}
+
+/// Check a curated statement of `tools.yaml`, whose parameters are
+/// `$1`..`$n`.
+pub fn check_curated(sql: &str, access: Access) -> Result<Checked<'_>, Rejection> {
+    let rules = Rules {
+        show: false,
+        params: true,
+        writes: access == Access::Writer,
+    };
+    check(sql, rules)
+}
+
+fn check(sql: &str, rules: Rules) -> Result<Checked<'_>, Rejection> {
     let tokens = lex(sql).map_err(|e| Rejection(e.0))?;
     if tokens.is_empty() {
         return reject("the query is empty");
@@ -140,8 +191,8 @@ pub fn check_statement(sql: &str, allow_show: bool) -> Result<Checked<'_>, Rejec
         return reject("the query is empty");
     }
     check_parens(tokens)?;
-    let kind = check_head(tokens, allow_show)?;
-    check_tokens(tokens)?;
+    let kind = check_head(tokens, rules)?;
+    check_tokens(tokens, rules)?;
     let body = &sql[tokens[0].start..tokens[tokens.len() - 1].end];
     Ok(Checked { body, kind })
 }
@@ -157,7 +208,7 @@ pub fn check_expression(expr: &str) -> Result<&str, Rejection> {
         return reject("`;` is not allowed in a condition: give one boolean expression");
     }
     check_parens(&tokens)?;
-    check_tokens(&tokens)?;
+    check_tokens(&tokens, Rules::default())?;
     for t in &tokens {
         if let Kind::Word(w) = &t.kind
             && EXPRESSION_FORBIDDEN_WORDS.contains(&w.as_str())
@@ -222,7 +273,8 @@ fn check_parens(tokens: &[Token]) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn check_head(tokens: &[Token], allow_show: bool) -> Result<StatementKind, Rejection> {
+fn check_head(tokens: &[Token], rules: Rules) -> Result<StatementKind, Rejection> {
+    let allow_show = rules.show;
     let first = tokens
         .iter()
         .find(|t| t.kind != Kind::Punct('('))
@@ -247,6 +299,7 @@ fn check_head(tokens: &[Token], allow_show: bool) -> Result<StatementKind, Rejec
     };
     match word {
         "select" | "with" | "values" | "table" => Ok(StatementKind::Query),
+        "insert" | "update" | "delete" | "merge" if rules.writes => Ok(StatementKind::Write),
         "show" if allow_show && !parenthesised => Ok(StatementKind::Show),
         "show" => reject("SHOW cannot be explained; run it with query_database"),
         "explain" if allow_show => {
@@ -298,10 +351,11 @@ fn check_head(tokens: &[Token], allow_show: bool) -> Result<StatementKind, Rejec
 }
 
 /// Token checks shared by statements and expressions.
-fn check_tokens(tokens: &[Token]) -> Result<(), Rejection> {
+fn check_tokens(tokens: &[Token], rules: Rules) -> Result<(), Rejection> {
     for (i, t) in tokens.iter().enumerate() {
         let next = tokens.get(i + 1).map(|t| &t.kind);
         match &t.kind {
+            Kind::Param if rules.params => {}
             Kind::Param => {
                 return reject(
                     "query parameters ($1, $2, ...) are not supported: write the values inline",
@@ -309,6 +363,9 @@ fn check_tokens(tokens: &[Token]) -> Result<(), Rejection> {
             }
             Kind::Word(w) => {
                 check_name(w, next)?;
+                if rules.writes && matches!(w.as_str(), "for" | "into") {
+                    continue;
+                }
                 match w.as_str() {
                     "for" => {
                         if let Some(Kind::Word(n)) = next
@@ -320,7 +377,7 @@ fn check_tokens(tokens: &[Token]) -> Result<(), Rejection> {
                             );
                         }
                     }
-                    "insert" | "update" | "delete" | "merge" => {
+                    "insert" | "update" | "delete" | "merge" if !rules.writes => {
                         return reject(format!(
                             "data-modifying keyword {} is not allowed (this includes writable \
                              CTEs such as WITH x AS (DELETE ...)); if it is a column name, \
@@ -487,6 +544,52 @@ mod tests {
         ] {
             assert!(check_expression(e).is_err(), "{e}");
         }
+    }
+
+    #[test]
+    fn curated_statements_take_parameters_and_writers_may_write() {
+        assert_eq!(
+            check_curated("SELECT * FROM t WHERE id = $1;", Access::Reader).map(|c| c.body),
+            Ok("SELECT * FROM t WHERE id = $1")
+        );
+        assert_eq!(
+            check_curated("DELETE FROM t", Access::Writer).map(|c| c.kind),
+            Ok(StatementKind::Write)
+        );
+        for writes in [
+            "INSERT INTO t (v) VALUES ($1) RETURNING id",
+            "UPDATE t SET v = $2 WHERE id = $1",
+            "DELETE FROM t WHERE id = $1",
+            "WITH d AS (DELETE FROM t WHERE id = $1 RETURNING *) SELECT count(*) FROM d",
+            "SELECT * FROM t WHERE id = $1 FOR UPDATE",
+        ] {
+            assert!(check_curated(writes, Access::Reader).is_err(), "{writes}");
+            check_curated(writes, Access::Writer).unwrap_or_else(|e| panic!("{writes}: {e}"));
+        }
+        // A writer is still one statement in the server's transaction.
+        for escape in [
+            "INSERT INTO t VALUES ($1); COMMIT",
+            "COMMIT",
+            "SET ROLE postgres",
+            "DO $$ BEGIN DELETE FROM t; END $$",
+            "COPY t FROM PROGRAM 'x'",
+            "SELECT set_config('role', $1, false)",
+            "SELECT pg_advisory_lock($1)",
+            "CREATE TABLE x (a int)",
+            "TRUNCATE t",
+            "CALL p($1)",
+            "SELECT 1) AS q; DELETE FROM t; SELECT (1",
+        ] {
+            for access in [Access::Reader, Access::Writer] {
+                assert!(
+                    check_curated(escape, access).is_err(),
+                    "{escape} {access:?}"
+                );
+            }
+        }
+        // query_database still refuses parameters and writes.
+        assert!(check_statement("SELECT $1", true).is_err());
+        assert!(check_statement("INSERT INTO t VALUES (1)", true).is_err());
     }
 
     #[test]
