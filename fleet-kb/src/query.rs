@@ -73,7 +73,7 @@ pub fn words(text: &str) -> Vec<Word> {
 }
 
 /// The first `max` bytes of `text`, cut back to a character boundary.
-fn head(text: &str, max: usize) -> &str {
+pub fn head(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }

@@ -51,9 +51,11 @@ pub struct Scored {
     pub file: u32,
 }
 
-/// The vectors of one generation, quantised and mapped.
-pub struct VectorIndex {
-    map: Mmap,
+/// Where each array lies in the mapped file of `n` vectors of `dims`
+/// dimensions: 8-byte arrays first (ids, sign bits), then 4 (scales, file
+/// ordinals), 2 (product ordinals) and 1 (codes): every array aligned.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
     n: usize,
     dims: usize,
     /// u64 words of sign bits per vector.
@@ -63,6 +65,38 @@ pub struct VectorIndex {
     off_file: usize,
     off_product: usize,
     off_codes: usize,
+}
+
+impl Layout {
+    fn new(n: usize, dims: usize) -> Layout {
+        let words = dims.div_ceil(64);
+        let off_bits = n * 8;
+        let off_scale = off_bits + n * words * 8;
+        let off_file = off_scale + n * 4;
+        let off_product = off_file + n * 4;
+        let off_codes = off_product + n * 2;
+        Layout {
+            n,
+            dims,
+            words,
+            off_bits,
+            off_scale,
+            off_file,
+            off_product,
+            off_codes,
+        }
+    }
+
+    /// The file's length.
+    fn len(&self) -> usize {
+        self.off_codes + self.n * self.dims
+    }
+}
+
+/// The vectors of one generation, quantised and mapped.
+pub struct VectorIndex {
+    map: Mmap,
+    at: Layout,
     /// (project_name, project_version) of each product ordinal.
     products: Vec<(String, String)>,
 }
@@ -70,8 +104,8 @@ pub struct VectorIndex {
 impl std::fmt::Debug for VectorIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VectorIndex")
-            .field("vectors", &self.n)
-            .field("dimensions", &self.dims)
+            .field("vectors", &self.at.n)
+            .field("dimensions", &self.at.dims)
             .finish()
     }
 }
@@ -178,7 +212,7 @@ impl VectorIndex {
                     builder.insert(Builder::new(n, dims, dir)?)
                 }
             };
-            kb_vectors::decode_into(blob, b.dims, &mut v)
+            kb_vectors::decode_into(blob, b.at.dims, &mut v)
                 .map_err(|e| anyhow::anyhow!("{what}: the vector of chunk {id}: {e}"))?;
             let product = row.get_ref(1)?.as_str()?;
             let version = row.get_ref(2)?.as_str()?;
@@ -193,19 +227,19 @@ impl VectorIndex {
 
     /// How many vectors.
     pub fn len(&self) -> usize {
-        self.n
+        self.at.n
     }
 
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.at.n == 0
     }
 
     pub fn dimensions(&self) -> usize {
-        self.dims
+        self.at.dims
     }
 
     fn ids(&self) -> impl Iterator<Item = i64> + '_ {
-        self.map[..self.n * 8]
+        self.map[..self.at.n * 8]
             .chunks_exact(8)
             .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
     }
@@ -216,7 +250,7 @@ impl VectorIndex {
     }
 
     fn file_at(&self, i: usize) -> u32 {
-        let at = self.off_file + i * 4;
+        let at = self.at.off_file + i * 4;
         let b = &self.map[at..at + 4];
         u32::from_le_bytes([b[0], b[1], b[2], b[3]])
     }
@@ -224,7 +258,7 @@ impl VectorIndex {
     /// The source-file ordinal of chunk `chunk_id`, if it has a vector.
     pub fn file_of(&self, chunk_id: i64) -> Option<u32> {
         // Ids are stored in ascending order.
-        let (mut lo, mut hi) = (0usize, self.n);
+        let (mut lo, mut hi) = (0usize, self.at.n);
         while lo < hi {
             let mid = (lo + hi) / 2;
             match self.id_at(mid).cmp(&chunk_id) {
@@ -269,25 +303,25 @@ impl VectorIndex {
         parallel: bool,
     ) -> Result<Vec<Scored>> {
         ensure!(
-            q.len() == self.dims,
+            q.len() == self.at.dims,
             "the query vector has {} dimensions, the knowledge base's vectors {}",
             q.len(),
-            self.dims
+            self.at.dims
         );
-        if k == 0 || self.n == 0 {
+        if k == 0 || self.at.n == 0 {
             return Ok(Vec::new());
         }
         let qbits = sign_bits(q);
-        let keep = RERANK.max(k.saturating_mul(8)).min(self.n);
-        let products = &self.map[self.off_product..self.off_product + self.n * 2];
-        let bits = &self.map[self.off_bits..self.off_bits + self.n * self.words * 8];
+        let keep = RERANK.max(k.saturating_mul(8)).min(self.at.n);
+        let products = &self.map[self.at.off_product..self.at.off_product + self.at.n * 2];
+        let bits = &self.map[self.at.off_bits..self.at.off_bits + self.at.n * self.at.words * 8];
         let candidates = nearest_bits(bits, &qbits, products, allowed, keep, parallel);
-        let scales = &self.map[self.off_scale..self.off_scale + self.n * 4];
+        let scales = &self.map[self.at.off_scale..self.at.off_scale + self.at.n * 4];
         let mut scored: Vec<Scored> = candidates
             .into_iter()
             .map(|i| {
-                let at = self.off_codes + i * self.dims;
-                let codes = &self.map[at..at + self.dims];
+                let at = self.at.off_codes + i * self.at.dims;
+                let codes = &self.map[at..at + self.at.dims];
                 let dot: f32 = q
                     .iter()
                     .zip(codes)
@@ -449,14 +483,7 @@ fn hamming(
 /// Writes the quantised vectors into the mapped temporary file.
 struct Builder {
     map: MmapMut,
-    n: usize,
-    dims: usize,
-    words: usize,
-    off_bits: usize,
-    off_scale: usize,
-    off_file: usize,
-    off_product: usize,
-    off_codes: usize,
+    at: Layout,
     products: HashMap<(String, String), u16>,
     files: HashMap<String, u32>,
     last_id: Option<i64>,
@@ -464,14 +491,8 @@ struct Builder {
 
 impl Builder {
     fn new(n: usize, dims: usize, dir: Option<&Path>) -> Result<Builder> {
-        let words = dims.div_ceil(64);
-        // 8-byte arrays first, then 4, 2 and 1: every array stays aligned.
-        let off_bits = n * 8;
-        let off_scale = off_bits + n * words * 8;
-        let off_file = off_scale + n * 4;
-        let off_product = off_file + n * 4;
-        let off_codes = off_product + n * 2;
-        let len = off_codes + n * dims;
+        let at = Layout::new(n, dims);
+        let len = at.len();
         let file = match dir {
             Some(d) => tempfile::tempfile_in(d)
                 .with_context(|| format!("creating a vector file in {}", d.display()))?,
@@ -482,14 +503,7 @@ impl Builder {
         let map = unsafe { MmapMut::map_mut(&file) }.context("mapping the vector file")?;
         Ok(Builder {
             map,
-            n,
-            dims,
-            words,
-            off_bits,
-            off_scale,
-            off_file,
-            off_product,
-            off_codes,
+            at,
             products: HashMap::new(),
             files: HashMap::new(),
             last_id: None,
@@ -516,14 +530,14 @@ impl Builder {
         let scale = max / 127.0;
         self.map[i * 8..i * 8 + 8].copy_from_slice(&id.to_le_bytes());
         for (w, word) in sign_bits(v).iter().enumerate() {
-            let at = self.off_bits + (i * self.words + w) * 8;
+            let at = self.at.off_bits + (i * self.at.words + w) * 8;
             self.map[at..at + 8].copy_from_slice(&word.to_le_bytes());
         }
-        let at = self.off_scale + i * 4;
+        let at = self.at.off_scale + i * 4;
         self.map[at..at + 4].copy_from_slice(&scale.to_le_bytes());
         let next_file = self.files.len() as u32;
         let f = *self.files.entry(file.to_string()).or_insert(next_file);
-        let at = self.off_file + i * 4;
+        let at = self.at.off_file + i * 4;
         self.map[at..at + 4].copy_from_slice(&f.to_le_bytes());
         let next = self.products.len();
         let key = (product.0.to_string(), product.1.to_string());
@@ -535,10 +549,10 @@ impl Builder {
                 p
             }
         };
-        let at = self.off_product + i * 2;
+        let at = self.at.off_product + i * 2;
         self.map[at..at + 2].copy_from_slice(&p.to_le_bytes());
-        let at = self.off_codes + i * self.dims;
-        for (c, x) in self.map[at..at + self.dims].iter_mut().zip(v.iter()) {
+        let at = self.at.off_codes + i * self.at.dims;
+        for (c, x) in self.map[at..at + self.at.dims].iter_mut().zip(v.iter()) {
             *c = ((x / scale).round().clamp(-127.0, 127.0) as i8) as u8;
         }
         Ok(())
@@ -554,14 +568,7 @@ impl Builder {
                 .map
                 .make_read_only()
                 .context("sealing the vector file")?,
-            n: self.n,
-            dims: self.dims,
-            words: self.words,
-            off_bits: self.off_bits,
-            off_scale: self.off_scale,
-            off_file: self.off_file,
-            off_product: self.off_product,
-            off_codes: self.off_codes,
+            at: self.at,
             products,
         })
     }

@@ -141,7 +141,7 @@ impl StaticModel {
     /// The unit vector of `text` (its first [`MAX_EMBED_BYTES`]), or `None`
     /// when it has no token the model knows.
     pub fn embed(&self, text: &str) -> Option<Vec<f32>> {
-        let text = cut(text, MAX_EMBED_BYTES);
+        let text = crate::query::head(text, MAX_EMBED_BYTES);
         let encoding = self.tokenizer.encode(text, false).ok()?;
         let dims = self.dimensions();
         let mut sum = vec![0f32; dims];
@@ -204,18 +204,6 @@ fn f16_table() -> &'static [f32] {
             .map(|b| half::f16::from_bits(b).to_f32())
             .collect()
     })
-}
-
-/// `text` cut to at most `max` bytes at a character boundary.
-fn cut(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// The one two-dimensional tensor of a safetensors file: (offset of its
@@ -369,12 +357,5 @@ mod tests {
             err.contains("tokenizer.json") && err.contains("not a tokenizer"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn long_texts_are_cut_at_a_character_boundary() {
-        let s = "é".repeat(10);
-        assert_eq!(cut(&s, 5), "éé");
-        assert_eq!(cut("abc", 10), "abc");
     }
 }

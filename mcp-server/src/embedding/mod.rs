@@ -106,7 +106,7 @@ impl Embedder {
         dims: usize,
         metrics: &Metrics,
     ) -> Result<Vec<f32>, Failure> {
-        let text = cut(text);
+        let text = fleet_kb::query::head(text, MAX_EMBED_BYTES);
         let started = Instant::now();
         let result = match &self.active {
             Active::Local(m) => m
@@ -196,14 +196,4 @@ impl Embedder {
             "last_error": last_error,
         })
     }
-}
-
-/// A query cut to what is embedded ([`MAX_EMBED_BYTES`]), at a character
-/// boundary.
-fn cut(text: &str) -> &str {
-    let mut end = text.len().min(MAX_EMBED_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
