@@ -364,8 +364,9 @@ fn sign_bits(v: &[f32]) -> Vec<u64> {
 /// Vectors below this many are scanned on one thread whatever is asked.
 pub const PARALLEL_MIN: usize = 100_000;
 
-/// The positions of the (about) `keep` vectors whose bits are nearest
-/// `q` in Hamming distance, among those whose product is allowed.
+/// The positions of the `keep` vectors whose bits are nearest `q` in
+/// Hamming distance (ties broken arbitrarily), among those whose product is
+/// allowed. Memory is O(`keep`), whatever the index's size.
 fn nearest_bits(
     bits: &[u8],
     q: &[u64],
@@ -375,65 +376,100 @@ fn nearest_bits(
     parallel: bool,
 ) -> Vec<usize> {
     let n = products.len() / 2;
-    let max_d = q.len() * 64;
-    let mut dist = vec![u16::MAX; n];
-    let hist = if parallel && n >= PARALLEL_MIN {
+    let mut nearest = if parallel && n >= PARALLEL_MIN {
         let mid = n / 2;
         let stride = q.len() * 8;
-        let (d1, d2) = dist.split_at_mut(mid);
         let (b1, b2) = bits.split_at(mid * stride);
         let (p1, p2) = products.split_at(mid * 2);
         std::thread::scope(|s| {
-            let second = s.spawn(|| scan(b2, q, p2, allowed, d2));
-            let mut hist = scan(b1, q, p1, allowed, d1);
+            let second = s.spawn(|| scan(b2, q, p2, allowed, mid, keep));
+            let mut first = scan(b1, q, p1, allowed, 0, keep);
             let other = second
                 .join()
                 .unwrap_or_else(|e| std::panic::resume_unwind(e));
-            hist.iter_mut().zip(other).for_each(|(a, b)| *a += b);
-            hist
+            first.merge(other);
+            first
         })
     } else {
-        scan(bits, q, products, allowed, &mut dist)
+        scan(bits, q, products, allowed, 0, keep)
     };
-    // The smallest distance t such that at least `keep` are within it.
-    let mut total = 0;
-    let mut threshold = max_d;
-    for (d, &c) in hist.iter().enumerate() {
-        total += c as usize;
-        if total >= keep {
-            threshold = d;
-            break;
-        }
-    }
-    let mut out = Vec::with_capacity(total.min(keep * 2));
-    for (i, &d) in dist.iter().enumerate() {
-        if usize::from(d) <= threshold {
-            out.push(i);
-        }
-    }
-    out
+    nearest.shrink();
+    nearest
+        .items
+        .into_iter()
+        .map(|(_, pos)| pos as usize)
+        .collect()
 }
 
-/// [`hamming`] with POPCNT when the CPU has it; the histogram of the
-/// distances found.
+/// The nearest candidates of a scan so far: at most 2 × `keep` held, the
+/// nearest `keep` kept each time it fills, and nothing farther than the
+/// `keep`-th of those accepted after.
+struct Nearest {
+    keep: usize,
+    /// Accept distances up to this.
+    bound: u32,
+    /// (distance, position).
+    items: Vec<(u32, u32)>,
+}
+
+impl Nearest {
+    fn new(keep: usize) -> Nearest {
+        let keep = keep.max(1);
+        Nearest {
+            keep,
+            bound: u32::MAX,
+            items: Vec::with_capacity(2 * keep),
+        }
+    }
+
+    #[inline(always)]
+    fn offer(&mut self, d: u32, pos: usize) {
+        if d <= self.bound {
+            self.items.push((d, pos as u32));
+            if self.items.len() >= 2 * self.keep {
+                self.shrink();
+            }
+        }
+    }
+
+    /// Keep the `keep` nearest; later offers must beat the farthest of them.
+    fn shrink(&mut self) {
+        if self.items.len() <= self.keep {
+            return;
+        }
+        let k = self.keep - 1;
+        self.items.select_nth_unstable_by_key(k, |x| x.0);
+        self.bound = self.items[k].0;
+        self.items.truncate(self.keep);
+    }
+
+    fn merge(&mut self, other: Nearest) {
+        self.items.extend(other.items);
+        self.shrink();
+    }
+}
+
+/// The nearest of the vectors in `bits` (positions from `base`), with
+/// POPCNT when the CPU has it.
 fn scan(
     bits: &[u8],
     q: &[u64],
     products: &[u8],
     allowed: Option<&[bool]>,
-    dist: &mut [u16],
-) -> Vec<u32> {
-    let mut hist = vec![0u32; q.len() * 64 + 1];
+    base: usize,
+    keep: usize,
+) -> Nearest {
+    let mut nearest = Nearest::new(keep);
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("popcnt") {
             // SAFETY: the CPU has POPCNT, checked just above.
-            unsafe { hamming_popcnt(bits, q, products, allowed, dist, &mut hist) };
-            return hist;
+            unsafe { hamming_popcnt(bits, q, products, allowed, base, &mut nearest) };
+            return nearest;
         }
     }
-    hamming(bits, q, products, allowed, dist, &mut hist);
-    hist
+    hamming(bits, q, products, allowed, base, &mut nearest);
+    nearest
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -443,25 +479,41 @@ fn hamming_popcnt(
     q: &[u64],
     products: &[u8],
     allowed: Option<&[bool]>,
-    dist: &mut [u16],
-    hist: &mut [u32],
+    base: usize,
+    nearest: &mut Nearest,
 ) {
-    hamming(bits, q, products, allowed, dist, hist)
+    hamming(bits, q, products, allowed, base, nearest)
 }
 
-/// `dist[i]` = the Hamming distance of vector `i`'s bits to `q`, for the
-/// allowed ones (the others keep `u16::MAX`), counted in `hist`.
+/// Offer each allowed vector's Hamming distance to `q` to `nearest`. The
+/// common case, 256 bits (a 256-dimension model) and no filter, has a loop
+/// of its own: four words, no per-vector length.
 #[inline(always)]
 fn hamming(
     bits: &[u8],
     q: &[u64],
     products: &[u8],
     allowed: Option<&[bool]>,
-    dist: &mut [u16],
-    hist: &mut [u32],
+    base: usize,
+    nearest: &mut Nearest,
 ) {
+    if let (None, &[q0, q1, q2, q3]) = (allowed, q) {
+        for (i, code) in bits.chunks_exact(32).enumerate() {
+            let w = |k: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&code[k * 8..k * 8 + 8]);
+                u64::from_le_bytes(b)
+            };
+            let d = (w(0) ^ q0).count_ones()
+                + (w(1) ^ q1).count_ones()
+                + (w(2) ^ q2).count_ones()
+                + (w(3) ^ q3).count_ones();
+            nearest.offer(d, base + i);
+        }
+        return;
+    }
     let stride = q.len() * 8;
-    for (i, (code, d_out)) in bits.chunks_exact(stride).zip(dist.iter_mut()).enumerate() {
+    for (i, code) in bits.chunks_exact(stride).enumerate() {
         if let Some(allowed) = allowed {
             let p = usize::from(u16::from_le_bytes([products[2 * i], products[2 * i + 1]]));
             if !allowed.get(p).copied().unwrap_or(false) {
@@ -473,10 +525,7 @@ fn hamming(
             let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
             d += (x ^ qw).count_ones();
         }
-        *d_out = d as u16;
-        if let Some(h) = hist.get_mut(d as usize) {
-            *h += 1;
-        }
+        nearest.offer(d, base + i);
     }
 }
 

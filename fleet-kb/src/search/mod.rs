@@ -92,7 +92,7 @@ impl Kb {
             }
             rank::rank(&self.index, &words, &filters, k, parallel)
         };
-        let semantic = |k: usize| -> anyhow::Result<Vec<Item>> {
+        let semantic = |k: usize, parallel: bool| -> anyhow::Result<Vec<Item>> {
             let (Some(v), Some(qv)) = (&self.vectors, &q.vector) else {
                 return Ok(Vec::new());
             };
@@ -110,10 +110,23 @@ impl Kb {
             let items = match mode {
                 Mode::Keyword => return keyword(top_n),
                 Mode::Semantic => {
-                    fuse::diversify(&fuse::by_page(&semantic(top_n.max(fuse::DEPTH))?), top_n)
+                    let found = semantic(top_n.max(fuse::DEPTH), parallel)?;
+                    fuse::diversify(&fuse::by_page(&found), top_n)
                 }
                 Mode::Hybrid => {
-                    let kw: Vec<Item> = keyword(fuse::DEPTH)?
+                    // With the server to itself, the vector scan runs beside
+                    // the keyword ranking (which spreads its own segments).
+                    let (kw, sem) = if parallel {
+                        std::thread::scope(|s| {
+                            let sem = s.spawn(|| semantic(fuse::DEPTH, false));
+                            let kw = keyword(fuse::DEPTH);
+                            let sem = sem.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                            (kw, sem)
+                        })
+                    } else {
+                        (keyword(fuse::DEPTH), semantic(fuse::DEPTH, false))
+                    };
+                    let kw: Vec<Item> = kw?
                         .into_iter()
                         .map(|r| Item {
                             chunk_id: r.chunk_id,
@@ -121,7 +134,7 @@ impl Kb {
                             file: self.file_key(r.chunk_id),
                         })
                         .collect();
-                    let fused = fuse::fuse_pages(&kw, &semantic(fuse::DEPTH)?);
+                    let fused = fuse::fuse_pages(&kw, &sem?);
                     fuse::diversify(&fused, top_n)
                 }
             };
