@@ -97,7 +97,7 @@ pub fn banner(demo: &Demo) -> String {
          Token:  {token}\n\
          Data:   {dir}\n\n\
          Ask it something with the official Python MCP client:\n\n  \
-         python3 -m pip install 'mcp==2.3.0' && python3 examples/mcp_client.py --url {url} --token {token} \"how do I rotate the session key\"\n\n\
+         python3 -m pip install 'mcp==2.3.0' && python3 examples/mcp_client.py --url {url} --token={token} \"how do I rotate the session key\"\n\n\
          Or with curl:\n\n  \
          curl -s {url} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n    \
          -H 'Accept: application/json, text/event-stream' \\\n    \
