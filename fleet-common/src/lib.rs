@@ -1,7 +1,8 @@
 //! `fleet-common`: what more than one binary of the fleet needs.
 //!
 //! The binaries cooperate only through files, so this crate owns those files:
-//! how each one is parsed and validated ([`tokens`], [`users`],
+//! how each one is parsed and validated ([`tokens`], [`users`] and the
+//! [`permissions`] their entries may carry,
 //! [`session_key`], [`kb_file`], the search index and vectors a KB
 //! carries, [`kb_index`] and [`kb_vectors`], and the curated tools and
 //! prompts of [`tools_file`], whose SQL is read as PostgreSQL reads it by
@@ -35,6 +36,7 @@ pub mod kind;
 pub mod local_probe;
 pub mod logging;
 pub mod metrics_text;
+pub mod permissions;
 pub mod publish;
 pub mod published;
 pub mod read;

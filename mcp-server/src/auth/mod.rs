@@ -15,8 +15,11 @@ pub mod sessions;
 pub mod tokens;
 pub mod users;
 
+use std::sync::Arc;
+
 use arc_swap::ArcSwap;
 use axum::http::{HeaderMap, header};
+use fleet_common::permissions::Permissions;
 use time::OffsetDateTime;
 
 use sessions::SessionFailure;
@@ -30,6 +33,8 @@ pub struct Principal {
     pub subject: String,
     /// Database the credential is bound to, if any.
     pub database: Option<String>,
+    /// The tools and databases this credential may use.
+    pub permissions: Arc<Permissions>,
 }
 
 /// Why a credential was refused; the label is used in logs and metrics.
@@ -114,6 +119,7 @@ impl Credentials {
             return Ok(Principal {
                 subject: format!("user:{user}"),
                 database: None,
+                permissions: Arc::new(Permissions::UNRESTRICTED),
             });
         }
         self.tokens.load().authenticate(token, now)

@@ -64,6 +64,7 @@ impl TokenStore {
         Ok(Principal {
             subject: format!("token:{}", entry.id),
             database: entry.database.clone(),
+            permissions: std::sync::Arc::new(fleet_common::permissions::Permissions::UNRESTRICTED),
         })
     }
 }
