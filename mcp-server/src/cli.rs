@@ -130,6 +130,35 @@ serve_settings! {
     #[arg(long, env = "MCP_KB_EMBEDDING_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_opt")]
     kb_embedding_timeout: std::time::Duration,
+    /// The URL clients use for /mcp, e.g. https://mcp.example.com/mcp: the
+    /// audience OAuth access tokens must carry (RFC 8707) and the resource
+    /// the metadata at /.well-known/oauth-protected-resource advertises.
+    #[arg(long, env = "MCP_OAUTH_RESOURCE")]
+    oauth_resource: String,
+    /// A trusted OAuth issuer (its `iss`); its keys are found through its
+    /// discovery document [default: none: OAuth off]. Several: the config
+    /// file's `oauth_issuers`.
+    #[arg(long, env = "MCP_OAUTH_ISSUER")]
+    oauth_issuer: String,
+    /// Comma-separated scopes every token of --oauth-issuer must carry.
+    #[arg(long, env = "MCP_OAUTH_SCOPES", value_delimiter = ',')]
+    oauth_scopes: Vec<String>,
+    /// Trusted issuers, each with its audience and scopes (config file only).
+    #[arg(skip)]
+    oauth_issuers: Vec<crate::auth::oauth::settings::IssuerConfig>,
+    /// What tokens may use, by scope or claim (config file only) [default:
+    /// everything].
+    #[arg(skip)]
+    oauth_permissions: Vec<crate::auth::oauth::settings::GrantConfig>,
+    /// How often each issuer's keys are fetched again; an unknown key id
+    /// fetches them sooner [default: 10m].
+    #[arg(long, env = "MCP_OAUTH_JWKS_REFRESH", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_opt")]
+    oauth_jwks_refresh: std::time::Duration,
+    /// Clock skew tolerated on a token's exp and nbf, at most 5m [default: 60s].
+    #[arg(long, env = "MCP_OAUTH_CLOCK_SKEW", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_opt")]
+    oauth_clock_skew: std::time::Duration,
     /// YAML configuration file; flags and MCP_* variables override it.
     #[arg(long, env = "MCP_CONFIG")]
     #[serde(skip)]

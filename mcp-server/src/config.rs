@@ -98,6 +98,8 @@ pub struct Config {
     /// Who embeds queries for semantic and hybrid search (none: keyword
     /// search only).
     pub embedding: Option<crate::embedding::EmbeddingSettings>,
+    /// The OAuth resource server (none: API and session tokens only).
+    pub oauth: Option<crate::auth::oauth::settings::OAuthSettings>,
 }
 
 /// Authentication settings.
@@ -231,6 +233,15 @@ impl Config {
                 },
                 |k| std::env::var(k).ok(),
             )?,
+            oauth: crate::auth::oauth::settings::resolve(crate::auth::oauth::settings::Given {
+                resource: s.oauth_resource,
+                issuer: s.oauth_issuer,
+                scopes: s.oauth_scopes,
+                issuers: s.oauth_issuers,
+                permissions: s.oauth_permissions,
+                jwks_refresh: s.oauth_jwks_refresh,
+                clock_skew: s.oauth_clock_skew,
+            })?,
             databases: match s.databases {
                 Some(list) if !list.is_empty() => list,
                 _ => crate::pg::configs_from_env().into_iter().collect(),

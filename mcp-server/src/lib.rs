@@ -56,6 +56,9 @@ pub async fn run(
     let shutdown = fleet_common::signals::termination_signal()?;
     let listener = server::bind(config.listen).await?;
     let state = AppState::new(config)?;
+    if let Some(oauth) = &state.oauth {
+        oauth.start();
+    }
     tracing::info!(listen = %state.config.listen, "listening");
     let timings = state.config.shutdown;
     let serving = tokio::spawn(server::serve(listener, state.clone(), timings, shutdown));

@@ -12,9 +12,9 @@ use std::time::Instant;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use fleet_kb::search::Kb;
 
-use crate::auth::Credentials;
 use crate::auth::client_ip::ClientIpResolver;
 use crate::auth::rate_limit::FailureLimiter;
+use crate::auth::{AuthFailure, Credentials, Principal};
 use crate::config::Config;
 use crate::data::FileTable;
 use crate::metrics::Metrics;
@@ -46,6 +46,8 @@ pub struct AppState {
     pub replies: crate::http::replay::Replies,
     /// Embeds search queries, when semantic search is configured.
     pub embedder: Option<crate::embedding::Embedder>,
+    /// Checks OAuth access tokens, when issuers are configured.
+    pub oauth: Option<Arc<crate::auth::oauth::ResourceServer>>,
     phase: AtomicU8,
     /// Woken when the phase leaves `Starting`.
     left_starting: tokio::sync::Notify,
@@ -63,6 +65,12 @@ impl AppState {
             .as_ref()
             .map(crate::embedding::Embedder::new)
             .transpose()?;
+        let oauth = config
+            .oauth
+            .clone()
+            .map(crate::auth::oauth::ResourceServer::new)
+            .transpose()?
+            .map(Arc::new);
         let files = FileTable::new(&config.files);
         let limiter = FailureLimiter::new(config.auth.failure_limit, config.auth.failure_window);
         let client_ip = ClientIpResolver::new(config.auth.trusted_proxies.clone());
@@ -81,6 +89,7 @@ impl AppState {
             databases,
             replies: Default::default(),
             embedder,
+            oauth,
             phase: AtomicU8::new(Phase::Starting as u8),
             left_starting: tokio::sync::Notify::new(),
             watching: AtomicBool::new(false),
@@ -151,12 +160,24 @@ impl AppState {
         self.phase() == Phase::Serving && self.files.required_loaded() && self.can_authenticate()
     }
 
-    /// Whether anyone at all can authenticate: an API token, or a user with
-    /// a session key to sign their session. An instance that cannot is no
-    /// use to anyone (every request would get 401), so it reports not ready
-    /// rather than answer 200 on `/health`.
+    /// Whether anyone at all can authenticate: an API token, a user with a
+    /// session key to sign their session, or a trusted OAuth issuer's
+    /// token. An instance that cannot is no use to anyone (every request
+    /// would get 401), so it reports not ready rather than answer 200 on
+    /// `/health`.
     pub fn can_authenticate(&self) -> bool {
-        self.credentials.can_authenticate()
+        self.oauth.is_some() || self.credentials.can_authenticate()
+    }
+
+    /// Authenticate a bearer token: an OAuth access token when issuers are
+    /// configured and it has a JWT's shape, else an API or session token.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthFailure> {
+        match &self.oauth {
+            Some(rs) if crate::auth::oauth::jwt::looks_like_jwt(token) => {
+                rs.authenticate(token).await.map_err(AuthFailure::OAuth)
+            }
+            _ => self.credentials.authenticate(token),
+        }
     }
 }
 

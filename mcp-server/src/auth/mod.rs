@@ -4,12 +4,15 @@
 //! [`Credentials::authenticate`] checks it against the live credentials: a
 //! session token signed with `session.key` ([`sessions`]) for a user of
 //! `users.yaml` ([`users`]), or an API token of `tokens.yaml` ([`tokens`]).
+//! An OAuth access token from a trusted issuer is checked by [`oauth`]
+//! (see `AppState::authenticate`, which picks the path by the token's shape).
 //! [`Credentials::login`] is `authenticate_user`'s password check and
 //! session issue. Wrong guesses are limited per client ([`rate_limit`]),
 //! whose address is taken from the peer or a trusted proxy's
 //! `X-Forwarded-For` ([`client_ip`]).
 
 pub mod client_ip;
+pub mod oauth;
 pub mod rate_limit;
 pub mod sessions;
 pub mod tokens;
@@ -47,6 +50,8 @@ pub enum AuthFailure {
     Ambiguous,
     /// A session token that does not hold (see [`SessionFailure`]).
     Session(SessionFailure),
+    /// An OAuth access token refused (see [`oauth::OAuthFailure`]).
+    OAuth(oauth::OAuthFailure),
 }
 
 impl AuthFailure {
@@ -57,6 +62,8 @@ impl AuthFailure {
             AuthFailure::Expired => "expired",
             AuthFailure::Ambiguous => "ambiguous",
             AuthFailure::Session(s) => s.label(),
+            AuthFailure::OAuth(oauth::OAuthFailure::Invalid(j)) => j.label(),
+            AuthFailure::OAuth(oauth::OAuthFailure::InsufficientScope) => "insufficient_scope",
         }
     }
 }

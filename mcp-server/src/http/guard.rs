@@ -13,6 +13,8 @@ use axum::response::Response;
 use http_body_util::{BodyExt, Limited};
 
 use crate::auth::client_ip::ClientIp;
+use crate::auth::oauth::OAuthFailure;
+use crate::auth::oauth::jwt::JwtFailure;
 use crate::auth::sessions;
 use crate::auth::{AuthFailure, Credential, credential};
 use crate::http::envelope::Body as MessageBody;
@@ -142,8 +144,15 @@ where
     let body = inspect(&message);
     (seen.method, seen.tool) = (body.method, body.tool);
     let principal = match credential(&parts.headers) {
-        Credential::Bearer(token) => match state.credentials.authenticate(token) {
+        Credential::Bearer(token) => match state.authenticate(token).await {
             Ok(principal) => Some(principal),
+            // A good token short of a scope is no guess: 403, not counted
+            // toward the failed-auth limit.
+            Err(failure @ AuthFailure::OAuth(OAuthFailure::InsufficientScope)) => {
+                state.metrics.auth_failure(failure.label());
+                seen.outcome = Outcome::Forbidden;
+                return (insufficient_scope(state), seen);
+            }
             Err(failure) => return refuse(state, ip, failure, &mut seen),
         },
         Credential::Ambiguous => return refuse(state, ip, AuthFailure::Ambiguous, &mut seen),
@@ -151,7 +160,7 @@ where
         Credential::None => {
             state.metrics.auth_failure(AuthFailure::Missing.label());
             seen.outcome = Outcome::Unauthorized;
-            return (unauthorized(AuthFailure::Missing), seen);
+            return (unauthorized(state, AuthFailure::Missing), seen);
         }
     };
     // A client pushed over the limit by a concurrent failure is refused
@@ -257,7 +266,7 @@ fn refuse(
             },
         );
     }
-    (unauthorized(failure), seen)
+    (unauthorized(state, failure), seen)
 }
 
 /// `response` with `Connection: close`: the request's body was not read to
@@ -301,11 +310,24 @@ fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     matches!((origin_authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
-fn unauthorized(failure: AuthFailure) -> Response {
-    let challenge = match failure {
-        AuthFailure::Missing => "Bearer realm=\"mcp\"",
-        AuthFailure::Ambiguous => "Bearer realm=\"mcp\", error=\"invalid_request\"",
-        _ => "Bearer realm=\"mcp\", error=\"invalid_token\"",
+/// 401 (400 for an ambiguous credential). With OAuth on, the challenge
+/// points to the protected-resource metadata and names the scopes
+/// (RFC 9728 §5.1), which is how an MCP client finds the issuer.
+fn unauthorized(state: &AppState, failure: AuthFailure) -> Response {
+    let error = match failure {
+        AuthFailure::Missing => None,
+        AuthFailure::Ambiguous => Some("invalid_request"),
+        _ => Some("invalid_token"),
+    };
+    let challenge = match (&state.oauth, error) {
+        (Some(rs), error) => rs.challenge(error),
+        (None, None) => HeaderValue::from_static("Bearer realm=\"mcp\""),
+        (None, Some("invalid_request")) => {
+            HeaderValue::from_static("Bearer realm=\"mcp\", error=\"invalid_request\"")
+        }
+        (None, Some(_)) => {
+            HeaderValue::from_static("Bearer realm=\"mcp\", error=\"invalid_token\"")
+        }
     };
     let status = match failure {
         AuthFailure::Ambiguous => StatusCode::BAD_REQUEST,
@@ -314,15 +336,28 @@ fn unauthorized(failure: AuthFailure) -> Response {
     let message = match failure {
         AuthFailure::Missing => "authentication required: send Authorization: Bearer <token>",
         AuthFailure::Ambiguous => "send exactly one Authorization header",
-        AuthFailure::Expired | AuthFailure::Session(sessions::SessionFailure::Expired) => {
-            "token expired"
-        }
-        AuthFailure::Unknown | AuthFailure::Session(_) => "invalid token",
+        AuthFailure::Expired
+        | AuthFailure::Session(sessions::SessionFailure::Expired)
+        | AuthFailure::OAuth(OAuthFailure::Invalid(JwtFailure::Expired)) => "token expired",
+        AuthFailure::Unknown | AuthFailure::Session(_) | AuthFailure::OAuth(_) => "invalid token",
     };
     let mut resp = error_response(status, message);
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(challenge),
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, challenge);
+    resp
+}
+
+/// 403 for an OAuth token without a scope this server requires.
+fn insufficient_scope(state: &AppState) -> Response {
+    let mut resp = error_response(
+        StatusCode::FORBIDDEN,
+        "the access token lacks a scope this server requires",
     );
+    if let Some(rs) = &state.oauth {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            rs.challenge(Some("insufficient_scope")),
+        );
+    }
     resp
 }

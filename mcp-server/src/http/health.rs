@@ -69,6 +69,10 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
             "session_keys": counts.session_keys,
             "can_authenticate": state.can_authenticate(),
             "generation": tokens_status.map(|s| s.generation),
+            "oauth": state.oauth.as_ref().map(|rs| json!({
+                "resource": rs.resource(),
+                "issuers": rs.health(),
+            })),
         },
         "reload": {
             "watching": state.watching(),

@@ -101,6 +101,9 @@ impl App {
             }
             // rmcp answers GET and DELETE with 405 in stateless mode.
             "/mcp" | "/mcp/v1" => inner.rmcp.handle(req).await.map(Body::new),
+            path if path.starts_with(crate::auth::oauth::WELL_KNOWN) => {
+                protected_resource(&inner.state, req.method(), path)
+            }
             _ => match inner.router.clone().oneshot(req).await {
                 Ok(response) => response,
                 Err(never) => match never {},
@@ -108,6 +111,27 @@ impl App {
         };
         close_while_draining(&inner.state, response)
     }
+}
+
+/// `GET /.well-known/oauth-protected-resource[/mcp]`: the RFC 9728
+/// document, public and cacheable, readable from a browser client's origin.
+/// 404 when OAuth is off.
+fn protected_resource(state: &AppState, method: &Method, path: &str) -> Response {
+    let Some(document) = state.oauth.as_ref().and_then(|rs| rs.metadata_at(path)) else {
+        return error_response(StatusCode::NOT_FOUND, "not found");
+    };
+    if method != Method::GET && method != Method::HEAD {
+        return error_response(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "max-age=300"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        document,
+    )
+        .into_response()
 }
 
 /// `/metrics`, in the format the scraper asks for.

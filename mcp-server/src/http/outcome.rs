@@ -13,6 +13,8 @@ pub enum Outcome {
     /// Refused before authentication mattered: body, Origin, rmcp's non-2xx.
     Rejected,
     Unauthorized,
+    /// A valid OAuth token without a required scope (403).
+    Forbidden,
     RateLimited,
     Timeout,
     /// rmcp's answer could not be read.
@@ -27,6 +29,7 @@ impl Outcome {
             Outcome::RpcError => "rpc_error",
             Outcome::Rejected => "rejected",
             Outcome::Unauthorized => "unauthorized",
+            Outcome::Forbidden => "forbidden",
             Outcome::RateLimited => "rate_limited",
             Outcome::Timeout => "timeout",
             Outcome::Error => "error",

@@ -1,0 +1,342 @@
+//! The `oauth_*` settings of `serve`, resolved: this server's canonical
+//! resource URL, the issuers it trusts, and what scopes or claims grant.
+//! A mistake here (a relative URL, plain http to a remote host, a grant
+//! naming neither a scope nor a claim) fails start-up with the setting named.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use fleet_common::permissions::Permissions;
+use reqwest::Url;
+use serde::Deserialize;
+
+/// How often each issuer's keys are fetched again, unless configured.
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(600);
+/// Clock skew tolerated on `exp` and `nbf`, unless configured.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// Longest clock skew accepted: more would keep expired tokens alive.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// One trusted issuer as written in the config file (`oauth_issuers:`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The issuer identifier, exactly as its tokens' `iss` says.
+    pub issuer: String,
+    /// The `aud` its tokens must carry [default: `oauth_resource`].
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Scopes every token of this issuer must carry, all of them.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Where its keys are, if not in its discovery document.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+}
+
+/// One grant as written in the config file (`oauth_permissions:`): a
+/// scope, or a claim with a value, and what a token carrying it may use.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GrantConfig {
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub claim: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    #[serde(default)]
+    pub databases: Option<Vec<String>>,
+}
+
+/// What the settings say, as given.
+#[derive(Debug, Clone, Default)]
+pub struct Given {
+    pub resource: Option<String>,
+    pub issuer: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub issuers: Option<Vec<IssuerConfig>>,
+    pub permissions: Option<Vec<GrantConfig>>,
+    pub jwks_refresh: Option<Duration>,
+    pub clock_skew: Option<Duration>,
+}
+
+/// A trusted issuer, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub scopes: Vec<String>,
+    pub jwks_uri: Option<Url>,
+}
+
+/// What matches a grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    Scope(String),
+    /// A claim holding this string, or an array holding it.
+    Claim {
+        name: String,
+        value: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub matches: Match,
+    pub permissions: Permissions,
+}
+
+/// The resource server's settings, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthSettings {
+    /// The canonical URL of `/mcp` as clients reach it (RFC 8707).
+    pub resource: Url,
+    pub issuers: Vec<IssuerSettings>,
+    /// None configured: a valid token may use everything.
+    pub grants: Vec<Grant>,
+    pub jwks_refresh: Duration,
+    pub clock_skew: Duration,
+}
+
+/// `None` when no issuer is configured (OAuth off).
+pub fn resolve(given: Given) -> anyhow::Result<Option<OAuthSettings>> {
+    let mut written: Vec<IssuerConfig> = given.issuers.unwrap_or_default();
+    if let Some(issuer) = given.issuer.filter(|i| !i.trim().is_empty()) {
+        written.push(IssuerConfig {
+            issuer,
+            scopes: given.scopes.clone().unwrap_or_default(),
+            ..IssuerConfig::default()
+        });
+    } else if given.scopes.as_ref().is_some_and(|s| !s.is_empty()) {
+        bail!("oauth_scopes is set but oauth_issuer is not: the scopes apply to that issuer");
+    }
+    if written.is_empty() {
+        ensure!(
+            given.resource.is_none() && given.permissions.as_ref().is_none_or(Vec::is_empty),
+            "oauth_resource or oauth_permissions is set but no issuer is: set oauth_issuer \
+             (or oauth_issuers in the config file)"
+        );
+        return Ok(None);
+    }
+    let resource_text = given.resource.context(
+        "oauth_issuer is set but oauth_resource is not: set it to the URL clients use for \
+         /mcp, e.g. https://mcp.example.com/mcp (the audience tokens must carry)",
+    )?;
+    let resource = web_url("oauth_resource", &resource_text)?;
+    ensure!(
+        resource.fragment().is_none() && resource.query().is_none(),
+        "oauth_resource {resource_text} must not have a query or fragment (RFC 8707)"
+    );
+    let mut issuers = Vec::with_capacity(written.len());
+    let mut seen = BTreeSet::new();
+    for w in written {
+        web_url("oauth_issuers[].issuer", &w.issuer)?;
+        ensure!(
+            seen.insert(w.issuer.clone()),
+            "issuer {} is configured twice",
+            w.issuer
+        );
+        let jwks_uri = w
+            .jwks_uri
+            .as_deref()
+            .map(|u| web_url("oauth_issuers[].jwks_uri", u))
+            .transpose()?;
+        let scopes: Vec<String> = w
+            .scopes
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for s in &scopes {
+            ensure!(
+                s.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'),
+                "scope {s:?} of issuer {} has a character a scope cannot have",
+                w.issuer
+            );
+        }
+        issuers.push(IssuerSettings {
+            audience: w
+                .audience
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| resource_text.clone()),
+            issuer: w.issuer,
+            scopes,
+            jwks_uri,
+        });
+    }
+    let mut grants = Vec::new();
+    for (i, g) in given
+        .permissions
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let n = i + 1;
+        let matches = match (g.scope, g.claim, g.value) {
+            (Some(scope), None, None) if !scope.is_empty() => Match::Scope(scope),
+            (None, Some(name), Some(value)) if !name.is_empty() => Match::Claim { name, value },
+            _ => bail!(
+                "oauth_permissions entry {n} must name either `scope:` or both `claim:` and \
+                 `value:`"
+            ),
+        };
+        grants.push(Grant {
+            matches,
+            permissions: Permissions::from_lists(g.tools, g.databases),
+        });
+    }
+    let clock_skew = given.clock_skew.unwrap_or(DEFAULT_CLOCK_SKEW);
+    ensure!(
+        clock_skew <= MAX_CLOCK_SKEW,
+        "oauth_clock_skew is at most {}s",
+        MAX_CLOCK_SKEW.as_secs()
+    );
+    Ok(Some(OAuthSettings {
+        resource,
+        issuers,
+        grants,
+        jwks_refresh: given
+            .jwks_refresh
+            .unwrap_or(DEFAULT_JWKS_REFRESH)
+            .max(Duration::from_secs(1)),
+        clock_skew,
+    }))
+}
+
+/// An absolute https URL, or http to a loopback host (a test or a sidecar
+/// issuer on the same machine): keys fetched over plain http from anywhere
+/// else could be swapped on the way.
+pub fn web_url(setting: &str, text: &str) -> anyhow::Result<Url> {
+    let url =
+        Url::parse(text).with_context(|| format!("{setting} {text:?} is not an absolute URL"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            bail!("{setting} {text} uses plain http to a host that is not loopback: use https")
+        }
+        other => bail!("{setting} {text} has scheme {other}: use https"),
+    }
+    ensure!(url.host().is_some(), "{setting} {text} has no host");
+    ensure!(
+        url.username().is_empty() && url.password().is_none(),
+        "{setting} must not carry credentials"
+    );
+    Ok(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given(issuer: &str, resource: &str) -> Given {
+        Given {
+            resource: Some(resource.into()),
+            issuer: Some(issuer.into()),
+            scopes: Some(vec!["mcp".into()]),
+            ..Given::default()
+        }
+    }
+
+    #[test]
+    fn off_without_an_issuer_and_refused_half_configured() {
+        assert_eq!(resolve(Given::default()).unwrap(), None);
+        let e = resolve(Given {
+            resource: Some("https://mcp.example.com/mcp".into()),
+            ..Given::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("no issuer"), "{e}");
+        let e = resolve(Given {
+            issuer: Some("https://idp.example.com".into()),
+            ..Given::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("oauth_resource"), "{e}");
+    }
+
+    #[test]
+    fn one_issuer_from_flags_defaults_its_audience_to_the_resource() {
+        let s = resolve(given(
+            "https://idp.example.com/realms/x",
+            "https://mcp.example.com/mcp",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.issuers.len(), 1);
+        assert_eq!(s.issuers[0].audience, "https://mcp.example.com/mcp");
+        assert_eq!(s.issuers[0].scopes, ["mcp"]);
+        assert_eq!(s.clock_skew, DEFAULT_CLOCK_SKEW);
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(resolve(given("http://127.0.0.1:9000", "http://127.0.0.1:8080/mcp")).is_ok());
+        assert!(
+            resolve(given(
+                "http://localhost:9000",
+                "https://mcp.example.com/mcp"
+            ))
+            .is_ok()
+        );
+        let e = resolve(given(
+            "http://idp.example.com",
+            "https://mcp.example.com/mcp",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("use https"), "{e}");
+        assert!(resolve(given("idp.example.com", "https://mcp.example.com/mcp")).is_err());
+        assert!(
+            resolve(given(
+                "https://idp.example.com",
+                "https://mcp.example.com/mcp#x"
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn grants_name_a_scope_or_a_claim_with_a_value() {
+        let mut g = given("https://idp.example.com", "https://mcp.example.com/mcp");
+        g.permissions = Some(vec![
+            GrantConfig {
+                scope: Some("kb".into()),
+                tools: Some(vec!["search_knowledgebase".into()]),
+                ..GrantConfig::default()
+            },
+            GrantConfig {
+                claim: Some("groups".into()),
+                value: Some("dba".into()),
+                databases: Some(vec!["prod".into()]),
+                ..GrantConfig::default()
+            },
+        ]);
+        let s = resolve(g.clone()).unwrap().unwrap();
+        assert_eq!(s.grants.len(), 2);
+        assert_eq!(s.grants[0].matches, Match::Scope("kb".into()));
+        assert!(!s.grants[0].permissions.allows_tool("query_database"));
+        g.permissions = Some(vec![GrantConfig {
+            claim: Some("groups".into()),
+            ..GrantConfig::default()
+        }]);
+        let e = resolve(g).unwrap_err();
+        assert!(e.to_string().contains("entry 1"), "{e}");
+    }
+}
