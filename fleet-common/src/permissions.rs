@@ -14,7 +14,7 @@
 //! `"*"` in a list means "all"; an absent (or null) list means "all" too.
 //! An empty list means none.
 //!
-//! [`from_entry`] reads the two fields of one entry of `tokens.yaml` or
+//! `from_entry` reads the two fields of one entry of `tokens.yaml` or
 //! `users.yaml`, and a [`Grant`] writes them into a new or edited one.
 
 use std::collections::BTreeSet;

@@ -13,9 +13,9 @@
 //!
 //! - a tool the credential may not call is left out of `tools/list`, and a
 //!   call of it is the tool error "this credential may not call the tool
-//!   X" ([`permitted`]). `authenticate_user` stays callable by anyone (a
-//!   caller could drop its token and call it anyway); it is listed only to
-//!   credentials whose `tools:` allow it.
+//!   X". `authenticate_user` stays callable by anyone (a caller could drop
+//!   its token and call it anyway); it is listed only to credentials whose
+//!   `tools:` allow it.
 //! - a Postgres tool runs only on a database the credential may use
 //!   ([`database`]): asking for another is a tool error naming it; asking
 //!   for none picks the token's binding (`database:`) or the first
