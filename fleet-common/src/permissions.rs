@@ -11,10 +11,17 @@
 //! tools: [search_knowledgebase, list_products]   # only these tools
 //! databases: [analytics]                         # Postgres tools only here
 //! ```
-//! `"*"` in a list means "all"; an absent list means "all" too. An empty
-//! list means none.
+//! `"*"` in a list means "all"; an absent (or null) list means "all" too.
+//! An empty list means none.
+//!
+//! `from_entry` reads the two fields of one entry of `tokens.yaml` or
+//! `users.yaml`, and a [`Grant`] writes them into a new or edited one.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+
+use crate::yaml::Text;
+use crate::{Error, Result};
 
 /// What one credential may use. `None` in a field: everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -50,6 +57,41 @@ impl Permissions {
             tools: set(tools),
             databases: set(databases),
         }
+    }
+
+    /// The one shared value of every unrestricted credential.
+    pub fn unrestricted() -> Arc<Permissions> {
+        static ONE: OnceLock<Arc<Permissions>> = OnceLock::new();
+        ONE.get_or_init(|| Arc::new(Permissions::UNRESTRICTED))
+            .clone()
+    }
+
+    /// `self` behind an `Arc`: the shared one when unrestricted, so that a
+    /// file of a thousand unrestricted tokens holds one value.
+    pub fn shared(self) -> Arc<Permissions> {
+        if self.is_unrestricted() {
+            Permissions::unrestricted()
+        } else {
+            Arc::new(self)
+        }
+    }
+
+    /// One line for people (`token list`): `all`, or what is allowed, e.g.
+    /// `tools=a,b databases=x`; `none` for an empty list.
+    pub fn describe(&self) -> String {
+        if self.is_unrestricted() {
+            return "all".to_string();
+        }
+        let list = |set: &Option<BTreeSet<String>>| match set {
+            None => "all".to_string(),
+            Some(s) if s.is_empty() => "none".to_string(),
+            Some(s) => s.iter().cloned().collect::<Vec<_>>().join(","),
+        };
+        format!(
+            "tools={} databases={}",
+            list(&self.tools),
+            list(&self.databases)
+        )
     }
 
     pub fn is_unrestricted(&self) -> bool {
@@ -114,6 +156,64 @@ impl Permissions {
     }
 }
 
+/// The permissions of entry `n` under `section:` of `file` from its
+/// `tools:` and `databases:` fields as read (`None`: absent or null). A
+/// name that is empty is refused, naming the entry by position, never by
+/// a value of the file.
+pub(crate) fn from_entry(
+    file: &'static str,
+    section: &str,
+    n: usize,
+    tools: Option<Vec<Text>>,
+    databases: Option<Vec<Text>>,
+) -> Result<Arc<Permissions>> {
+    let names = |field: &str, list: Option<Vec<Text>>| -> Result<Option<Vec<String>>> {
+        let Some(list) = list else { return Ok(None) };
+        let mut out = Vec::with_capacity(list.len());
+        for Text(name) in list {
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(Error::invalid(
+                    file,
+                    format!("entry {n} under `{section}:` has an empty name in `{field}:`"),
+                ));
+            }
+            out.push(name.to_string());
+        }
+        Ok(Some(out))
+    };
+    let tools = names("tools", tools)?;
+    let databases = names("databases", databases)?;
+    Ok(Permissions::from_lists(tools, databases).shared())
+}
+
+/// Permission lists as an operator gives them (`token add --tools a,b`),
+/// to write into an entry of `tokens.yaml` or `users.yaml`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Grant<'a> {
+    /// Written as `tools:`; `None`: the field is not written.
+    pub tools: Option<&'a [String]>,
+    /// Written as `databases:`; `None`: the field is not written.
+    pub databases: Option<&'a [String]>,
+}
+
+impl Grant<'_> {
+    /// Write the lists into an entry being added or edited: each list
+    /// given replaces its field (`["*"]` is written as is: "all",
+    /// explicitly); a list not given leaves the field as it was.
+    pub(crate) fn write(&self, entry: &mut serde_norway::Mapping) {
+        for (field, list) in [("tools", self.tools), ("databases", self.databases)] {
+            if let Some(list) = list {
+                let items = list
+                    .iter()
+                    .map(|s| serde_norway::Value::String(s.trim().to_string()))
+                    .collect();
+                entry.insert(field.into(), serde_norway::Value::Sequence(items));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +248,18 @@ mod tests {
         let ab = Permissions::from_lists(list(&["a", "b"]), None);
         let joined = Permissions::from_lists(list(&["a\0b"]), None);
         assert_ne!(ab.fingerprint(), joined.fingerprint());
+    }
+
+    #[test]
+    fn unrestricted_values_share_one_arc_and_describe_themselves() {
+        let a = Permissions::from_lists(None, None).shared();
+        let b = Permissions::from_lists(list(&["*"]), None).shared();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.describe(), "all");
+        let kb = Permissions::from_lists(list(&["b", "a"]), list(&[])).shared();
+        assert!(!Arc::ptr_eq(&a, &kb));
+        assert_eq!(kb.describe(), "tools=a,b databases=none");
+        let db = Permissions::from_lists(None, list(&["prod"]));
+        assert_eq!(db.describe(), "tools=all databases=prod");
     }
 }

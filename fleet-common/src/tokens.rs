@@ -9,23 +9,29 @@
 //!     expires_at: null          # or RFC 3339
 //!     annotation: CI
 //!     database: prod            # optional binding to a configured database
+//!     tools: [search_knowledgebase]   # optional: only these tools
+//!     databases: [prod]               # optional: Postgres tools only here
 //! ```
 //! ```yaml
 //! tokens:                       # list form
 //!   - token: 9f86d0...          # `hash:` is a synonym
 //!     name: api-client
 //! ```
-//! Unknown fields are ignored. Two entries with the same hash are an error:
+//! `tools:` and `databases:` are the token's [`Permissions`]: absent, every
+//! tool and database (pgEdge's behaviour); `"*"` in a list, all; an empty
+//! list, none. Unknown fields are ignored. Two entries with the same hash are an error:
 //! the file would be ambiguous about expiry and database binding. A file
 //! with no entries must say `tokens: {}`: an empty or truncated file is
 //! refused rather than read as "revoke every token".
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::permissions::{Grant, Permissions};
 use crate::yaml::{Text, checked_text};
 use crate::{Error, Result};
 
@@ -42,6 +48,9 @@ pub struct TokenEntry {
     pub annotation: Option<String>,
     /// Name of the database this token is bound to, if any.
     pub database: Option<String>,
+    /// The tools and databases the token may use (`tools:`, `databases:`);
+    /// one shared value for every unrestricted token.
+    pub permissions: Arc<Permissions>,
 }
 
 impl TokenEntry {
@@ -65,6 +74,10 @@ struct RawEntry {
     annotation: Option<Text>,
     #[serde(default)]
     database: Option<Text>,
+    #[serde(default)]
+    tools: Option<Vec<Text>>,
+    #[serde(default)]
+    databases: Option<Vec<Text>>,
 }
 
 /// Parse and validate a whole `tokens.yaml`. An empty file, or one whose
@@ -96,12 +109,14 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<TokenEntry>> {
                 format!("entry {n} under `tokens:` repeats the hash of entry {first}"),
             ));
         }
+        let permissions = crate::permissions::from_entry(FILE, "tokens", n, e.tools, e.databases)?;
         out.push(TokenEntry {
             id,
             hash,
             expires_at: e.expires_at.and_then(|x| x.0),
             annotation: e.annotation.map(|t| t.0),
             database: e.database.map(|t| t.0).filter(|d| !d.is_empty()),
+            permissions,
         });
     }
     Ok(out)
@@ -162,13 +177,15 @@ pub fn mint(random: [u8; 32], now: OffsetDateTime) -> NewToken {
 
 /// Add an entry to an existing `tokens.yaml` text (or an empty one), keeping
 /// every other entry and unknown field as it was. Returns the new text, which
-/// has been checked to parse.
+/// has been checked to parse. `grant`'s lists become the token's `tools:`
+/// and `databases:`; without them the token may use everything.
 pub fn add_entry(
     existing: &str,
     new: &NewToken,
     annotation: &str,
     expires_at: Option<OffsetDateTime>,
     database: Option<&str>,
+    grant: Grant<'_>,
     now: OffsetDateTime,
 ) -> Result<String> {
     use serde_norway::{Mapping, Value};
@@ -184,6 +201,7 @@ pub fn add_entry(
     if let Some(db) = database {
         entry.insert("database".into(), db.into());
     }
+    grant.write(&mut entry);
     let text = crate::yaml::edit(FILE, existing, "tokens", |tokens| {
         match tokens {
             Value::Mapping(map) => {
@@ -268,6 +286,55 @@ mod tests {
         assert_eq!(t[0].annotation.as_deref(), Some("CI"));
         assert!(t[0].expires_at.is_none());
         assert_eq!(t[1].expires_at.unwrap().year(), 2030);
+        // No permission fields: every tool and database, as before.
+        for e in &t {
+            assert!(e.permissions.is_unrestricted(), "{e:?}");
+        }
+        assert!(Arc::ptr_eq(&t[0].permissions, &t[1].permissions));
+    }
+
+    #[test]
+    fn permissions_in_the_map_and_list_forms() {
+        let map = format!(
+            "tokens:\n  kb:\n    hash: {H1}\n    tools: [search_knowledgebase]\n  analyst:\n    hash: {H2}\n    tools: [\"*\"]\n    databases:\n      - analytics\n"
+        );
+        let t = parse(map.as_bytes()).unwrap();
+        assert!(t[0].permissions.allows_tool("search_knowledgebase"));
+        assert!(!t[0].permissions.allows_tool("query_database"));
+        assert!(t[0].permissions.allows_database("prod"));
+        assert!(t[1].permissions.allows_tool("query_database"));
+        assert!(t[1].permissions.allows_database("analytics"));
+        assert!(!t[1].permissions.allows_database("prod"));
+        let list = format!(
+            "tokens:\n  - token: {H1}\n    tools: []\n    databases: []\n  - hash: {H2}\n    tools: null\n"
+        );
+        let t = parse(list.as_bytes()).unwrap();
+        assert_eq!(*t[0].permissions, Permissions::none());
+        assert!(t[1].permissions.is_unrestricted());
+    }
+
+    #[test]
+    fn bad_permission_fields_are_located_and_never_quoted() {
+        for (doc, want) in [
+            (
+                format!("tokens:\n  a:\n    hash: {H1}\n    tools: SECRET-TOOL\n"),
+                "line 4 column 12",
+            ),
+            (
+                format!(
+                    "tokens:\n  a:\n    hash: {H1}\n  b:\n    hash: {H2}\n    databases: [\"  \"]\n"
+                ),
+                "entry 2 under `tokens:` has an empty name in `databases:`",
+            ),
+            (
+                format!("tokens:\n  - hash: {H1}\n    tools: [{{SECRET: 1}}]\n"),
+                "line 3",
+            ),
+        ] {
+            let err = parse(doc.as_bytes()).unwrap_err().to_string();
+            assert!(!err.contains("SECRET"), "{doc:?} → {err}");
+            assert!(err.contains(want), "{doc:?} → {err}");
+        }
     }
 
     #[test]
@@ -336,7 +403,16 @@ mod tests {
         let now = OffsetDateTime::from_unix_timestamp(1_734_000_000).unwrap();
         let existing = format!("tokens:\n  old:\n    hash: {H1}\n    custom: kept\n");
         let new = mint([7u8; 32], now);
-        let text = add_entry(&existing, &new, "ci", None, Some("prod"), now).unwrap();
+        let text = add_entry(
+            &existing,
+            &new,
+            "ci",
+            None,
+            Some("prod"),
+            Grant::default(),
+            now,
+        )
+        .unwrap();
         assert!(text.contains("custom: kept"));
         let t = parse(text.as_bytes()).unwrap();
         assert_eq!(t.len(), 2);
@@ -345,7 +421,23 @@ mod tests {
             crate::sha256_hex(new.secret.as_bytes())
         );
         assert_eq!(t[1].database.as_deref(), Some("prod"));
+        assert!(t[1].permissions.is_unrestricted());
         assert!(!text.contains(&new.secret));
+        // With a grant: the lists are written, and read back.
+        let tools = vec!["search_knowledgebase".to_string()];
+        let dbs = vec!["analytics".to_string(), "prod".to_string()];
+        let grant = Grant {
+            tools: Some(&tools),
+            databases: Some(&dbs),
+        };
+        let newer = mint([8u8; 32], now);
+        let text = add_entry(&text, &newer, "kb", None, None, grant, now).unwrap();
+        let t = parse(text.as_bytes()).unwrap();
+        assert_eq!(t.len(), 3);
+        let p = &t[2].permissions;
+        assert!(p.allows_tool("search_knowledgebase") && !p.allows_tool("query_database"));
+        assert!(p.allows_database("analytics") && !p.allows_database("other"));
+        assert!(t[0].permissions.is_unrestricted());
     }
 
     #[test]

@@ -7,13 +7,20 @@
 //!     password_hash: $2b$12$...        # bcrypt ($2a$/$2b$/$2y$) or argon2id PHC
 //!     enabled: true
 //!     annotation: on-call DBA
+//!     tools: [search_knowledgebase, query_database]   # optional
+//!     databases: [analytics]                          # optional
 //!     last_login: ...                  # unknown fields are ignored
 //! ```
-//! Only the shape of the hash is checked here; verifying a password against
+//! `tools:` and `databases:` are the user's [`Permissions`], which their
+//! sessions carry: absent, everything (pgEdge's behaviour); `"*"`, all; an
+//! empty list, none. Only the shape of the hash is checked here; verifying a password against
 //! it is the server's job.
+
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::permissions::{Grant, Permissions};
 use crate::yaml::{Text, checked_text};
 use crate::{Error, Result};
 
@@ -34,6 +41,9 @@ pub struct UserEntry {
     pub scheme: HashScheme,
     pub enabled: bool,
     pub annotation: Option<String>,
+    /// The tools and databases the user's sessions may use; one shared
+    /// value for every unrestricted user.
+    pub permissions: Arc<Permissions>,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +57,10 @@ struct RawUser {
     enabled: Option<bool>,
     #[serde(default)]
     annotation: Option<Text>,
+    #[serde(default)]
+    tools: Option<Vec<Text>>,
+    #[serde(default)]
+    databases: Option<Vec<Text>>,
 }
 
 /// A stored password hash: bcrypt or argon2id, refused without being
@@ -108,19 +122,24 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<UserEntry>> {
                 ),
             ));
         }
+        let permissions =
+            crate::permissions::from_entry(FILE, "users", n, raw.tools, raw.databases)?;
         out.push(UserEntry {
             username,
             password_hash,
             scheme,
             enabled: raw.enabled.unwrap_or(true),
             annotation: raw.annotation.map(|t| t.0),
+            permissions,
         });
     }
     Ok(out)
 }
 
 /// Set `username`'s password hash (adding the user if new) in a
-/// `users.yaml` text, keeping every other user and field as it was.
+/// `users.yaml` text, keeping every other user and field as it was. Each
+/// list of `grant` given replaces the user's `tools:` / `databases:`; a
+/// list not given leaves the field as it was.
 /// Returns the new text, checked to parse.
 pub fn upsert(
     existing: &str,
@@ -128,6 +147,7 @@ pub fn upsert(
     password_hash: &str,
     enabled: bool,
     annotation: &str,
+    grant: Grant<'_>,
 ) -> Result<String> {
     use serde_norway::{Mapping, Value};
     if hash_scheme(password_hash).is_none() {
@@ -143,6 +163,7 @@ pub fn upsert(
         if !annotation.is_empty() || !entry.contains_key("annotation") {
             entry.insert("annotation".into(), annotation.into());
         }
+        grant.write(entry);
     };
     let text = crate::yaml::edit(FILE, existing, "users", |users| {
         match users {
@@ -200,6 +221,42 @@ mod tests {
         assert_eq!(u[1].username, "bob");
         assert_eq!(u[1].scheme, HashScheme::Argon2id);
         assert!(!u[1].enabled);
+        // No permission fields: every tool and database, as before.
+        assert!(u[0].permissions.is_unrestricted() && u[1].permissions.is_unrestricted());
+        assert!(Arc::ptr_eq(&u[0].permissions, &u[1].permissions));
+    }
+
+    #[test]
+    fn permissions_in_the_map_and_list_forms_and_upsert_keeps_or_sets_them() {
+        let map = format!(
+            "users:\n  alice:\n    password_hash: \"{BCRYPT}\"\n    tools: [search_knowledgebase, query_database]\n    databases: [analytics]\n"
+        );
+        let u = parse(map.as_bytes()).unwrap();
+        let p = &u[0].permissions;
+        assert!(p.allows_tool("query_database") && !p.allows_tool("count_rows"));
+        assert!(p.allows_database("analytics") && !p.allows_database("prod"));
+        let list =
+            format!("users:\n  - username: bob\n    password_hash: \"{BCRYPT}\"\n    tools: []\n");
+        let u = parse(list.as_bytes()).unwrap();
+        assert!(!u[0].permissions.allows_tool("search_knowledgebase"));
+        assert!(u[0].permissions.allows_database("anything"));
+        // A new password keeps the permissions; a grant replaces a field.
+        let text = upsert(&map, "alice", BCRYPT, true, "", Grant::default()).unwrap();
+        assert_eq!(parse(text.as_bytes()).unwrap()[0].permissions, p.clone());
+        let all = vec!["*".to_string()];
+        let grant = Grant {
+            tools: Some(&all),
+            databases: None,
+        };
+        let text = upsert(&text, "alice", BCRYPT, true, "", grant).unwrap();
+        let p = parse(text.as_bytes()).unwrap()[0].permissions.clone();
+        assert!(p.allows_tool("count_rows") && !p.allows_database("prod"));
+        let bad = format!("users:\n  alice:\n    password_hash: \"{BCRYPT}\"\n    tools: [\"\"]\n");
+        let err = parse(bad.as_bytes()).unwrap_err().to_string();
+        assert!(
+            err.contains("entry 1 under `users:` has an empty name in `tools:`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -208,17 +265,17 @@ mod tests {
             "users:\n  alice:\n    username: alice\n    password_hash: \"{BCRYPT}\"\n    enabled: true\n    last_login: 2025-01-01\n"
         );
         let new_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
-        let text = upsert(&y, "alice", new_hash, false, "").unwrap();
+        let text = upsert(&y, "alice", new_hash, false, "", Grant::default()).unwrap();
         assert!(text.contains("last_login"));
         let u = parse(text.as_bytes()).unwrap();
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].password_hash, new_hash);
         assert!(!u[0].enabled);
-        let text = upsert(&text, "bob", BCRYPT, true, "new").unwrap();
+        let text = upsert(&text, "bob", BCRYPT, true, "new", Grant::default()).unwrap();
         let u = parse(text.as_bytes()).unwrap();
         assert_eq!(u.len(), 2);
         assert_eq!(u[1].annotation.as_deref(), Some("new"));
-        assert!(upsert("", "x", "plaintext", true, "").is_err());
+        assert!(upsert("", "x", "plaintext", true, "", Grant::default()).is_err());
     }
 
     #[test]

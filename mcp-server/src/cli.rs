@@ -292,7 +292,8 @@ pub struct KbBuildArgs {
 pub enum TokenCommand {
     /// Mint a token, print it once, store only its SHA-256.
     Add(TokenAddArgs),
-    /// List the tokens: id, expiry, database, annotation; never a hash.
+    /// List the tokens: id, expiry, database, permissions, annotation; never
+    /// a hash.
     List(TokenListArgs),
     /// Remove a token by id; the file is written atomically.
     Revoke(TokenRevokeArgs),
@@ -329,6 +330,14 @@ pub struct TokenAddArgs {
     /// Bind the token to one configured database.
     #[arg(long, env = "MCP_DATABASE")]
     pub database: Option<String>,
+    /// Only these tools (comma-separated; `*` for all, `""` for none).
+    /// Without it: every tool.
+    #[arg(long, value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+    /// The Postgres tools only on these databases (comma-separated; `*`
+    /// for all, `""` for none). Without it: every database.
+    #[arg(long, value_delimiter = ',')]
+    pub databases: Option<Vec<String>>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -353,6 +362,16 @@ pub struct UserAddArgs {
     /// Write the user as disabled.
     #[arg(long)]
     pub disabled: bool,
+    /// Only these tools for the user's sessions (comma-separated; `*` for
+    /// all, `""` for none). Without it: the user's `tools:` is kept as it
+    /// is (a new user: every tool).
+    #[arg(long, value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+    /// The Postgres tools only on these databases (comma-separated; `*`
+    /// for all, `""` for none). Without it: kept as it is (a new user:
+    /// every database).
+    #[arg(long, value_delimiter = ',')]
+    pub databases: Option<Vec<String>>,
 }
 
 #[derive(Debug, Args)]

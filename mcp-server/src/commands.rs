@@ -7,6 +7,7 @@ use fleet_common::exit::Exit;
 
 use anyhow::Context;
 use fleet_common::kind::{self, FileKind};
+use fleet_common::permissions::Grant;
 use fleet_kb::build::{BuildOptions, build_from_dir};
 use time::OffsetDateTime;
 
@@ -87,11 +88,18 @@ pub fn parse_lifetime(text: &str) -> anyhow::Result<Option<time::Duration>> {
 pub fn token_add(args: TokenAddArgs) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     let expires_at = parse_lifetime(&args.expires)?.map(|d| now + d);
+    let tools = names(args.tools);
+    let databases = names(args.databases);
+    let grant = Grant {
+        tools: tools.as_deref(),
+        databases: databases.as_deref(),
+    };
     let secret = add_token_to_file(
         &args.file,
         &args.annotation,
         expires_at,
         args.database.as_deref(),
+        grant,
     )?;
     eprintln!(
         "added a token to {} (shown once; only its SHA-256 is stored):",
@@ -101,12 +109,24 @@ pub fn token_add(args: TokenAddArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The names of a `--tools` / `--databases` flag: trimmed, empty ones
+/// dropped, so that `--tools ""` is the empty list (none).
+fn names(flag: Option<Vec<String>>) -> Option<Vec<String>> {
+    flag.map(|list| {
+        list.into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
 /// Mint a token into `file` (created if missing); returns the secret.
 pub fn add_token_to_file(
     file: &Path,
     annotation: &str,
     expires_at: Option<OffsetDateTime>,
     database: Option<&str>,
+    grant: Grant<'_>,
 ) -> anyhow::Result<String> {
     let existing = match std::fs::read_to_string(file) {
         Ok(text) => text,
@@ -115,14 +135,15 @@ pub fn add_token_to_file(
     };
     let now = OffsetDateTime::now_utc();
     let new = fleet_common::tokens::mint(rand::random(), now);
-    let text =
-        fleet_common::tokens::add_entry(&existing, &new, annotation, expires_at, database, now)?;
+    let text = fleet_common::tokens::add_entry(
+        &existing, &new, annotation, expires_at, database, grant, now,
+    )?;
     fleet_common::publish::write_atomic(file, text.as_bytes(), true)?;
     Ok(new.secret)
 }
 
-/// `token list`: one line per token (id, expiry, database, annotation),
-/// never its hash.
+/// `token list`: one line per token (id, expiry, database, permissions,
+/// annotation), never its hash.
 pub fn token_list(args: TokenListArgs) -> anyhow::Result<()> {
     print!("{}", list_tokens(&args.file, OffsetDateTime::now_utc())?);
     Ok(())
@@ -138,7 +159,7 @@ pub fn list_tokens(file: &Path, now: OffsetDateTime) -> anyhow::Result<String> {
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
     };
-    let mut out = String::from("ID\tEXPIRES\tDATABASE\tANNOTATION\n");
+    let mut out = String::from("ID\tEXPIRES\tDATABASE\tPERMISSIONS\tANNOTATION\n");
     for e in &entries {
         let expires = match e.expires_at {
             None => "never".to_string(),
@@ -146,10 +167,11 @@ pub fn list_tokens(file: &Path, now: OffsetDateTime) -> anyhow::Result<String> {
             Some(t) => fmt(t),
         };
         out.push_str(&format!(
-            "{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\n",
             e.id,
             expires,
             e.database.as_deref().unwrap_or("-"),
+            e.permissions.describe(),
             e.annotation.as_deref().unwrap_or("")
         ));
     }
@@ -194,12 +216,19 @@ pub fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", args.file.display())),
     };
+    let tools = names(args.tools);
+    let databases = names(args.databases);
+    let grant = Grant {
+        tools: tools.as_deref(),
+        databases: databases.as_deref(),
+    };
     let text = fleet_common::users::upsert(
         &existing,
         &args.username,
         &hash,
         !args.disabled,
         &args.annotation,
+        grant,
     )?;
     fleet_common::publish::write_atomic(&args.file, text.as_bytes(), true)?;
     eprintln!(
@@ -273,8 +302,8 @@ mod tests {
     fn token_add_stores_only_the_hash_and_the_token_works() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tokens.yaml");
-        let a = add_token_to_file(&file, "first", None, None).unwrap();
-        let b = add_token_to_file(&file, "second", None, Some("prod")).unwrap();
+        let a = add_token_to_file(&file, "first", None, None, Grant::default()).unwrap();
+        let b = add_token_to_file(&file, "second", None, Some("prod"), Grant::default()).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(!text.contains(&a) && !text.contains(&b));
         let store = crate::auth::tokens::TokenStore::new(
@@ -290,17 +319,43 @@ mod tests {
     }
 
     #[test]
+    fn token_add_writes_permissions_and_token_list_shows_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.yaml");
+        let tools = names(Some(vec!["search_knowledgebase".into(), " ".into()]));
+        let none = names(Some(vec!["".into()]));
+        let grant = Grant {
+            tools: tools.as_deref(),
+            databases: none.as_deref(),
+        };
+        let secret = add_token_to_file(&file, "kb only", None, None, grant).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let store = crate::auth::tokens::TokenStore::new(
+            fleet_common::tokens::parse(text.as_bytes()).unwrap(),
+        );
+        let now = OffsetDateTime::now_utc();
+        let p = store.authenticate(&secret, now).unwrap().permissions;
+        assert!(p.allows_tool("search_knowledgebase") && !p.allows_tool("query_database"));
+        assert!(!p.allows_database("prod"));
+        let listed = list_tokens(&file, now).unwrap();
+        assert!(
+            listed.contains("\t-\ttools=search_knowledgebase databases=none\tkb only\n"),
+            "{listed}"
+        );
+    }
+
+    #[test]
     fn token_list_shows_no_hash_and_revoke_stops_the_token() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tokens.yaml");
-        let a = add_token_to_file(&file, "first", None, None).unwrap();
-        let b = add_token_to_file(&file, "second", None, Some("prod")).unwrap();
+        let a = add_token_to_file(&file, "first", None, None, Grant::default()).unwrap();
+        let b = add_token_to_file(&file, "second", None, Some("prod"), Grant::default()).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         let entries = fleet_common::tokens::parse(text.as_bytes()).unwrap();
         let now = OffsetDateTime::now_utc();
         let listed = list_tokens(&file, now).unwrap();
         assert_eq!(listed.lines().count(), 3, "{listed}");
-        assert!(listed.contains("\tprod\tsecond\n"), "{listed}");
+        assert!(listed.contains("\tprod\tall\tsecond\n"), "{listed}");
         for e in &entries {
             assert!(!listed.contains(&hex::encode(e.hash)), "a hash is listed");
         }

@@ -65,7 +65,13 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<Demo> {
         embed_model: None,
     };
     build(&docs, &files.kb, &opts).context("building the demo knowledge base")?;
-    let token = crate::commands::add_token_to_file(&files.tokens, "demo", None, None)?;
+    let token = crate::commands::add_token_to_file(
+        &files.tokens,
+        "demo",
+        None,
+        None,
+        fleet_common::permissions::Grant::default(),
+    )?;
     // Every setting as `serve` would resolve it, but for what makes it a
     // demo: its own directory, text logs, no drain delay, no databases.
     let mut config = Config::resolve(crate::cli::ServeArgs {

@@ -1,7 +1,8 @@
 //! The server's Prometheus metrics, served on `GET /metrics`.
 //!
 //! Requests by MCP method, tool and outcome, their latency, requests in
-//! flight, authentication failures by reason, rate-limited requests, reloads
+//! flight, authentication failures by reason, rate-limited requests, tool
+//! calls a credential's permissions refused (by tool), reloads
 //! by file and outcome, the live generation of each file, the knowledge
 //! base's size, knowledge-base searches by mode and query embeddings
 //! (their time, their failures by provider and reason), and build
@@ -31,6 +32,14 @@ pub struct MethodLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
+}
+
+/// A tool's name: a built-in or a curated tool of `tools.yaml` (a bounded
+/// set the operator writes), or `unknown`; never anything about a
+/// credential.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabel {
+    pub tool: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,6 +77,7 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub auth_failures: Family<ReasonLabel, Counter>,
     pub rate_limited: Counter,
+    pub tool_calls_denied: Family<ToolLabel, Counter>,
     pub replayed: Counter,
     pub reloads: Family<ReloadLabels, Counter>,
     pub file_generation: Family<FileLabel, Gauge>,
@@ -122,6 +132,12 @@ impl Metrics {
             "rate_limited_requests",
             "Requests refused with 429 because their client IP is over the failed-auth limit",
             rate_limited.clone(),
+        );
+        let tool_calls_denied = Family::<ToolLabel, Counter>::default();
+        r.register(
+            "tool_calls_denied",
+            "Tool calls refused because the credential may not call the tool or use the database, by tool (unknown: a name that is no tool here)",
+            tool_calls_denied.clone(),
         );
         let replayed = Counter::default();
         r.register(
@@ -212,6 +228,7 @@ impl Metrics {
             in_flight,
             auth_failures,
             rate_limited,
+            tool_calls_denied,
             replayed,
             reloads,
             file_generation,
@@ -274,6 +291,17 @@ impl Metrics {
     pub fn auth_failure(&self, reason: &'static str) {
         self.auth_failures
             .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// A call of `tool` was refused by the credential's permissions. The
+    /// caller gives a known tool's name or `unknown` (see
+    /// [`crate::catalog::gate`]).
+    pub fn tool_denied(&self, tool: &str) {
+        self.tool_calls_denied
+            .get_or_create(&ToolLabel {
+                tool: tool.to_string(),
+            })
             .inc();
     }
 

@@ -58,10 +58,12 @@ impl McpHandler {
         Arc::new(router)
     }
 
-    /// Pick the database for a call, honouring the credential's binding,
-    /// and turn the outcome of `run` into a tool result.
+    /// Pick the database for a call of `tool` (the gate decides, from the
+    /// credential's binding and permissions) and turn the outcome of `run`
+    /// into a tool result.
     async fn with_database<'a, F, Fut>(
         &'a self,
+        tool: &'static str,
         requested: Option<&str>,
         parts: &http::request::Parts,
         run: F,
@@ -70,13 +72,15 @@ impl McpHandler {
         F: FnOnce(&'a crate::pg::Database) -> Fut,
         Fut: std::future::Future<Output = Result<String, crate::pg::ToolError>>,
     {
-        let bound = parts
-            .extensions
-            .get::<Principal>()
-            .and_then(|p| p.database.as_deref());
-        let db = match self.state.databases.pick(requested, bound) {
+        let principal = parts.extensions.get::<Principal>();
+        let db = match gate::database(&self.state.databases, principal, requested) {
             Ok(db) => db,
-            Err(e) => return Ok(tool_error(e.to_string())),
+            Err(e) => {
+                if e.is_denied() {
+                    self.state.metrics.tool_denied(tool);
+                }
+                return Ok(tool_error(e.to_string()));
+            }
         };
         Ok(match run(db).await {
             Ok(text) => text_result(text),
@@ -179,9 +183,12 @@ impl McpHandler {
         Parameters(args): Parameters<pgt::QueryDatabaseArgs>,
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.with_database(args.database.as_deref(), &parts, |db| {
-            db.query(&args.query, args.limit, args.offset)
-        })
+        self.with_database(
+            pgt::QUERY_DATABASE,
+            args.database.as_deref(),
+            &parts,
+            |db| db.query(&args.query, args.limit, args.offset),
+        )
         .await
     }
 
@@ -191,14 +198,19 @@ impl McpHandler {
         Parameters(args): Parameters<pgt::GetSchemaInfoArgs>,
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.with_database(args.database.as_deref(), &parts, |db| {
-            db.schema_info(
-                args.schema_name.as_deref(),
-                args.table_name.as_deref(),
-                args.vector_tables_only.unwrap_or(false),
-                args.compact.unwrap_or(false),
-            )
-        })
+        self.with_database(
+            pgt::GET_SCHEMA_INFO,
+            args.database.as_deref(),
+            &parts,
+            |db| {
+                db.schema_info(
+                    args.schema_name.as_deref(),
+                    args.table_name.as_deref(),
+                    args.vector_tables_only.unwrap_or(false),
+                    args.compact.unwrap_or(false),
+                )
+            },
+        )
         .await
     }
 
@@ -208,13 +220,18 @@ impl McpHandler {
         Parameters(args): Parameters<pgt::ExecuteExplainArgs>,
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.with_database(args.database.as_deref(), &parts, |db| {
-            db.explain(
-                &args.query,
-                args.analyze.unwrap_or(true),
-                args.buffers.unwrap_or(false),
-            )
-        })
+        self.with_database(
+            pgt::EXECUTE_EXPLAIN,
+            args.database.as_deref(),
+            &parts,
+            |db| {
+                db.explain(
+                    &args.query,
+                    args.analyze.unwrap_or(true),
+                    args.buffers.unwrap_or(false),
+                )
+            },
+        )
         .await
     }
 
@@ -224,7 +241,7 @@ impl McpHandler {
         Parameters(args): Parameters<pgt::CountRowsArgs>,
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.with_database(args.database.as_deref(), &parts, |db| {
+        self.with_database(pgt::COUNT_ROWS, args.database.as_deref(), &parts, |db| {
             db.count_rows(args.schema.as_deref(), &args.table, args.where_.as_deref())
         })
         .await
@@ -486,24 +503,35 @@ impl ServerHandler for McpHandler {
     ) -> Result<CallToolResponse, ErrorData> {
         let catalog = self.state.catalog.load_full();
         let principal = principal_of(&context);
-        match gate::admit(&catalog, &self.state.databases, principal, &request.name) {
+        let metrics = &self.state.metrics;
+        match gate::admit(
+            &catalog,
+            &self.state.databases,
+            principal,
+            &request.name,
+            metrics,
+        ) {
             Err(refusal) => Ok(tool_error(refusal).into()),
             Ok(Target::Router) => {
                 let call = ToolCallContext::new(self, request, context);
                 self.router.call(call).await
             }
             Ok(Target::Curated(tool)) => {
-                let bound = principal.and_then(|p| p.database.as_deref());
                 let outcome = crate::catalog::call::run(
                     tool,
                     request.arguments.as_ref(),
                     &self.state.databases,
-                    bound,
+                    principal,
                 )
                 .await;
                 Ok(match outcome {
                     Ok(text) => text_result(text),
-                    Err(e) => tool_error(e.to_string()),
+                    Err(e) => {
+                        if e.is_denied() {
+                            gate::denied(metrics, &catalog, &tool.name);
+                        }
+                        tool_error(e.to_string())
+                    }
                 }
                 .into())
             }
@@ -539,9 +567,10 @@ impl ServerHandler for McpHandler {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let system_info_on = gate::resource_on(&self.state.catalog.load(), "system_info");
+        let system_info_on = gate::resource_on(&self.state.catalog.load(), "system_info")
+            && gate::reaches_a_database(&self.state.databases, principal_of(&context));
         let resources = if self.state.databases.is_empty() || !system_info_on {
             Vec::new()
         } else {
@@ -567,14 +596,7 @@ impl ServerHandler for McpHandler {
                 None,
             ));
         }
-        let parts = context.extensions.get::<http::request::Parts>();
-        let bound = parts
-            .and_then(|p| p.extensions.get::<Principal>())
-            .and_then(|p| p.database.as_deref());
-        let db = self
-            .state
-            .databases
-            .pick(None, bound)
+        let db = gate::database(&self.state.databases, principal_of(&context), None)
             .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
         let text = db
             .system_info()

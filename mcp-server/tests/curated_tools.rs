@@ -201,7 +201,8 @@ async fn curated_tools_bind_values_gate_writers_and_stay_read_only() {
     );
 
     // --- a writer where writers are off: not offered, and refused.
-    let e = match gate::admit(&catalog, &dbs, None, "add_audit_main") {
+    let metrics = mcp_server::metrics::Metrics::new("test");
+    let e = match gate::admit(&catalog, &dbs, None, "add_audit_main", &metrics) {
         Err(e) => e,
         Ok(_) => panic!("a writer tool was admitted on a database without writers"),
     };

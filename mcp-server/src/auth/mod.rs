@@ -6,6 +6,9 @@
 //! `users.yaml` ([`users`]), or an API token of `tokens.yaml` ([`tokens`]).
 //! An OAuth access token from a trusted issuer is checked by [`oauth`]
 //! (see `AppState::authenticate`, which picks the path by the token's shape).
+//! The [`Principal`] carries the credential's permissions: the token's, or
+//! the user's in the live `users.yaml` (so a change to a user's `tools:`
+//! applies to their sessions at the next reload, without a new login).
 //! [`Credentials::login`] is `authenticate_user`'s password check and
 //! session issue. Wrong guesses are limited per client ([`rate_limit`]),
 //! whose address is taken from the peer or a trusted proxy's
@@ -121,12 +124,18 @@ impl Credentials {
     pub fn authenticate(&self, token: &str) -> Result<Principal, AuthFailure> {
         let now = OffsetDateTime::now_utc();
         if token.starts_with(sessions::PREFIX) {
-            let user = sessions::verify(token, &self.session_keys.load(), &self.users.load(), now)
+            let users = self.users.load();
+            let user = sessions::verify(token, &self.session_keys.load(), &users, now)
                 .map_err(AuthFailure::Session)?;
+            // `verify` found the user in this same generation.
+            let permissions = users
+                .get(&user)
+                .map(|u| u.permissions.clone())
+                .ok_or(AuthFailure::Session(SessionFailure::UnknownUser))?;
             return Ok(Principal {
                 subject: format!("user:{user}"),
                 database: None,
-                permissions: Arc::new(Permissions::UNRESTRICTED),
+                permissions,
             });
         }
         self.tokens.load().authenticate(token, now)
@@ -195,5 +204,44 @@ mod tests {
             ("authorization", "Bearer other"),
         ]);
         assert_eq!(credential(&two), Credential::Ambiguous);
+    }
+
+    #[test]
+    fn a_session_carries_its_users_live_permissions() {
+        const HASH: &str = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+        let user = |tools: Option<Vec<String>>| fleet_common::users::UserEntry {
+            username: "alice".into(),
+            password_hash: HASH.into(),
+            scheme: fleet_common::users::HashScheme::Bcrypt,
+            enabled: true,
+            annotation: None,
+            permissions: Permissions::from_lists(tools, None).shared(),
+        };
+        let creds = Credentials::default();
+        let key = vec![7u8; 32];
+        creds.session_keys.store(Arc::new(vec![key.clone()]));
+        creds
+            .users
+            .store(Arc::new(UserStore::new(vec![user(Some(vec![
+                "search_knowledgebase".into(),
+            ]))])));
+        let now = OffsetDateTime::now_utc();
+        let (token, _) =
+            sessions::issue(&key, "alice", HASH, time::Duration::hours(1), now).unwrap();
+        let p = creds.authenticate(&token).unwrap();
+        assert_eq!(p.subject, "user:alice");
+        assert!(p.permissions.allows_tool("search_knowledgebase"));
+        assert!(!p.permissions.allows_tool("query_database"));
+        // A reload of users.yaml widens the same session.
+        creds
+            .users
+            .store(Arc::new(UserStore::new(vec![user(None)])));
+        assert!(
+            creds
+                .authenticate(&token)
+                .unwrap()
+                .permissions
+                .is_unrestricted()
+        );
     }
 }

@@ -149,6 +149,7 @@ mod tests {
             scheme: HashScheme::Bcrypt,
             enabled,
             annotation: None,
+            permissions: fleet_common::permissions::Permissions::unrestricted(),
         }])
     }
 

@@ -64,7 +64,7 @@ impl TokenStore {
         Ok(Principal {
             subject: format!("token:{}", entry.id),
             database: entry.database.clone(),
-            permissions: std::sync::Arc::new(fleet_common::permissions::Permissions::UNRESTRICTED),
+            permissions: entry.permissions.clone(),
         })
     }
 }
@@ -78,6 +78,7 @@ fn bucket_of(hash: &[u8; 32]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleet_common::permissions::Permissions;
 
     fn entry(id: &str, secret: &str, expires_at: Option<OffsetDateTime>) -> TokenEntry {
         TokenEntry {
@@ -86,7 +87,28 @@ mod tests {
             expires_at,
             annotation: None,
             database: Some("prod".into()),
+            permissions: Permissions::unrestricted(),
         }
+    }
+
+    #[test]
+    fn a_token_carries_its_permissions() {
+        let now = OffsetDateTime::now_utc();
+        let limited = Permissions::from_lists(Some(vec!["search_knowledgebase".into()]), None);
+        let mut kb = entry("kb", "secret-kb", None);
+        kb.permissions = limited.clone().shared();
+        let store = TokenStore::new(vec![kb, entry("all", "secret-all", None)]);
+        assert_eq!(
+            *store.authenticate("secret-kb", now).unwrap().permissions,
+            limited
+        );
+        assert!(
+            store
+                .authenticate("secret-all", now)
+                .unwrap()
+                .permissions
+                .is_unrestricted()
+        );
     }
 
     #[test]

@@ -128,6 +128,7 @@ mod tests {
             scheme,
             enabled,
             annotation: None,
+            permissions: fleet_common::permissions::Permissions::unrestricted(),
         }
     }
 
@@ -159,6 +160,7 @@ mod tests {
             scheme: HashScheme::Bcrypt,
             enabled: true,
             annotation: None,
+            permissions: fleet_common::permissions::Permissions::unrestricted(),
         }]);
         assert!(store.login("alice", &long[..72]).is_ok());
         assert_eq!(

@@ -2,26 +2,28 @@
 //! declaration before anything reaches PostgreSQL: an argument the tool
 //! does not declare, a required one missing, a value of the wrong type or
 //! outside its enum or range is a tool error naming the parameter. The
-//! database is picked as for the built-in tools (a credential bound to a
-//! database may use only that one), and the values are bound by declared
+//! database is picked as for the built-in tools, by
+//! [`crate::catalog::gate::database`] (a credential bound to a database may
+//! use only that one, and only databases its permissions allow), and the values are bound by declared
 //! type ([`crate::pg::bind`]), never spliced into the SQL.
 
 use fleet_common::tools_file::SqlTool;
 use rmcp::model::JsonObject;
 
+use crate::auth::Principal;
 use crate::pg::bind::Bound;
 use crate::pg::{Databases, ToolError};
 
-/// Call `tool` with the caller's `args` on its database (or the caller's:
-/// `bound` is the credential's database binding).
+/// Call `tool` with the caller's `args` on its database (or, for a tool
+/// without one, the caller's: see [`crate::catalog::gate::database`]).
 pub async fn run(
     tool: &SqlTool,
     args: Option<&JsonObject>,
     databases: &Databases,
-    bound: Option<&str>,
+    principal: Option<&Principal>,
 ) -> Result<String, ToolError> {
     let values = bind(tool, args).map_err(ToolError::InvalidArgument)?;
-    let db = databases.pick(tool.database.as_deref(), bound)?;
+    let db = super::gate::database(databases, principal, tool.database.as_deref())?;
     db.run_statement(&tool.sql, &values, tool.writer).await
 }
 

@@ -177,9 +177,15 @@ where
         return (answer, seen);
     }
     let replayable = match &message {
-        MessageBody::One(one) => {
-            crate::http::replay::Replayable::of(one, &parts.headers, state.catalog.load().epoch())
-        }
+        MessageBody::One(one) => crate::http::replay::Replayable::of(
+            one,
+            &parts.headers,
+            state.catalog.load().epoch(),
+            &principal
+                .as_ref()
+                .map(|p| p.permissions.fingerprint())
+                .unwrap_or_default(),
+        ),
         _ => None,
     };
     drop(message);

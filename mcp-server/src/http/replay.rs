@@ -1,17 +1,20 @@
 //! Replayed answers for the requests whose answer never changes.
 //!
 //! `tools/list` and `ping` get the same result every time from a given
-//! server and `tools.yaml` generation: neither depends on the caller, and
-//! the tool set changes only when a new `tools.yaml` loads, whose catalog
-//! epoch is part of the key (an answer learned for one catalog is never
-//! replayed for another). rmcp's stateless mode still builds a service, spawns a task and
+//! server, `tools.yaml` generation and caller's permissions: the tool set
+//! changes only when a new `tools.yaml` loads, whose catalog epoch is part
+//! of the key (an answer learned for one catalog is never replayed for
+//! another), and with the caller's permissions, whose fingerprint is part
+//! of the key too (empty for an unrestricted caller: every unrestricted
+//! credential shares one answer; see [`crate::catalog::gate`]). rmcp's stateless mode still builds a service, spawns a task and
 //! serialises the tool schemas for each one, which costs several times what
 //! the HTTP exchange does. So the first such request goes to rmcp as usual,
 //! and its answer's `result` is kept; later requests that rmcp would see as
 //! the same get that result back under their own `id`, byte for byte what
 //! rmcp would have sent.
 //!
-//! "The same" is strict: same method and params, and the same values of every
+//! "The same" is strict: same catalog, same permissions, same method and
+//! params, and the same values of every
 //! header rmcp looks at (`Host`, `Accept`, `Content-Type`,
 //! `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`). A request with an
 //! `Origin`, a session or resumption header, any other `Mcp-*` header, a
@@ -42,7 +45,8 @@ const KEY_HEADERS: &[&str] = &[
 /// Distinct keys kept before the table is emptied.
 const MAX_ENTRIES: usize = 32;
 
-/// What identifies an answer: method, params and rmcp's headers.
+/// What identifies an answer: catalog, permissions, method, params and
+/// rmcp's headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key(Vec<u8>);
 
@@ -58,8 +62,15 @@ impl Replayable {
     /// `Some` if the answer to this message may come from the table.
     /// `epoch` is the live catalog's ([`crate::catalog::Catalog::epoch`]),
     /// read before the request goes to rmcp, which answers from that
-    /// catalog or a newer one.
-    pub fn of(msg: &Envelope, headers: &HeaderMap, epoch: u64) -> Option<Replayable> {
+    /// catalog or a newer one. `permissions` is the caller's
+    /// [`fleet_common::permissions::Permissions::fingerprint`] (empty when
+    /// unrestricted, or without a credential).
+    pub fn of(
+        msg: &Envelope,
+        headers: &HeaderMap,
+        epoch: u64,
+        permissions: &[u8],
+    ) -> Option<Replayable> {
         let method = msg.method.as_deref()?;
         if !METHODS.contains(&method) || msg.jsonrpc.as_deref() != Some("2.0") || msg.other_members
         {
@@ -90,8 +101,10 @@ impl Replayable {
         }
         // Params as sent: stricter than rmcp's view (whitespace counts),
         // never looser.
-        let mut key = Vec::with_capacity(256);
+        let mut key = Vec::with_capacity(256 + permissions.len());
         key.extend_from_slice(&epoch.to_le_bytes());
+        key.extend_from_slice(&(permissions.len() as u64).to_le_bytes());
+        key.extend_from_slice(permissions);
         key.extend_from_slice(method.as_bytes());
         key.push(0);
         if let Some(params) = msg.params {
@@ -194,7 +207,7 @@ mod tests {
 
     fn of(h: &HeaderMap, body: &[u8]) -> Option<Replayable> {
         match crate::http::envelope::Body::parse(body) {
-            crate::http::envelope::Body::One(msg) => Replayable::of(&msg, h, 1),
+            crate::http::envelope::Body::One(msg) => Replayable::of(&msg, h, 1, &[]),
             _ => None,
         }
     }
@@ -267,11 +280,29 @@ mod tests {
         // is never replayed for the next.
         let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
         let next = match crate::http::envelope::Body::parse(list) {
-            crate::http::envelope::Body::One(msg) => Replayable::of(&msg, &h, 2).map(|r| r.key),
+            crate::http::envelope::Body::One(msg) => {
+                Replayable::of(&msg, &h, 2, &[]).map(|r| r.key)
+            }
             _ => None,
         };
         assert!(next.is_some());
         assert_ne!(plain, next);
+        // Other permissions, another key: a list learned for one caller is
+        // never replayed for a caller who may see other tools.
+        let limited = fleet_common::permissions::Permissions::from_lists(
+            Some(vec!["search_knowledgebase".into()]),
+            None,
+        )
+        .fingerprint();
+        let keyed = |fingerprint: &[u8]| match crate::http::envelope::Body::parse(list) {
+            crate::http::envelope::Body::One(msg) => {
+                Replayable::of(&msg, &h, 1, fingerprint).map(|r| r.key)
+            }
+            _ => None,
+        };
+        assert_eq!(plain, keyed(&[]));
+        assert!(keyed(&limited).is_some());
+        assert_ne!(plain, keyed(&limited));
         let mut other_host = headers(&BASE[1..]);
         other_host.append("host", HeaderValue::from_static("evil.example"));
         assert_ne!(

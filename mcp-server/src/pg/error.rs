@@ -18,9 +18,16 @@ pub enum ToolError {
     UnknownDatabase { requested: String, known: String },
     #[error("this credential is bound to database {bound:?} and cannot use {requested:?}")]
     Forbidden { bound: String, requested: String },
-    /// The guard refused the SQL before anything was sent.
     #[error("this credential is bound to database {bound:?}, which is not configured here")]
     BoundDatabaseMissing { bound: String },
+    /// The credential's `databases:` permission leaves this one out.
+    #[error("this credential may not use the database {database:?}")]
+    NotPermitted { database: String },
+    /// The credential's `databases:` permission leaves every configured
+    /// database out.
+    #[error("this credential may use none of the databases configured on this server")]
+    NoPermittedDatabase,
+    /// The guard refused the SQL before anything was sent.
     #[error("query rejected: {0}")]
     Rejected(String),
     #[error("invalid argument: {0}")]
@@ -54,6 +61,7 @@ impl ToolError {
             ToolError::NoDatabase => "no_database",
             ToolError::UnknownDatabase { .. } => "unknown_database",
             ToolError::Forbidden { .. } | ToolError::BoundDatabaseMissing { .. } => "forbidden",
+            ToolError::NotPermitted { .. } | ToolError::NoPermittedDatabase => "not_permitted",
             ToolError::Rejected(_) => "rejected",
             ToolError::InvalidArgument(_) => "invalid_argument",
             ToolError::WritersOff { .. } => "writers_off",
@@ -61,6 +69,15 @@ impl ToolError {
             ToolError::Timeout { .. } => "timeout",
             ToolError::Postgres { .. } => "postgres",
         }
+    }
+
+    /// Whether the credential's permissions refused the call (counted in
+    /// `mcp_tool_calls_denied_total`).
+    pub fn is_denied(&self) -> bool {
+        matches!(
+            self,
+            ToolError::NotPermitted { .. } | ToolError::NoPermittedDatabase
+        )
     }
 
     /// The SQLSTATE of a server error (e.g. `25006` read-only violation).

@@ -167,7 +167,9 @@ impl Databases {
     /// Which database a call uses: the `requested` one (a tool's optional
     /// `database` argument), else the credential's binding (`bound`, the
     /// pgEdge `database` field of a token), else the first configured. A
-    /// credential bound to a database may use only that database.
+    /// credential bound to a database may use only that database. Tool
+    /// calls go through [`crate::catalog::gate::database`], which applies
+    /// the credential's permissions first.
     pub fn pick(
         &self,
         requested: Option<&str>,

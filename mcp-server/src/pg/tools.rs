@@ -1,6 +1,8 @@
 //! Tool arguments and descriptions, with pgEdge's names, for the rmcp tool
 //! router to use. Each struct also takes an optional `database` (a configured
-//! database's name); a token bound to a database may only use that one.
+//! database's name); a token bound to a database may only use that one, and
+//! a credential only the databases its permissions allow
+//! ([`crate::catalog::gate::database`] decides).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
