@@ -16,7 +16,7 @@ real OpenID provider (oidc-provider, see oidc.py) and the official MCP client.
     issuer accepted with no restart;
 (e) permissions by scope and claim (oauth_permissions, config file).
 
-The contract is /work/handoff/oauth-contract.md (issue 17). The provider is
+Written against issue 17's contract (settings, HTTP answers, /health). The provider is
 installed by scripts/test.sh into .tools/oidc; without it (or node) the
 module is skipped, unless CI is set: then it fails.
 """
@@ -31,7 +31,7 @@ import urllib.parse
 
 import pytest
 
-from harness import (LOG_DIR, Load, McpServer, Nginx, free_port, http, make_data_dir, remember_secret, rpc, search_text,
+from harness import (Load, McpServer, Nginx, free_port, http, make_data_dir, remember_secret, rpc, search_text,
                      wait_until)
 from oidc import Client, OidcProvider, b64url, b64url_decode, claims_for, forge, provider_installed, rsa_key, tamper, unverified
 
@@ -471,7 +471,7 @@ databases:
         assert {"search_knowledgebase", "query_database"} <= everything, everything
         kb = idp.token("mcp kb", resource=url)
         assert tool_names(url, kb) == {"search_knowledgebase"}, "scope kb: only the tools oauth_permissions maps it to"
-        assert "Replication slots" in search_text(url, kb, "replication slots", top_n=2)
+        assert "Replication slots" in search_text(url, kb, "how do replication slots retain WAL", top_n=2)
         status, _, body = rpc(url, "tools/call", {"name": "query_database", "arguments": {"query": "SELECT 1"}}, token=kb)
         assert status == 200 and body["result"].get("isError"), body
         text = " ".join(c.get("text", "") for c in body["result"]["content"])
