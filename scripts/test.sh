@@ -16,7 +16,8 @@ need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
-# npm installs Azurite (the Azure Blob emulator) for the object store tests.
+# npm installs Azurite (the Azure Blob emulator) for the object store tests
+# and oidc-provider (an OpenID provider) for the OAuth tests.
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 # PostgreSQL 15 for the Postgres tools' tests (initdb/pg_ctl refuse root; the
 # tests run them as the postgres user).
@@ -92,6 +93,17 @@ AZURITE_VERSION=3.35.0
 if [ "$(cat .tools/azurite/.installed 2>/dev/null)" != "$AZURITE_VERSION" ]; then
   npm install --prefix .tools/azurite --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION"
   echo "$AZURITE_VERSION" > .tools/azurite/.installed
+fi
+
+step "OpenID provider (oidc-provider, npm, into .tools/oidc)"
+# A real, certified OpenID provider for the OAuth tests (tests/e2e/oidc.py
+# runs tests/e2e/oidc_provider.mjs with it). Pinned: 9.13 declares no Node
+# engine and runs on Debian's Node 20; it installs with no secret and needs
+# none (the tests generate their keys and client secrets per run).
+OIDC_PROVIDER_VERSION=9.13.3
+if [ "$(cat .tools/oidc/.installed 2>/dev/null)" != "$OIDC_PROVIDER_VERSION" ]; then
+  npm install --prefix .tools/oidc --no-audit --no-fund --loglevel=error "oidc-provider@$OIDC_PROVIDER_VERSION"
+  echo "$OIDC_PROVIDER_VERSION" > .tools/oidc/.installed
 fi
 
 step "cargo fmt --check"
