@@ -165,6 +165,11 @@ impl Verified {
         }
     }
 
+    /// `exp`, in Unix seconds (checked present by [`verify`]).
+    pub fn expires(&self) -> Option<u64> {
+        self.claims.get("exp").and_then(Value::as_u64)
+    }
+
     /// Who the token speaks for: `sub`, else `client_id`.
     pub fn subject(&self) -> &str {
         ["sub", "client_id"]

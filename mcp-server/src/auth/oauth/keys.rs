@@ -105,6 +105,8 @@ pub struct IssuerHealth {
 pub struct IssuerKeys {
     pub settings: IssuerSettings,
     keys: ArcSwap<KeySet>,
+    /// Bumped whenever `keys` is replaced: what a token was verified with.
+    generation: std::sync::atomic::AtomicU64,
     status: Mutex<Status>,
     /// One fetch at a time; the others wait for it and use its keys.
     fetching: tokio::sync::Mutex<()>,
@@ -131,6 +133,7 @@ impl IssuerKeys {
         IssuerKeys {
             settings,
             keys: ArcSwap::from_pointee(KeySet::default()),
+            generation: Default::default(),
             status: Mutex::new(Status::default()),
             fetching: tokio::sync::Mutex::new(()),
             http,
@@ -142,9 +145,20 @@ impl IssuerKeys {
         self.keys.load()
     }
 
+    /// Which key set is held: changes whenever the keys are replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn store(&self, set: KeySet) {
+        self.keys.store(std::sync::Arc::new(set));
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// Install keys directly (tests and benches with no issuer to fetch).
     pub fn install(&self, set: KeySet) {
-        self.keys.store(std::sync::Arc::new(set));
+        self.store(set);
         let mut st = self.lock();
         st.last_success = Some(Instant::now());
         st.failed_last = false;
@@ -200,7 +214,7 @@ impl IssuerKeys {
         match outcome {
             Ok(set) => {
                 let n = set.keys.len();
-                self.keys.store(std::sync::Arc::new(set));
+                self.store(set);
                 if st.failed_last || st.last_success.is_none() {
                     tracing::info!(issuer = %self.settings.issuer, keys = n, "issuer keys loaded");
                 }

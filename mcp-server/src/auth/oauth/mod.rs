@@ -7,12 +7,15 @@
 //!   again on a timer and on an unknown `kid`; kept while the issuer is down.
 //! - [`jwt`]: one token checked against one issuer's keys.
 //! - [`grants`]: what a token's scopes and claims allow (tools, databases).
+//! - [`cache`]: tokens already verified, so a client's token is checked
+//!   once per key set rather than on every request.
 //!
 //! [`ResourceServer`] ties them together and also owns what clients
 //! discover: the RFC 9728 metadata document and the `WWW-Authenticate`
 //! challenges that point to it. Its URLs come from `oauth_resource`, never
 //! from a request's `Host`.
 
+pub mod cache;
 pub mod grants;
 pub mod jwt;
 pub mod keys;
@@ -51,6 +54,7 @@ pub struct ResourceServer {
     /// Every scope some issuer requires, for `scope=` in challenges.
     scopes: String,
     unrestricted: Arc<fleet_common::permissions::Permissions>,
+    verified: cache::Verified,
 }
 
 pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -105,6 +109,7 @@ impl ResourceServer {
             metadata_url,
             metadata_paths,
             unrestricted: Arc::new(fleet_common::permissions::Permissions::UNRESTRICTED),
+            verified: cache::Verified::default(),
         })
     }
 
@@ -130,12 +135,23 @@ impl ResourceServer {
     /// `kid` names (fetched again once if unknown), then signature, claims
     /// and scopes.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, OAuthFailure> {
+        let digest = cache::digest(token);
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(p) = self.verified.get(&digest, now, |i| {
+            self.issuers.get(i).map_or(u64::MAX, IssuerKeys::generation)
+        }) {
+            return Ok(p);
+        }
         let peek = jwt::peek(token).map_err(OAuthFailure::Invalid)?;
-        let issuer = self
+        let (index, issuer) = self
             .issuers
             .iter()
-            .find(|i| i.settings.issuer == peek.iss)
+            .enumerate()
+            .find(|(_, i)| i.settings.issuer == peek.iss)
             .ok_or(OAuthFailure::Invalid(JwtFailure::Issuer))?;
+        // Read before the keys: a swap in between makes the entry stale,
+        // never a stale entry look current.
+        let generation = issuer.generation();
         let verified = {
             let keys = issuer.keys();
             match keys.find(peek.kid.as_deref(), peek.alg) {
@@ -169,11 +185,17 @@ impl ResourceServer {
             None => self.unrestricted.clone(),
             Some(p) => Arc::new(p),
         };
-        Ok(Principal {
+        let principal = Principal {
             subject: subject_of(&issuer.settings.issuer, verified.subject()),
             database: None,
             permissions,
-        })
+        };
+        if let Some(exp) = verified.expires() {
+            let until = exp.saturating_add(self.settings.clock_skew.as_secs());
+            self.verified
+                .insert(digest, principal.clone(), until, index, generation);
+        }
+        Ok(principal)
     }
 
     fn verify(
