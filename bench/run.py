@@ -94,6 +94,8 @@ TARGETS: dict[str, str] = {
     "kb_init_s": "≤ 1.5×",
     "sidecar_bytes_per_cycle": "0 B",
     "startup_ms": "≤ 200 ms",
+    "oauth_extra_cpu_us": "≤ 30 µs",
+    "oauth_issuer_down_failed": "0 req",
     "propagation_max_s": "≤ 7 s",
     "propagation_gcs_max_s": "≤ 7 s",
     "propagation_azure_max_s": "≤ 7 s",
@@ -382,7 +384,7 @@ class Scenario:
     target: str  # a key of Context.ports: "baseline", "mcp", "mcp1m", "mcp_hybrid", ...
     describe: str
     bodies: Callable[["Context"], list[dict]]
-    auth: str = "api"  # api (API token), session (session token) or none
+    auth: str = "api"  # api (API token), session (session token), oauth (OAuth access token) or none
     concurrency: int | None = None  # None: --concurrency
     # The search mode every answer must say it ran in ("[mode: hybrid]"), so
     # a silent fallback to keyword-only fails the run; None: not checked.
@@ -414,6 +416,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("ping_api", "mcp", "mcp-server ping with an API token", lambda _: [rpc("ping")], "api"),
     Scenario("ping_session", "mcp", "mcp-server ping with a session token", lambda _: [rpc("ping")], "session"),
     Scenario("ping_none", "mcp", "mcp-server ping with no credential", lambda _: [rpc("ping")], "none"),
+    Scenario("ping_oauth", "mcp", "mcp-server ping with an OAuth access token (RS256, one client's token)",
+             lambda _: [rpc("ping")], "oauth"),
 ]
 
 # Run by their groups, not in the SCENARIOS loop.
@@ -460,6 +464,8 @@ class Context:
     ports: dict[str, int]
     pids: dict[str, int]
     session_token: str = ""
+    oauth_token: str = ""
+    issuer: object | None = None  # jwt_issuer.Issuer
     results: dict[str, dict] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # footnotes under the table
@@ -474,6 +480,8 @@ def headers(ctx: Context, auth: str = "api") -> dict:
         h["Authorization"] = f"Bearer {ctx.token}"
     elif auth == "session":
         h["Authorization"] = f"Bearer {ctx.session_token}"
+    elif auth == "oauth":
+        h["Authorization"] = f"Bearer {ctx.oauth_token}"
     return h
 
 
@@ -554,6 +562,35 @@ def run_scenario(ctx: Context, scenario: Scenario, duration: float | None = None
         print(f"bench: {scenario.name}: {result['errors']} errors {result['error_kinds']}; {proc.stderr.strip()}", file=sys.stderr)
     print(f"bench: {scenario.name}: {json.dumps(result)}", file=sys.stderr)
     return result
+
+
+# --------------------------------------------------------------------------- OAuth
+
+
+def start_issuer():
+    """The bench's OAuth issuer, or None (rows skipped) without `cryptography`."""
+    try:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import jwt_issuer
+    except ImportError as e:
+        print(f"bench: OAuth rows skipped: {e}", file=sys.stderr)
+        return None
+    return jwt_issuer.Issuer()
+
+
+def measure_oauth(ctx: Context) -> None:
+    """What an OAuth token costs over an API token (server CPU per ping),
+    and pings with it while the issuer is down: its keys stay cached."""
+    api, oauth = ctx.results["ping_api"], ctx.results["ping_oauth"]
+    ctx.extra["oauth_extra_cpu_us"] = oauth["server_cpu_us_per_req"] - api["server_cpu_us_per_req"]
+    ctx.extra["oauth_api_cpu_us"] = api["server_cpu_us_per_req"]
+    ctx.issuer.stop()
+    down = Scenario("ping_oauth_issuer_down", "mcp", "mcp-server ping with an OAuth token, the issuer stopped",
+                    lambda _: [rpc("ping")], "oauth")
+    r = run_scenario(ctx, down)
+    ctx.results[down.name] = r
+    ctx.extra["oauth_issuer_down_failed"] = r["errors"]
+    ctx.extra["oauth_issuer_down_requests"] = r["total_requests"]
 
 
 # --------------------------------------------------------------------------- paired
@@ -1440,6 +1477,11 @@ ROWS: list[Callable[[Context], Row | None]] = [
     metric_row("ping_api", "rps", "ping, API token: requests/s", "req/s"),
     metric_row("ping_session", "rps", "ping, session token: requests/s", "req/s"),
     metric_row("ping_none", "rps", "ping, no auth: requests/s", "req/s"),
+    metric_row("ping_oauth", "rps", "ping, OAuth access token (RS256): requests/s (vs API token)", "req/s", "ping_api"),
+    extra_row("oauth_extra_cpu_us", "OAuth access token: server CPU per request over the API-token path (API token's "
+              "own CPU per request as baseline)", "µs", "oauth_api_cpu_us"),
+    extra_row("oauth_issuer_down_failed", lambda ctx: "OAuth token, issuer stopped: failed requests (of "
+              f"{ctx.extra['oauth_issuer_down_requests']:,.0f})", "req"),
     extra_row("startup_ms", startup_label("published by kb-init (state record)"), "ms", "startup_base_ms"),
     extra_row("startup_placed_ms", startup_label("placed without a state record"), "ms", "startup_base_ms"),
     extra_row("reload_watch_p50", "reload latency, watcher: p50", "ms", scale=1000),
@@ -1759,23 +1801,32 @@ def main() -> int:
             (tmp / "session.key").write_text(os.urandom(32).hex() + "\n")
             ports = {"mcp": free_port(), "baseline": free_port()}
             mcp_log, base_log = LOGS / "mcp-server.log", LOGS / "baseline-server.log"
+            issuer = start_issuer()
+            resource = f"http://127.0.0.1:{ports['mcp']}/mcp"
+            oauth_args = ["--oauth-resource", resource, "--oauth-issuer", issuer.url, "--oauth-scopes", "mcp"] \
+                if issuer else []
             mcp = procs.start("mcp-server", mcp_serve_args(
-                ports["mcp"], tmp, "--kb-file", str(kb), "--instance-id", "bench", "--shutdown-timeout", "5s"),
-                mcp_log, env={"RUST_LOG": "warn"})
+                ports["mcp"], tmp, "--kb-file", str(kb), "--instance-id", "bench", "--shutdown-timeout", "5s",
+                *oauth_args), mcp_log, env={"RUST_LOG": "warn"})
             base = procs.start("baseline-server", [str(RELEASE / "baseline-server"), "--listen", f"127.0.0.1:{ports['baseline']}"], base_log)
             wait_http_ok("baseline-server", base, ports["baseline"], base_log)
             t0 = time.time()
             wait_http_ok("mcp-server", mcp, ports["mcp"], mcp_log)
             print(f"bench: mcp-server ready in {time.time() - t0:.1f}s", file=sys.stderr)
             ctx = Context(args, tmp, token, ports, {"mcp": mcp.pid, "baseline": base.pid})
+            if issuer:
+                ctx.issuer, ctx.oauth_token = issuer, issuer.token(resource)
             login = rpc("tools/call", {"name": "authenticate_user", "arguments": {"username": "bench", "password": "bench-password"}})
             _, reply = http_request(ports["mcp"], "POST", "/mcp", json.dumps(login).encode(), headers(ctx, "none"))
             ctx.session_token = json.loads(json.loads(reply)["result"]["content"][0]["text"])["session_token"]
             if ctx.selected("memory"):  # first: idle means before any load
                 measure_memory(ctx)
-            chosen = [s for s in SCENARIOS[1:] if ctx.selected("loadgen") or ctx.selected(s.name)]
+            chosen = [s for s in SCENARIOS[1:] if (ctx.selected("loadgen") or ctx.selected(s.name))
+                      and (s.auth != "oauth" or ctx.issuer)]
             for s in ([SCENARIOS[0]] if chosen else []) + chosen:
                 ctx.results[s.name] = run_scenario(ctx, s)
+            if "ping_oauth" in ctx.results and "ping_api" in ctx.results:
+                measure_oauth(ctx)
             if any(s.name == "tools_list" for s in chosen):
                 measure_tools_list_pairs(ctx)
             if ctx.selected("search1m"):

@@ -29,7 +29,7 @@ const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// Most keys kept from one JWKS.
 const MAX_KEYS: usize = 64;
 /// Retry delays after a failed fetch, doubling up to the last.
-const RETRY_FIRST: Duration = Duration::from_secs(1);
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// A verification key as a token's header is matched against it.

@@ -119,7 +119,7 @@ impl ResourceServer {
         for i in 0..self.issuers.len() {
             let me = self.clone();
             tokio::spawn(async move {
-                let mut retry = Duration::ZERO;
+                let mut retry = keys::RETRY_FIRST;
                 loop {
                     let issuer = &me.issuers[i];
                     let wait = issuer
