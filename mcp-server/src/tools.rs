@@ -101,8 +101,7 @@ fn principal_of(context: &RequestContext<RoleServer>) -> Option<&Principal> {
         .and_then(|p| p.extensions.get::<Principal>())
 }
 
-/// The one tool a client may call without a credential.
-pub const AUTHENTICATE_USER: &str = "authenticate_user";
+pub use fleet_common::tools_file::builtins::AUTHENTICATE_USER;
 
 /// The names of every tool this server can offer (the Postgres tools
 /// included), as the tool router declares them: the metric labels a tool

@@ -17,10 +17,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
+/// The one tool a client may call without a credential (a login), and
+/// that no permission takes away.
+pub const AUTHENTICATE_USER: &str = "authenticate_user";
+
 /// The built-in tools. The server's tool router declares the same names
 /// (a test there holds the two lists equal).
 pub const TOOLS: &[&str] = &[
-    "authenticate_user",
+    AUTHENTICATE_USER,
     "count_rows",
     "execute_explain",
     "get_schema_info",

@@ -75,7 +75,7 @@ pub fn admit<'a>(
         }
         Refusal::Off(why) => why,
     };
-    if name != crate::tools::AUTHENTICATE_USER && !permitted(principal, name) {
+    if name != fleet_common::tools_file::builtins::AUTHENTICATE_USER && !permitted(principal, name) {
         return Err(refuse(Refusal::Denied(format!(
             "this credential may not call the tool {name}"
         ))));
