@@ -35,6 +35,7 @@
 
 use fleet_common::permissions::Permissions;
 use fleet_common::tools_file::SqlTool;
+use fleet_common::tools_file::builtins::AUTHENTICATE_USER;
 use rmcp::model::Tool;
 
 use super::Catalog;
@@ -75,7 +76,7 @@ pub fn admit<'a>(
         }
         Refusal::Off(why) => why,
     };
-    if name != fleet_common::tools_file::builtins::AUTHENTICATE_USER && !permitted(principal, name) {
+    if name != AUTHENTICATE_USER && !permitted(principal, name) {
         return Err(refuse(Refusal::Denied(format!(
             "this credential may not call the tool {name}"
         ))));
