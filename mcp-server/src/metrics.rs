@@ -5,8 +5,8 @@
 //! calls a credential's permissions refused (by tool), reloads
 //! by file and outcome, the live generation of each file, the knowledge
 //! base's size, knowledge-base searches by mode and query embeddings
-//! (their time, their failures by provider and reason), and build
-//! information.
+//! (their time, their failures by provider and reason), OAuth issuers' key
+//! fetches and keys held, and build information.
 
 use std::sync::atomic::AtomicU64;
 
@@ -53,6 +53,27 @@ pub struct EmbeddingFailureLabels {
     pub reason: &'static str,
 }
 
+/// An OAuth issuer (its configured URL: no secret) and how a fetch of its
+/// keys went (`ok`, `error`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssuerFetchLabels {
+    pub issuer: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssuerLabel {
+    pub issuer: String,
+}
+
+/// The OAuth issuers' key fetches and keys held, handed to
+/// [`crate::auth::oauth::ResourceServer`] (cheap to clone).
+#[derive(Clone, Default)]
+pub struct OAuthMetrics {
+    pub key_fetches: Family<IssuerFetchLabels, Counter>,
+    pub keys: Family<IssuerLabel, Gauge>,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub file: &'static str,
@@ -91,6 +112,7 @@ pub struct Metrics {
     pub kb_searches: Family<ModeLabel, Counter>,
     pub embedding_failures: Family<EmbeddingFailureLabels, Counter>,
     pub embedding_seconds: Histogram,
+    pub oauth: OAuthMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -199,6 +221,17 @@ impl Metrics {
             "Time to embed a search query (in-process or through the provider)",
             embedding_seconds.clone(),
         );
+        let oauth = OAuthMetrics::default();
+        r.register(
+            "oauth_key_fetches",
+            "Fetches of an OAuth issuer's keys (discovery and JWKS), by issuer and outcome (ok, error); after an error the keys held keep serving",
+            oauth.key_fetches.clone(),
+        );
+        r.register(
+            "oauth_keys",
+            "Signing keys held for an OAuth issuer (0: none of its tokens can be checked)",
+            oauth.keys.clone(),
+        );
         let kb_chunks = Gauge::default();
         r.register(
             "kb_chunks",
@@ -242,6 +275,7 @@ impl Metrics {
             kb_searches,
             embedding_failures,
             embedding_seconds,
+            oauth,
         }
     }
 

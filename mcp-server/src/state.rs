@@ -65,16 +65,16 @@ impl AppState {
             .as_ref()
             .map(crate::embedding::Embedder::new)
             .transpose()?;
-        let oauth = config
-            .oauth
-            .clone()
-            .map(crate::auth::oauth::ResourceServer::new)
-            .transpose()?
-            .map(Arc::new);
         let files = FileTable::new(&config.files);
         let limiter = FailureLimiter::new(config.auth.failure_limit, config.auth.failure_window);
         let client_ip = ClientIpResolver::new(config.auth.trusted_proxies.clone());
         let metrics = Metrics::new(&config.instance_id);
+        let oauth = config
+            .oauth
+            .clone()
+            .map(|s| crate::auth::oauth::ResourceServer::new(s, metrics.oauth.clone()))
+            .transpose()?
+            .map(Arc::new);
         let databases = crate::pg::Databases::new(config.databases.clone())?;
         Ok(Arc::new(AppState {
             config,

@@ -28,6 +28,7 @@ use mcp_server::auth::oauth::jwt::JwtFailure;
 use mcp_server::auth::oauth::keys::KeyState;
 use mcp_server::auth::oauth::settings::{self, Given, GrantConfig, IssuerConfig};
 use mcp_server::auth::oauth::{OAuthFailure, ResourceServer};
+use mcp_server::metrics::{IssuerFetchLabels, IssuerLabel, OAuthMetrics};
 use serde_json::{Value, json};
 
 const RESOURCE: &str = "https://mcp.example.com/mcp";
@@ -177,6 +178,15 @@ async fn jwks(State(i): State<Issuer>) -> axum::response::Response {
 }
 
 fn server(issuer: &Issuer, grants: Vec<GrantConfig>, refresh: Duration) -> Arc<ResourceServer> {
+    server_counted(issuer, grants, refresh, OAuthMetrics::default())
+}
+
+fn server_counted(
+    issuer: &Issuer,
+    grants: Vec<GrantConfig>,
+    refresh: Duration,
+    metrics: OAuthMetrics,
+) -> Arc<ResourceServer> {
     let s = settings::resolve(Given {
         resource: Some(RESOURCE.into()),
         issuers: Some(vec![IssuerConfig {
@@ -190,7 +200,7 @@ fn server(issuer: &Issuer, grants: Vec<GrantConfig>, refresh: Duration) -> Arc<R
     })
     .unwrap()
     .unwrap();
-    let rs = Arc::new(ResourceServer::new(s).unwrap());
+    let rs = Arc::new(ResourceServer::new(s, metrics).unwrap());
     rs.start();
     rs
 }
@@ -376,7 +386,8 @@ async fn a_rotated_key_is_fetched_once_and_unknown_kids_cannot_hammer_the_issuer
 async fn an_issuer_that_goes_down_leaves_its_keys_serving() {
     let key = ec_key("k");
     let issuer = Issuer::start(&[&key]).await;
-    let rs = server(&issuer, Vec::new(), Duration::from_secs(1));
+    let metrics = OAuthMetrics::default();
+    let rs = server_counted(&issuer, Vec::new(), Duration::from_secs(1), metrics.clone());
     wait_for_keys(&rs).await;
     issuer.down.store(true, Ordering::SeqCst);
     let good = claims(&issuer.url);
@@ -396,6 +407,20 @@ async fn an_issuer_that_goes_down_leaves_its_keys_serving() {
     for _ in 0..50 {
         assert!(rs.authenticate(&sign(&key, &good)).await.is_ok());
     }
+    let fetches = |outcome| {
+        metrics
+            .key_fetches
+            .get_or_create(&IssuerFetchLabels {
+                issuer: issuer.url.clone(),
+                outcome,
+            })
+            .get()
+    };
+    assert!(fetches("ok") >= 1 && fetches("error") >= 1);
+    let held = IssuerLabel {
+        issuer: issuer.url.clone(),
+    };
+    assert_eq!(metrics.keys.get_or_create(&held).get(), 1);
     // Back up: the next timer fetch clears the error.
     issuer.down.store(false, Ordering::SeqCst);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -111,6 +111,7 @@ pub struct IssuerKeys {
     /// One fetch at a time; the others wait for it and use its keys.
     fetching: tokio::sync::Mutex<()>,
     http: reqwest::Client,
+    metrics: crate::metrics::OAuthMetrics,
 }
 
 /// Why a fetch failed: said in `/health` and the log, with the URL and
@@ -129,8 +130,13 @@ fn at(url: &Url, reason: impl std::fmt::Display) -> FetchError {
 }
 
 impl IssuerKeys {
-    pub fn new(settings: IssuerSettings, http: reqwest::Client) -> IssuerKeys {
+    pub fn new(
+        settings: IssuerSettings,
+        http: reqwest::Client,
+        metrics: crate::metrics::OAuthMetrics,
+    ) -> IssuerKeys {
         IssuerKeys {
+            metrics,
             settings,
             keys: ArcSwap::from_pointee(KeySet::default()),
             generation: Default::default(),
@@ -151,6 +157,13 @@ impl IssuerKeys {
     }
 
     fn store(&self, set: KeySet) {
+        let n = i64::try_from(set.keys.len()).unwrap_or(i64::MAX);
+        self.metrics
+            .keys
+            .get_or_create(&crate::metrics::IssuerLabel {
+                issuer: self.settings.issuer.clone(),
+            })
+            .set(n);
         self.keys.store(std::sync::Arc::new(set));
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -209,6 +222,13 @@ impl IssuerKeys {
     async fn fetch_and_store(&self) -> Result<(), FetchError> {
         self.lock().last_attempt = Some(Instant::now());
         let outcome = self.fetch().await;
+        self.metrics
+            .key_fetches
+            .get_or_create(&crate::metrics::IssuerFetchLabels {
+                issuer: self.settings.issuer.clone(),
+                outcome: if outcome.is_ok() { "ok" } else { "error" },
+            })
+            .inc();
         let mut st = self.lock();
         st.fetches += 1;
         match outcome {

@@ -60,7 +60,10 @@ pub struct ResourceServer {
 pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
 impl ResourceServer {
-    pub fn new(settings: OAuthSettings) -> anyhow::Result<ResourceServer> {
+    pub fn new(
+        settings: OAuthSettings,
+        metrics: crate::metrics::OAuthMetrics,
+    ) -> anyhow::Result<ResourceServer> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
@@ -68,7 +71,7 @@ impl ResourceServer {
         let issuers = settings
             .issuers
             .iter()
-            .map(|i| IssuerKeys::new(i.clone(), http.clone()))
+            .map(|i| IssuerKeys::new(i.clone(), http.clone(), metrics.clone()))
             .collect();
         let resource = &settings.resource;
         let path = resource.path().trim_end_matches('/');
