@@ -71,7 +71,7 @@ impl KeySet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyState {
-    /// No fetch has finished yet.
+    /// The first fetch has not finished yet.
     Pending,
     /// The last fetch worked.
     Ok,
@@ -336,11 +336,11 @@ impl IssuerKeys {
     pub fn health(&self) -> IssuerHealth {
         let st = self.lock();
         let keys = self.keys.load().keys.len();
-        let state = match (st.last_success, st.failed_last, st.last_attempt) {
-            (_, _, None) if keys == 0 => KeyState::Pending,
-            (Some(_), false, _) => KeyState::Ok,
-            (Some(_), true, _) => KeyState::Stale,
-            (None, _, _) => KeyState::Unavailable,
+        let state = match (st.last_success, st.failed_last) {
+            (None, _) if st.fetches == 0 => KeyState::Pending,
+            (Some(_), false) => KeyState::Ok,
+            (Some(_), true) => KeyState::Stale,
+            (None, _) => KeyState::Unavailable,
         };
         IssuerHealth {
             issuer: self.settings.issuer.clone(),
