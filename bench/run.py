@@ -591,6 +591,26 @@ def measure_oauth(ctx: Context) -> None:
     ctx.results[down.name] = r
     ctx.extra["oauth_issuer_down_failed"] = r["errors"]
     ctx.extra["oauth_issuer_down_requests"] = r["total_requests"]
+    ctx.extra.update(measure_jwt_checks())
+
+
+def measure_jwt_checks() -> dict[str, float]:
+    """A token's first check (signature and claims) per key family, and a
+    repeated token's, in process: `cost_of_one_check` in
+    mcp-server/tests/oauth_tokens.rs (2,000 distinct tokens per family
+    against a JWKS issuer on 127.0.0.1, release build)."""
+    cmd = ["cargo", "test", "--release", "-p", "mcp-server", "--test", "oauth_tokens", "cost_of_one_check", "--",
+           "--ignored", "--nocapture"]
+    print(f"bench: {' '.join(cmd)}", file=sys.stderr)
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    (LOGS / "jwt-checks.log").write_text(out.stderr + out.stdout)
+    found = {}
+    for alg, cold, warm in re.findall(r"(\w+): ([0-9.]+) µs per new token, ([0-9.]+) µs per repeated token", out.stdout):
+        found[f"jwt_first_{alg.lower()}_us"] = float(cold)
+        found[f"jwt_repeat_{alg.lower()}_us"] = float(warm)
+    if not found:
+        print(f"bench: JWT check rows skipped: {out.stderr.strip()[-500:]}", file=sys.stderr)
+    return found
 
 
 # --------------------------------------------------------------------------- paired
@@ -1480,6 +1500,9 @@ ROWS: list[Callable[[Context], Row | None]] = [
     metric_row("ping_oauth", "rps", "ping, OAuth access token (RS256): requests/s (vs API token)", "req/s", "ping_api"),
     extra_row("oauth_extra_cpu_us", "OAuth access token: server CPU per request over the API-token path (API token's "
               "own CPU per request as baseline)", "µs", "oauth_api_cpu_us"),
+    *[extra_row(f"jwt_first_{alg.lower()}_us", f"OAuth access token ({alg}), first check of a new token, in process "
+                "(vs the same token again: the cache)", "µs", f"jwt_repeat_{alg.lower()}_us")
+      for alg in ("RS256", "ES256", "EdDSA")],
     extra_row("oauth_issuer_down_failed", lambda ctx: "OAuth token, issuer stopped: failed requests (of "
               f"{ctx.extra['oauth_issuer_down_requests']:,.0f})", "req"),
     extra_row("startup_ms", startup_label("published by kb-init (state record)"), "ms", "startup_base_ms"),
