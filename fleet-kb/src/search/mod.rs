@@ -116,15 +116,18 @@ impl Kb {
                 Mode::Hybrid => {
                     // With the server to itself, the vector scan runs beside
                     // the keyword ranking (which spreads its own segments).
+                    // Never fewer chunks than asked for.
+                    let (kw_depth, sem_depth) =
+                        (fuse::KEYWORD_DEPTH.max(top_n), fuse::DEPTH.max(top_n));
                     let (kw, sem) = if parallel {
                         std::thread::scope(|s| {
-                            let sem = s.spawn(|| semantic(fuse::DEPTH, false));
-                            let kw = keyword(fuse::DEPTH);
+                            let sem = s.spawn(|| semantic(sem_depth, false));
+                            let kw = keyword(kw_depth);
                             let sem = sem.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
                             (kw, sem)
                         })
                     } else {
-                        (keyword(fuse::DEPTH), semantic(fuse::DEPTH, false))
+                        (keyword(kw_depth), semantic(sem_depth, false))
                     };
                     let kw: Vec<Item> = kw?
                         .into_iter()
