@@ -144,11 +144,8 @@ pub fn database<'a>(
     let requested = requested.map(str::trim).filter(|s| !s.is_empty());
     let bound = bound.map(str::trim).filter(|s| !s.is_empty());
     let Some(name) = requested.or(bound) else {
-        let first = databases
-            .names()
-            .into_iter()
-            .find(|n| permissions.allows_database(n))
-            .ok_or(ToolError::NoPermittedDatabase)?;
+        let first =
+            first_permitted(databases, permissions).ok_or(ToolError::NoPermittedDatabase)?;
         return databases.pick(Some(&first), None);
     };
     if !permissions.allows_database(name) {
@@ -176,11 +173,15 @@ pub fn database<'a>(
 /// shown to it.
 pub fn reaches_a_database(databases: &Databases, principal: Option<&Principal>) -> bool {
     let permissions = permissions_of(principal);
-    permissions.databases.is_none()
-        || databases
-            .names()
-            .iter()
-            .any(|n| permissions.allows_database(n))
+    permissions.databases.is_none() || first_permitted(databases, permissions).is_some()
+}
+
+/// The first configured database `permissions` allow.
+fn first_permitted(databases: &Databases, permissions: &Permissions) -> Option<String> {
+    databases
+        .names()
+        .into_iter()
+        .find(|n| permissions.allows_database(n))
 }
 
 /// Count a call of `name` refused by a credential's permissions, labelled
@@ -220,24 +221,18 @@ fn offered(
                 tool.name
             ))
         })?,
-        None => {
-            let first = databases
-                .names()
-                .into_iter()
-                .find(|n| permissions.allows_database(n));
-            match first {
-                Some(name) => databases.pick(Some(&name), None),
-                None if databases.is_empty() => Err(ToolError::NoDatabase),
-                None => Err(ToolError::NoPermittedDatabase),
-            }
-            .map_err(|e| {
-                if e.is_denied() {
-                    Refusal::Denied(e.to_string())
-                } else {
-                    Refusal::Off(e.to_string())
-                }
-            })?
+        None => match first_permitted(databases, permissions) {
+            Some(name) => databases.pick(Some(&name), None),
+            None if databases.is_empty() => Err(ToolError::NoDatabase),
+            None => Err(ToolError::NoPermittedDatabase),
         }
+        .map_err(|e| {
+            if e.is_denied() {
+                Refusal::Denied(e.to_string())
+            } else {
+                Refusal::Off(e.to_string())
+            }
+        })?,
     };
     if !permissions.allows_database(db.name()) {
         return Err(Refusal::Denied(format!(

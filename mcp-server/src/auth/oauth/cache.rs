@@ -74,25 +74,21 @@ impl Verified {
         );
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn p() -> Principal {
         Principal {
             subject: "oauth:x".into(),
             database: None,
-            permissions: Arc::new(fleet_common::permissions::Permissions::UNRESTRICTED),
+            permissions: fleet_common::permissions::Permissions::unrestricted(),
         }
     }
 

@@ -84,7 +84,6 @@ pub enum KeyState {
 #[derive(Default)]
 struct Status {
     last_success: Option<Instant>,
-    last_attempt: Option<Instant>,
     last_on_demand: Option<Instant>,
     last_error: Option<String>,
     failed_last: bool,
@@ -169,14 +168,6 @@ impl IssuerKeys {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    /// Install keys directly (tests and benches with no issuer to fetch).
-    pub fn install(&self, set: KeySet) {
-        self.store(set);
-        let mut st = self.lock();
-        st.last_success = Some(Instant::now());
-        st.failed_last = false;
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -220,7 +211,6 @@ impl IssuerKeys {
     }
 
     async fn fetch_and_store(&self) -> Result<(), FetchError> {
-        self.lock().last_attempt = Some(Instant::now());
         let outcome = self.fetch().await;
         self.metrics
             .key_fetches

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
+use fleet_common::permissions::Permissions;
 use sha2::{Digest, Sha256};
 
 use super::Principal;
@@ -53,7 +54,6 @@ pub struct ResourceServer {
     metadata_paths: Vec<String>,
     /// Every scope some issuer requires, for `scope=` in challenges.
     scopes: String,
-    unrestricted: Arc<fleet_common::permissions::Permissions>,
     verified: cache::Verified,
 }
 
@@ -111,7 +111,6 @@ impl ResourceServer {
             metadata: metadata.into(),
             metadata_url,
             metadata_paths,
-            unrestricted: Arc::new(fleet_common::permissions::Permissions::UNRESTRICTED),
             verified: cache::Verified::default(),
         })
     }
@@ -152,29 +151,26 @@ impl ResourceServer {
             .enumerate()
             .find(|(_, i)| i.settings.issuer == peek.iss)
             .ok_or(OAuthFailure::Invalid(JwtFailure::Issuer))?;
-        // Read before the keys: a swap in between makes the entry stale,
-        // never a stale entry look current.
-        let generation = issuer.generation();
-        let verified = {
-            let keys = issuer.keys();
-            match keys.find(peek.kid.as_deref(), peek.alg) {
-                Some(key) => Some(self.verify(token, &peek, key, issuer)?),
-                None => None,
+        let unknown = OAuthFailure::Invalid(JwtFailure::UnknownKey);
+        // The generation is read before the keys: a swap in between makes
+        // the cache entry stale, never a stale entry look current.
+        let mut generation = issuer.generation();
+        if issuer.keys().find(peek.kid.as_deref(), peek.alg).is_none() {
+            if !issuer.refresh_for_unknown_key().await {
+                return Err(unknown);
             }
-        };
-        let verified = match verified {
-            Some(v) => v,
-            None => {
-                if !issuer.refresh_for_unknown_key().await {
-                    return Err(OAuthFailure::Invalid(JwtFailure::UnknownKey));
-                }
-                let keys = issuer.keys();
-                let key = keys
-                    .find(peek.kid.as_deref(), peek.alg)
-                    .ok_or(OAuthFailure::Invalid(JwtFailure::UnknownKey))?;
-                self.verify(token, &peek, key, issuer)?
-            }
-        };
+            generation = issuer.generation();
+        }
+        let keys = issuer.keys();
+        let key = keys.find(peek.kid.as_deref(), peek.alg).ok_or(unknown)?;
+        let verified = jwt::verify(
+            token,
+            &peek,
+            key,
+            &issuer.settings,
+            self.settings.clock_skew,
+        )
+        .map_err(OAuthFailure::Invalid)?;
         let scopes = verified.scopes();
         if issuer
             .settings
@@ -184,10 +180,8 @@ impl ResourceServer {
         {
             return Err(OAuthFailure::InsufficientScope);
         }
-        let permissions = match grants::permissions(&self.settings.grants, &verified) {
-            None => self.unrestricted.clone(),
-            Some(p) => Arc::new(p),
-        };
+        let permissions = grants::permissions(&self.settings.grants, &verified)
+            .map_or_else(Permissions::unrestricted, Permissions::shared);
         let principal = Principal {
             subject: subject_of(&issuer.settings.issuer, verified.subject()),
             database: None,
@@ -199,17 +193,6 @@ impl ResourceServer {
                 .insert(digest, principal.clone(), until, index, generation);
         }
         Ok(principal)
-    }
-
-    fn verify(
-        &self,
-        token: &str,
-        peek: &jwt::Peek,
-        key: &keys::Key,
-        issuer: &IssuerKeys,
-    ) -> Result<jwt::Verified, OAuthFailure> {
-        jwt::verify(token, peek, key, &issuer.settings, self.settings.clock_skew)
-            .map_err(OAuthFailure::Invalid)
     }
 
     /// The RFC 9728 document, if `path` is one it is served at.
@@ -240,11 +223,6 @@ impl ResourceServer {
 
     pub fn resource(&self) -> &str {
         self.settings.resource.as_str()
-    }
-
-    /// An issuer's key cache, by position (tests and benches install keys).
-    pub fn issuer(&self, i: usize) -> Option<&IssuerKeys> {
-        self.issuers.get(i)
     }
 }
 
