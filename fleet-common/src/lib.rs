@@ -50,6 +50,14 @@ pub mod yaml;
 
 pub use error::{Error, Result};
 
+/// The cores this process may use (1 if unknown). Read once: the standard
+/// library's answer reads the cgroup's files each time, which a search on
+/// every request cannot afford.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Hex SHA-256 of `bytes` (lower case).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

@@ -1,18 +1,30 @@
-//! Ranking: BM25 over the search index with block-max WAND top-k, and at
-//! most [`MAX_PER_FILE`] chunks of one source file while other files match.
+//! Ranking: BM25 over the search index, scored term at a time into one
+//! score per chunk, and at most [`MAX_PER_FILE`] chunks of one source file
+//! while other files match.
 //!
 //! Each chunk is one field of text in which its title counts eight times
 //! and its section heading four ([`fleet_common::kb_index::TITLE_WEIGHT`]):
 //! FTS5's column weights, with the same saturation (a title match cannot
 //! outweigh everything else). A query is the union of its terms that occur
-//! in the KB, scored BM25 and summed, so a chunk holding more of the terms
-//! (or rarer ones) ranks higher. Without filters it is a flat union of term
-//! queries, which tantivy runs with block-max WAND: only chunks that can
-//! still enter the top k are scored.
+//! in the KB, scored BM25 (tantivy's, with the same statistics its own term
+//! queries use) and summed, so a chunk holding more of the terms (or rarer
+//! ones) ranks higher.
 //!
-//! Collection caps each source file at [`MAX_PER_FILE`] chunks: a chunk of
+//! Scoring is exhaustive and term at a time: each term's posting list is
+//! decoded block by block and its BM25 added to a dense array of scores,
+//! one per chunk of the segment ([`Scratch`], reused by the next search),
+//! which is then scanned once for the best. Block-max WAND (tantivy's
+//! union) was the engine before: it visits the same lists document at a
+//! time and skips blocks whose best score cannot enter the top k, but a
+//! chunk's title or section match lifts nearly every block's best close to
+//! the term's maximum, so on the bench corpus it skipped little and cost
+//! 3.2 times as much as this loop (565 µs against 176 µs per search at
+//! 100,000 chunks, one thread). The work is bounded by the postings of at
+//! most [`crate::query::MAX_TERMS`] terms.
+//!
+//! Selection caps each source file at [`MAX_PER_FILE`] chunks: a chunk of
 //! a file already holding that many places can only displace a weaker chunk
-//! of the same file. The cap keeps the pruning exact (the k-th best accepted
+//! of the same file. The cap keeps the selection exact (the k-th best accepted
 //! score only rises, and nothing at or below it can enter). When fewer than
 //! k chunks are found that way (few files match), a second pass fills the
 //! rest with the best remaining chunks whatever their file.
@@ -23,13 +35,11 @@
 //! matches in two places usually answers better than one that matches once.
 //!
 //! A KB of 200,000 chunks or more has two index segments, split at a file
-//! boundary. A search that has the server to itself runs them on two
-//! threads, each pruning with the best threshold either has reached; under
-//! concurrent searches they run in turn. Both ways give the same chunks in
-//! the same order (a file is never in both segments, and ties go to the
-//! first segment as they would in turn); should a file straddle them (a
-//! pgEdge KB whose rows of one file are not contiguous) and the cap bite,
-//! the stage is run again in turn.
+//! boundary; they are scored and scanned in turn, into one selection. Two
+//! threads, one a segment, were tried for a search with the server to
+//! itself: at 1,000,000 chunks the server's p50 was 2.0 ms that way and
+//! 1.7 ms in turn, since starting and waking the second thread cost this
+//! VM more than the half of the work it took.
 //!
 //! On the PostgreSQL manual's relevance questions (`bench/relevance`), the
 //! plain union ranked better than putting chunks holding every term first
@@ -37,17 +47,14 @@
 //! hit@1 from 45 % to 52 %.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Context;
-use fleet_common::kb_index::{Fields, SearchIndex};
+use fleet_common::kb_index::{Columns, Fields, SearchIndex};
 
 use crate::query::Word;
-use tantivy::query::{
-    BooleanQuery, ConstScoreQuery, EnableScoring, Occur, Query, TermQuery, Weight,
-};
+use tantivy::query::Bm25Weight;
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocId, Score, Searcher, SegmentReader, Term};
+use tantivy::{DocId, Score, SegmentReader, Term};
 
 /// At most this many chunks of one source file, while other files match.
 pub const MAX_PER_FILE: usize = 2;
@@ -60,8 +67,7 @@ pub struct Filters<'a> {
 }
 
 /// Chunks considered for page scores, whatever k is: at two per page,
-/// enough to see the second chunk of the first five pages. (Block-max WAND
-/// finds 10 for about 5 % more than 5.)
+/// enough to see the second chunk of the first five pages.
 pub const POOL: usize = 10;
 
 /// How much of a page's second-best chunk adds to its best.
@@ -77,15 +83,80 @@ pub struct Ranked {
     pub score: Score,
 }
 
-/// The best `k` chunks for the query `words` under `filters`. With
-/// `parallel`, the index's segments are searched at once, one thread each
-/// (for a server with idle cores).
+/// A search's working memory, kept for the next search so that its
+/// buffers are not allocated again: one score per chunk of each index
+/// segment. At 1,000,000 chunks it holds 4 MB; a caller keeps one per
+/// search that may run at once.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    segments: Vec<Vec<Score>>,
+}
+
+/// The chunks that [`Filters`] allow: one bit per chunk of each index
+/// segment. Made once per filter and generation and kept by the caller
+/// ([`crate::search::Kb`]): the postings of a product that holds most of
+/// a 1,000,000-chunk KB take longer to read than the query's terms.
+#[derive(Debug)]
+pub struct Allowed {
+    segments: Vec<Vec<u64>>,
+}
+
+impl Allowed {
+    /// The chunks `filters` allow in `index`: those of one of the products
+    /// and one of the versions asked (either list empty: any); `None`
+    /// without filters.
+    pub fn of(index: &SearchIndex, filters: &Filters<'_>) -> anyhow::Result<Option<Allowed>> {
+        if filters.project_names.is_empty() && filters.project_versions.is_empty() {
+            return Ok(None);
+        }
+        let searcher = index.reader.searcher();
+        let segments = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| allow(segment, &index.fields, filters))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Some(Allowed { segments }))
+    }
+}
+
+/// One segment's scores for a query, and the chunks the filters allow
+/// there (`None`: all).
+struct Scored<'a> {
+    scores: &'a [Score],
+    allowed: Option<&'a [u64]>,
+    columns: &'a Columns,
+}
+
+impl<'a> Scored<'a> {
+    /// Segment `ord`'s view of a search.
+    fn of(
+        ord: usize,
+        scores: &'a [Score],
+        allowed: Option<&'a Allowed>,
+        columns: &'a [Columns],
+    ) -> Scored<'a> {
+        Scored {
+            scores,
+            allowed: allowed.map(|a| &a.segments[ord][..]),
+            columns: &columns[ord],
+        }
+    }
+
+    #[inline]
+    fn allows(&self, doc: usize) -> bool {
+        self.allowed
+            .is_none_or(|bits| bits[doc / 64] >> (doc % 64) & 1 == 1)
+    }
+}
+
+/// The best `k` chunks for the query `words` among those `allowed` (`None`:
+/// all). `scratch` is working memory, left for the next search.
 pub fn rank(
     index: &SearchIndex,
     words: &[Word],
-    filters: &Filters<'_>,
+    allowed: Option<&Allowed>,
     k: usize,
-    parallel: bool,
+    scratch: &mut Scratch,
 ) -> anyhow::Result<Vec<Ranked>> {
     let searcher = index.reader.searcher();
     let f = &index.fields;
@@ -108,41 +179,83 @@ pub fn rank(
     if present.is_empty() || k == 0 {
         return Ok(Vec::new());
     }
-    let scoring = EnableScoring::enabled_from_searcher(&searcher);
-    let any = query(f, &present, filters).weight(scoring)?;
+    // Each term's BM25, from the same statistics tantivy's term queries use.
+    let terms = present
+        .iter()
+        .map(|t| {
+            let term = Term::from_field_text(f.body, t);
+            let weight = Bm25Weight::for_terms(&searcher, std::slice::from_ref(&term))?;
+            Ok((term, weight))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let segments = searcher.segment_readers();
+    if allowed.is_some_and(|a| a.segments.len() != segments.len())
+        || index.columns.len() != segments.len()
+    {
+        anyhow::bail!("filters or fast fields of another index");
+    }
+    scratch.segments.resize_with(segments.len(), Vec::new);
     let pool = k.max(POOL);
     let mut picks = Picks::new(pool);
-    picks.collect(&searcher, any.as_ref(), MAX_PER_FILE, parallel)?;
+    for (segment, scores) in segments.iter().zip(scratch.segments.iter_mut()) {
+        accumulate(segment, f.body, &terms, scores)?;
+    }
+    let scored: Vec<Scored<'_>> = scratch
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(ord, scores)| Scored::of(ord, scores, allowed, &index.columns))
+        .collect();
+    picks.collect(&scored, MAX_PER_FILE);
     let capped = picks.len();
     if picks.len() < pool {
-        picks.collect(&searcher, any.as_ref(), usize::MAX, parallel)?;
+        picks.collect(&scored, usize::MAX);
     }
-    let mut ranked = picks.into_ranked(&searcher, capped)?;
+    let mut ranked = picks.into_ranked(&index.columns, capped)?;
     ranked.truncate(k);
     Ok(ranked)
 }
 
-fn term_query(field: Field, term: &str, option: IndexRecordOption) -> Box<dyn Query> {
-    Box::new(TermQuery::new(Term::from_field_text(field, term), option))
+/// `scores` := each chunk of `segment` scored for `terms` (BM25 in
+/// `field`, summed; 0 for a chunk holding none of them).
+fn accumulate(
+    segment: &SegmentReader,
+    field: Field,
+    terms: &[(Term, Bm25Weight)],
+    scores: &mut Vec<Score>,
+) -> anyhow::Result<()> {
+    scores.clear();
+    scores.resize(segment.max_doc() as usize, 0.0);
+    let inverted = segment.inverted_index(field)?;
+    let norms = segment.get_fieldnorms_reader(field)?;
+    for (term, weight) in terms {
+        let Some(mut block) = inverted.read_block_postings(term, IndexRecordOption::WithFreqs)?
+        else {
+            continue;
+        };
+        loop {
+            let docs = block.docs();
+            if docs.is_empty() {
+                break;
+            }
+            for (&doc, &tf) in docs.iter().zip(block.freqs()) {
+                let s = weight.score(norms.fieldnorm_id(doc), tf);
+                // Doc ids come from the segment's own postings: in range.
+                if let Some(slot) = scores.get_mut(doc as usize) {
+                    *slot += s;
+                }
+            }
+            block.advance();
+        }
+    }
+    Ok(())
 }
 
-/// Any of the terms, each clause a plain term query, restricted to the
-/// filters' products and versions (which do not score).
-fn query(f: &Fields, terms: &[&str], filters: &Filters<'_>) -> Box<dyn Query> {
-    let mut clauses: Vec<(Occur, Box<dyn Query>)> = terms
-        .iter()
-        .map(|t| {
-            (
-                Occur::Should,
-                term_query(f.body, t, IndexRecordOption::WithFreqs),
-            )
-        })
-        .collect();
-    if clauses.len() == 1 && filters.project_names.is_empty() && filters.project_versions.is_empty()
-    {
-        // A lone term query prunes by itself; inside a boolean query it would not.
-        return clauses.remove(0).1;
-    }
+/// One bit per chunk of `segment` that `filters` allow.
+fn allow(segment: &SegmentReader, f: &Fields, filters: &Filters<'_>) -> anyhow::Result<Vec<u64>> {
+    let words = (segment.max_doc() as usize).div_ceil(64);
+    let mut bits = vec![u64::MAX; words];
+    let mut any = vec![0u64; words];
     for (field, values) in [
         (f.project_name, &filters.project_names),
         (f.project_version, &filters.project_versions),
@@ -150,22 +263,32 @@ fn query(f: &Fields, terms: &[&str], filters: &Filters<'_>) -> Box<dyn Query> {
         if values.is_empty() {
             continue;
         }
-        let any: Box<dyn Query> = Box::new(BooleanQuery::new(
-            values
-                .iter()
-                .map(|v| {
-                    (
-                        Occur::Should,
-                        term_query(field, v, IndexRecordOption::Basic),
-                    )
-                })
-                .collect(),
-        ));
-        clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(any, 0.0))));
+        any.fill(0);
+        let inverted = segment.inverted_index(field)?;
+        for v in values.iter() {
+            let term = Term::from_field_text(field, v);
+            let Some(mut block) = inverted.read_block_postings(&term, IndexRecordOption::Basic)?
+            else {
+                continue;
+            };
+            loop {
+                let docs = block.docs();
+                if docs.is_empty() {
+                    break;
+                }
+                for &doc in docs {
+                    if let Some(w) = any.get_mut(doc as usize / 64) {
+                        *w |= 1 << (doc % 64);
+                    }
+                }
+                block.advance();
+            }
+        }
+        for (b, a) in bits.iter_mut().zip(&any) {
+            *b &= a;
+        }
     }
-    // Beside a filter (a must clause) the terms become optional: one of
-    // them is still required.
-    Box::new(BooleanQuery::with_minimum_required_clauses(clauses, 1))
+    Ok(bits)
 }
 
 /// A chunk picked by a stage: its place in the index and its file.
@@ -199,33 +322,19 @@ impl Picks {
         self.picked.len()
     }
 
-    /// Run one stage: add its best chunks (at most `cap` per file, counting
-    /// earlier picks) until there are k. With `parallel`, each segment is
-    /// searched on its own thread, all pruning with the best threshold any
-    /// of them has reached.
-    fn collect(
-        &mut self,
-        searcher: &Searcher,
-        weight: &dyn Weight,
-        cap: usize,
-        parallel: bool,
-    ) -> anyhow::Result<()> {
+    /// Run one stage: add the best chunks of every segment in turn (at most
+    /// `cap` per file, counting earlier picks) until there are k. Exact.
+    fn collect(&mut self, scored: &[Scored<'_>], cap: usize) {
         let need = self.k - self.picked.len();
-        let segments = searcher.segment_readers();
-        let stage = if parallel && segments.len() > 1 {
-            match self.collect_parallel(segments, weight, need, cap)? {
-                Some(stage) => stage,
-                None => self.collect_sequential(segments, weight, need, cap)?,
-            }
-        } else {
-            self.collect_sequential(segments, weight, need, cap)?
-        };
-        for p in stage {
+        let mut heap = self.heap(need, cap);
+        for (ord, segment) in scored.iter().enumerate() {
+            scan(&mut heap, ord as u32, segment);
+        }
+        for p in heap.into_sorted() {
             self.taken.insert((p.segment, p.doc));
             *self.per_group.entry(p.group).or_insert(0) += 1;
             self.picked.push(p);
         }
-        Ok(())
     }
 
     fn heap(&self, need: usize, cap: usize) -> Heap<'_> {
@@ -238,80 +347,10 @@ impl Picks {
         }
     }
 
-    /// Every segment in turn, into one heap: exact.
-    fn collect_sequential(
-        &self,
-        segments: &[SegmentReader],
-        weight: &dyn Weight,
-        need: usize,
-        cap: usize,
-    ) -> anyhow::Result<Vec<Pick>> {
-        let mut heap = self.heap(need, cap);
-        let shared = SharedThreshold::default();
-        for (ord, segment) in segments.iter().enumerate() {
-            scan(&mut heap, ord as u32, segment, weight, &shared)?;
-        }
-        Ok(heap.into_sorted())
-    }
-
-    /// One heap per segment, searched at once, then merged. Exact when no
-    /// file has chunks in two segments (the builder splits at a file
-    /// boundary); `None` if one does and the cap had to drop a chunk, so that
-    /// the caller searches again in turn.
-    fn collect_parallel(
-        &self,
-        segments: &[SegmentReader],
-        weight: &dyn Weight,
-        need: usize,
-        cap: usize,
-    ) -> anyhow::Result<Option<Vec<Pick>>> {
-        let shared = SharedThreshold::default();
-        let results: Vec<anyhow::Result<Vec<Pick>>> = std::thread::scope(|scope| {
-            let run = |ord: usize| {
-                let mut heap = self.heap(need, cap);
-                scan(&mut heap, ord as u32, &segments[ord], weight, &shared)?;
-                Ok(heap.picks)
-            };
-            let others: Vec<_> = (1..segments.len())
-                .map(|ord| scope.spawn(move || run(ord)))
-                .collect();
-            let mut results = vec![run(0)];
-            for handle in others {
-                results.push(
-                    handle
-                        .join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a search thread panicked"))),
-                );
-            }
-            results
-        });
-        let mut all = Vec::new();
-        for r in results {
-            all.extend(r?);
-        }
-        sort_by_rank(&mut all);
-        let mut counts: HashMap<u64, usize> = HashMap::new();
-        let mut stage = Vec::with_capacity(need);
-        for p in all {
-            if stage.len() == need {
-                break;
-            }
-            let used = counts.entry(p.group).or_insert(0);
-            if self.per_group.get(&p.group).copied().unwrap_or(0) + *used < cap {
-                *used += 1;
-                stage.push(p);
-            } else {
-                return Ok(None);
-            }
-        }
-        Ok(Some(stage))
-    }
-
-    /// The picks as chunk ids and scores.
     /// The picks in rank order, as chunk ids and ranking scores. The first
     /// `capped` (those collected within the per-file cap) are ordered by
     /// their page's score, then their own; the rest follow as found.
-    fn into_ranked(mut self, searcher: &Searcher, capped: usize) -> anyhow::Result<Vec<Ranked>> {
+    fn into_ranked(mut self, columns: &[Columns], capped: usize) -> anyhow::Result<Vec<Ranked>> {
         let mut page: HashMap<u64, (Score, usize)> = HashMap::new();
         for (i, p) in self.picked[..capped].iter().enumerate() {
             page.entry(p.group)
@@ -336,21 +375,12 @@ impl Picks {
             floor = floor.min(p.score);
             ranked_picks.push((floor, p));
         }
-        let mut ids = Vec::new();
-        for segment in searcher.segment_readers() {
-            ids.push(
-                segment
-                    .fast_fields()
-                    .i64("chunk_id")
-                    .context("reading the chunk id fast field")?,
-            );
-        }
         ranked_picks
             .into_iter()
             .map(|(score, p)| {
-                let id = ids
+                let id = columns
                     .get(p.segment as usize)
-                    .and_then(|c| c.first(p.doc))
+                    .and_then(|c| c.chunk_id.first(p.doc))
                     .context("a hit without a chunk id")?;
                 Ok(Ranked {
                     chunk_id: id,
@@ -416,57 +446,38 @@ impl Heap<'_> {
     }
 }
 
-/// The best threshold any thread of a search has reached. Scores are
-/// positive, and positive floats order as their bits do.
-#[derive(Default)]
-struct SharedThreshold(AtomicU32);
+/// Scores compared at once by [`scan`] before it looks at any one.
+const SCAN_RUN: usize = 32;
 
-impl SharedThreshold {
-    /// A threshold another thread may prune with: just below the best
-    /// reached, so that a chunk tying with another segment's still reaches
-    /// the merge, where ties go to the earlier segment as they would in turn.
-    fn get(&self) -> Score {
-        let t = Score::from_bits(self.0.load(Ordering::Relaxed));
-        if t > 0.0 { t.next_down() } else { 0.0 }
-    }
-
-    fn raise(&self, to: Score) {
-        self.0.fetch_max(to.max(0.0).to_bits(), Ordering::Relaxed);
-    }
-}
-
-/// Offer every chunk of `segment` matching `weight` to `heap`, pruning with
-/// block-max WAND below the heap's threshold or the shared one.
-fn scan(
-    heap: &mut Heap<'_>,
-    ord: u32,
-    segment: &SegmentReader,
-    weight: &dyn Weight,
-    shared: &SharedThreshold,
-) -> anyhow::Result<()> {
-    let groups = segment
-        .fast_fields()
-        .u64("group")
-        .context("reading the group fast field")?;
-    let start = heap.threshold().unwrap_or(0.0).max(shared.get());
-    weight.for_each_pruning(start, segment, &mut |doc, score| {
-        // A chunk without a group (never written so) is its own file.
-        let group = groups.first(doc).unwrap_or(u64::MAX - u64::from(doc));
-        heap.offer(Pick {
-            segment: ord,
-            doc,
-            group,
-            score,
-        });
-        match heap.threshold() {
-            Some(t) => {
-                shared.raise(t);
-                t.max(shared.get())
-            }
-            None => shared.get(),
+/// Offer every chunk of a segment scoring above the heap's threshold to
+/// `heap`, in index order.
+fn scan(heap: &mut Heap<'_>, ord: u32, scored: &Scored<'_>) {
+    let groups = &scored.columns.group;
+    let mut threshold = heap.threshold().unwrap_or(0.0);
+    // Scores are 0 or positive, and positive floats order as their bits do:
+    // a run of scores is skipped on its greatest bits, which vectorises.
+    for (run, scores) in scored.scores.chunks(SCAN_RUN).enumerate() {
+        let best = scores.iter().fold(0u32, |m, s| m.max(s.to_bits()));
+        if best <= threshold.to_bits() {
+            continue;
         }
-    })?;
-    Ok(())
+        for (i, &score) in scores.iter().enumerate() {
+            let doc = run * SCAN_RUN + i;
+            if score <= threshold || !scored.allows(doc) {
+                continue;
+            }
+            let doc = doc as DocId;
+            // A chunk without a group (never written so) is its own file.
+            let group = groups.first(doc).unwrap_or(u64::MAX - u64::from(doc));
+            heap.offer(Pick {
+                segment: ord,
+                doc,
+                group,
+                score,
+            });
+            threshold = heap.threshold().unwrap_or(0.0);
+        }
+    }
 }
 
 /// Best first; on equal scores, index order.
@@ -573,10 +584,51 @@ mod tests {
         ranked.iter().map(|r| by_id[&r.chunk_id]).collect()
     }
 
+    /// Every matching chunk's score by tantivy's own BM25 (a union of term
+    /// queries, as the engine before this one ran), by (segment, doc).
+    fn reference(
+        index: &SearchIndex,
+        terms: &[&str],
+        field: Field,
+    ) -> HashMap<(u32, DocId), Score> {
+        use tantivy::collector::TopDocs;
+        use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+        let searcher = index.reader.searcher();
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|t| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(field, t),
+                    IndexRecordOption::WithFreqs,
+                ));
+                (Occur::Should, q)
+            })
+            .collect();
+        searcher
+            .search(
+                &BooleanQuery::new(clauses),
+                &TopDocs::with_limit(10_000).order_by_score(),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|(score, a)| ((a.segment_ord, a.doc_id), score))
+            .collect()
+    }
+
     #[test]
-    fn parallel_segments_rank_exactly_as_one_thread_does() {
-        for interleaved in [false, true] {
-            let index = index(30, 8, interleaved);
+    fn scores_are_tantivys_bm25_and_the_selection_is_exact() {
+        // Many files (the cap rarely bites), six (it bites), three (it
+        // bites, and the rest of the pool is filled whatever the file).
+        for (files, per_file, interleaved) in [
+            (30, 8, false),
+            (30, 8, true),
+            (6, 40, false),
+            (6, 40, true),
+            (3, 60, false),
+        ] {
+            let index = index(files, per_file, interleaved);
+            let searcher = index.reader.searcher();
+            let f = &index.fields;
             let queries = [
                 "vacuum",
                 "vacuum index",
@@ -584,32 +636,113 @@ mod tests {
                 "autovacuum lock query plan backup restore",
                 "index index nothing",
             ];
+            let spock = reference(&index, &["spock"], f.project_name);
             for q in queries {
-                for k in [1, 3, 5, 20] {
-                    for filters in [
-                        Filters::default(),
-                        Filters {
-                            project_names: vec!["spock"],
-                            project_versions: vec![],
-                        },
-                    ] {
-                        let w = words(q);
-                        let one = rank(&index, &w, &filters, k, false).unwrap();
-                        let two = rank(&index, &w, &filters, k, true).unwrap();
-                        assert_eq!(one, two, "{q:?} k={k} interleaved={interleaved}");
-                        assert_eq!(one.len(), k, "{q:?}");
-                        assert!(one.windows(2).all(|p| p[0].score >= p[1].score));
-                        // Each file at most twice: 30 files match.
-                        let files = files_of(&index, &one);
-                        let mut counts = HashMap::new();
-                        for f in files {
-                            *counts.entry(f).or_insert(0) += 1;
+                let w = words(q);
+                let terms: Vec<&str> = w
+                    .iter()
+                    .map(|w| w.whole.as_str())
+                    .filter(|t| *t != "noth")
+                    .collect();
+                let expected = reference(&index, &terms, f.body);
+                assert!(!expected.is_empty(), "{q:?}");
+                // Term at a time gives every chunk tantivy's score.
+                let weights: Vec<(Term, Bm25Weight)> = terms
+                    .iter()
+                    .map(|t| {
+                        let term = Term::from_field_text(f.body, t);
+                        let w =
+                            Bm25Weight::for_terms(&searcher, std::slice::from_ref(&term)).unwrap();
+                        (term, w)
+                    })
+                    .collect();
+                for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+                    let mut scores = Vec::new();
+                    accumulate(segment, f.body, &weights, &mut scores).unwrap();
+                    for (doc, &s) in scores.iter().enumerate() {
+                        match expected.get(&(ord as u32, doc as DocId)) {
+                            Some(&e) => assert!((s - e).abs() <= 1e-4 * e, "{q:?} {s} vs {e}"),
+                            None => assert_eq!(s, 0.0, "{q:?}"),
                         }
+                    }
+                }
+                for only_spock in [false, true] {
+                    let filters = Filters {
+                        project_names: if only_spock { vec!["spock"] } else { vec![] },
+                        project_versions: vec![],
+                    };
+                    let allowed = Allowed::of(&index, &filters).unwrap();
+                    let mut scratch = Scratch::default();
+                    // k = POOL: the selection itself, before page order.
+                    let ranked = rank(&index, &w, allowed.as_ref(), POOL, &mut scratch).unwrap();
+                    // By brute force: every match, best first, two per file.
+                    let mut all: Vec<((u32, DocId), Score)> = expected
+                        .iter()
+                        .filter(|(at, _)| !only_spock || spock.contains_key(at))
+                        .map(|(at, s)| (*at, *s))
+                        .collect();
+                    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    let group_of = |at: (u32, DocId)| {
+                        let segment = &searcher.segment_readers()[at.0 as usize];
+                        segment
+                            .fast_fields()
+                            .u64("group")
+                            .unwrap()
+                            .first(at.1)
+                            .unwrap()
+                    };
+                    let mut per_file: HashMap<u64, usize> = HashMap::new();
+                    let mut want: Vec<Score> = Vec::new();
+                    let mut rest: Vec<Score> = Vec::new();
+                    for (at, s) in &all {
+                        let n = per_file.entry(group_of(*at)).or_insert(0);
+                        if *n < MAX_PER_FILE && want.len() < POOL {
+                            *n += 1;
+                            want.push(*s);
+                        } else {
+                            rest.push(*s);
+                        }
+                    }
+                    let capped = want.len();
+                    want.extend(rest.iter().take(POOL - capped));
+                    want.sort_by(|a, b| b.total_cmp(a));
+                    // The chunks picked score what the brute force's do
+                    // (equal scores may swap chunks, not scores).
+                    let id_score: HashMap<i64, Score> = expected
+                        .iter()
+                        .map(|(at, s)| {
+                            let segment = &searcher.segment_readers()[at.0 as usize];
+                            let id = segment
+                                .fast_fields()
+                                .i64("chunk_id")
+                                .unwrap()
+                                .first(at.1)
+                                .unwrap();
+                            (id, *s)
+                        })
+                        .collect();
+                    let mut got: Vec<Score> =
+                        ranked.iter().map(|r| id_score[&r.chunk_id]).collect();
+                    got.sort_by(|a, b| b.total_cmp(a));
+                    assert_eq!(got.len(), want.len(), "{q:?} spock={only_spock}");
+                    for (g, e) in got.iter().zip(&want) {
                         assert!(
-                            counts.values().all(|&c| c <= MAX_PER_FILE),
-                            "{q:?} {counts:?}"
+                            (g - e).abs() <= 1e-4 * e,
+                            "{q:?} spock={only_spock}: {got:?} vs {want:?}"
                         );
                     }
+                    // Page order: best page first, scores never rising; the
+                    // cap holds over the chunks found within it.
+                    assert!(ranked.windows(2).all(|p| p[0].score >= p[1].score));
+                    let files = files_of(&index, &ranked[..capped.min(ranked.len())]);
+                    let mut counts = HashMap::new();
+                    for f in files {
+                        *counts.entry(f).or_insert(0) += 1;
+                    }
+                    assert!(
+                        counts.values().all(|&c| c <= MAX_PER_FILE),
+                        "{q:?} {counts:?}"
+                    );
                 }
             }
         }

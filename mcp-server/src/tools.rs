@@ -363,7 +363,9 @@ impl McpHandler {
             vector,
         };
         // Any query text is searchable; should the engine still fail, the
-        // caller gets a tool error, not a protocol error.
+        // caller gets a tool error, not a protocol error. The semaphore is
+        // never closed.
+        let _turn = self.state.searches.acquire().await.ok();
         let hits = match tokio::task::spawn_blocking(move || kb.search(&q)).await {
             Ok(Ok(hits)) => hits,
             Ok(Err(e)) => return Ok(tool_error(format!("search failed: {e:#}"))),

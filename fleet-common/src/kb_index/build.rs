@@ -62,7 +62,7 @@ impl BuildOptions {
     /// KB's index in about half the time of one, merge included).
     pub fn fast() -> BuildOptions {
         BuildOptions {
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)),
+            threads: crate::cores().clamp(1, 4),
             memory_per_thread: 64 << 20,
             split_min_chunks: SPLIT_MIN_CHUNKS,
         }

@@ -122,6 +122,19 @@ pub struct SearchIndex {
     pub fields: Fields,
     /// Documents in the index.
     pub docs: u64,
+    /// The fast fields of each segment (in the searcher's order), opened
+    /// once: opening one reads a header per block of 512 documents, which a
+    /// search at 1,000,000 chunks felt (9 % of its CPU).
+    pub columns: Vec<Columns>,
+}
+
+/// One segment's fast fields.
+#[derive(Clone)]
+pub struct Columns {
+    /// `chunks.id` of each document.
+    pub chunk_id: tantivy::columnar::Column<i64>,
+    /// Its source file's group ([`Fields::group`]).
+    pub group: tantivy::columnar::Column<u64>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -167,11 +180,22 @@ fn open_unguarded(pack: Pack) -> Result<SearchIndex> {
     let searcher = reader.searcher();
     let docs = searcher.num_docs();
     probe(&searcher, &fields)?;
+    let columns = searcher
+        .segment_readers()
+        .iter()
+        .map(|segment| {
+            Ok(Columns {
+                chunk_id: segment.fast_fields().i64("chunk_id").map_err(invalid)?,
+                group: segment.fast_fields().u64("group").map_err(invalid)?,
+            })
+        })
+        .collect::<Result<_>>()?;
     Ok(SearchIndex {
         index,
         reader,
         fields,
         docs,
+        columns,
     })
 }
 

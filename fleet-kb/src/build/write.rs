@@ -199,7 +199,7 @@ const EMBED_BATCH: usize = 4096;
 fn store_vectors(tx: &Connection, model: &StaticModel) -> Result<()> {
     tx.execute_batch(kb_vectors::CREATE_TABLE)?;
     kb_vectors::write_identity(tx, model.identity())?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = fleet_common::cores();
     let mut read = tx.prepare(
         "SELECT id, coalesce(title, ''), coalesce(section, ''), text FROM chunks \
          WHERE id > ?1 ORDER BY id LIMIT ?2",

@@ -21,6 +21,7 @@ pub(crate) use types::HIT_ROW_SQL;
 pub use types::{DEFAULT_TOP_N, Hit, MAX_TOP_N, Mode, Product, SearchQuery};
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::fuse::{self, Item};
@@ -49,11 +50,88 @@ impl Drop for Busy<'_> {
     }
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// A [`rank::Scratch`] taken from [`Kb::scratch`] for one search, given
+/// back when dropped (a search that failed leaves it reusable: every buffer
+/// is reset before use).
+struct Borrowed<'a> {
+    kb: &'a Kb,
+    scratch: Option<rank::Scratch>,
 }
 
+impl<'a> Borrowed<'a> {
+    fn take(kb: &'a Kb) -> Borrowed<'a> {
+        let scratch = kb
+            .scratch
+            .lock()
+            .map(|mut pool| pool.pop())
+            .unwrap_or_default()
+            .unwrap_or_default();
+        Borrowed {
+            kb,
+            scratch: Some(scratch),
+        }
+    }
+
+    fn get(&mut self) -> &mut rank::Scratch {
+        self.scratch.get_or_insert_with(rank::Scratch::default)
+    }
+}
+
+impl Drop for Borrowed<'_> {
+    fn drop(&mut self) {
+        if let (Some(scratch), Ok(mut pool)) = (self.scratch.take(), self.kb.scratch.lock())
+            && pool.len() < open::pool_size()
+        {
+            pool.push(scratch);
+        }
+    }
+}
+
+/// Filters whose [`rank::Allowed`] a generation keeps (the most recently
+/// used): 125 KB each at 1,000,000 chunks.
+const KEPT_FILTERS: usize = 8;
+
+/// A filter as [`Kb::filters`] keys it: its products and versions, sorted.
+type FilterKey = (Vec<String>, Vec<String>);
+
 impl Kb {
+    /// The chunks `filters` allow (`None`: no filters), from this
+    /// generation's [`KEPT_FILTERS`] or made now and kept.
+    fn allowed(&self, filters: &Filters<'_>) -> anyhow::Result<Option<Arc<rank::Allowed>>> {
+        if filters.project_names.is_empty() && filters.project_versions.is_empty() {
+            return Ok(None);
+        }
+        let sorted = |v: &[&str]| {
+            let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let key: FilterKey = (
+            sorted(&filters.project_names),
+            sorted(&filters.project_versions),
+        );
+        if let Ok(mut kept) = self.filters.lock()
+            && let Some(i) = kept.iter().position(|(k, _)| *k == key)
+        {
+            let entry = kept.remove(i);
+            let allowed = entry.1.clone();
+            kept.push(entry);
+            return Ok(Some(allowed));
+        }
+        let Some(allowed) = rank::Allowed::of(&self.index, filters)? else {
+            return Ok(None);
+        };
+        let allowed = Arc::new(allowed);
+        if let Ok(mut kept) = self.filters.lock() {
+            if kept.len() >= KEPT_FILTERS {
+                kept.remove(0);
+            }
+            kept.push((key, allowed.clone()));
+        }
+        Ok(Some(allowed))
+    }
+
     /// The mode a search of `q` runs in: the one it asks for, if this
     /// generation has vectors and `q` carries one of their dimension;
     /// otherwise [`Mode::Keyword`].
@@ -83,14 +161,17 @@ impl Kb {
             project_names: non_empty(&q.project_names),
             project_versions: non_empty(&q.project_versions),
         };
-        // Only a search with the server to itself spreads over the cores.
+        // Only a search with the server to itself spreads its vector scan
+        // over the cores.
         let _busy = Busy::enter(&self.searching);
-        let parallel = _busy.alone && cores() > 1;
+        let parallel = _busy.alone && fleet_common::cores() > 1;
         let keyword = |k: usize| -> anyhow::Result<Vec<Ranked>> {
             if words.is_empty() {
                 return Ok(Vec::new());
             }
-            rank::rank(&self.index, &words, &filters, k, parallel)
+            let allowed = self.allowed(&filters)?;
+            let mut scratch = Borrowed::take(self);
+            rank::rank(&self.index, &words, allowed.as_deref(), k, scratch.get())
         };
         let semantic = |k: usize, parallel: bool| -> anyhow::Result<Vec<Item>> {
             let (Some(v), Some(qv)) = (&self.vectors, &q.vector) else {
@@ -115,8 +196,7 @@ impl Kb {
                 }
                 Mode::Hybrid => {
                     // With the server to itself, the vector scan runs beside
-                    // the keyword ranking (which spreads its own segments).
-                    // Never fewer chunks than asked for.
+                    // the keyword ranking. Never fewer chunks than asked for.
                     let (kw_depth, sem_depth) =
                         (fuse::KEYWORD_DEPTH.max(top_n), fuse::DEPTH.max(top_n));
                     let (kw, sem) = if parallel {

@@ -25,8 +25,8 @@ use super::index::{IndexSource, load_index};
 use crate::vectors::{Loaded, VectorIndex, VectorSource};
 
 /// Connections per generation: enough to keep every core reading rows.
-fn pool_size() -> usize {
-    std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).clamp(2, 8))
+pub(super) fn pool_size() -> usize {
+    (fleet_common::cores() * 2).clamp(2, 8)
 }
 
 /// How to load a KB.
@@ -62,6 +62,11 @@ pub struct Kb {
     pub(super) products: OnceLock<Vec<Product>>,
     /// Searches running now.
     pub(super) searching: AtomicUsize,
+    /// Working memory of finished searches, for the next ones: at most
+    /// [`pool_size`] kept.
+    pub(super) scratch: Mutex<Vec<crate::rank::Scratch>>,
+    /// The chunks recent filters allow ([`super::KEPT_FILTERS`] at most).
+    pub(super) filters: Mutex<Vec<(super::FilterKey, std::sync::Arc<crate::rank::Allowed>)>>,
     /// The chunks' vectors, when asked for and present.
     pub(super) vectors: Option<VectorIndex>,
     /// Why there are none, when they were asked for.
@@ -151,6 +156,8 @@ impl Kb {
             returned: Condvar::new(),
             products: OnceLock::new(),
             searching: AtomicUsize::new(0),
+            scratch: Mutex::new(Vec::new()),
+            filters: Mutex::new(Vec::new()),
             vectors,
             no_vectors,
         })
