@@ -128,7 +128,11 @@ fn write(path: &Path, args: &Args, generator: &str) -> Result<()> {
         ("built_at", "2025-01-01T00:00:00Z".to_string()),
         ("generator", generator.to_string()),
     ];
-    let index = BuildOptions::fast();
+    // Merged, as `kb build` publishes it.
+    let index = BuildOptions {
+        merge: true,
+        ..BuildOptions::fast()
+    };
     let model = args
         .embed_model
         .as_deref()
