@@ -8,8 +8,8 @@
 //! - [`search`]: one loaded generation of a KB ([`search::Kb`]): opening it
 //!   (`search/open.rs`, [`search::Kb::open_with`]: verify, connections), its
 //!   index (`search/index.rs`), searching it and listing products.
-//! - [`rank`]: BM25 ranking with block-max WAND, field boosts, AND before
-//!   OR, and the per-file cap.
+//! - [`rank`]: BM25 ranking, scored term at a time into one score per
+//!   chunk, with field boosts, the per-file cap and page scores.
 //! - [`query`]: untrusted query text → index terms.
 //! - [`embed`]: text → vectors with a local static model ([`embed::StaticModel`]).
 //! - [`vectors`]: a generation's chunk vectors, quantised and mapped; the

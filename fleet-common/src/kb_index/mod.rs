@@ -1,8 +1,9 @@
 //! The ranked-search index that `kb.db` carries: its schema, its analyzer,
 //! and opening it.
 //!
-//! The index is a tantivy index (block-max WAND top-k), merged to one
-//! segment and packed into one byte string ([`pack`]). `kb build` stores
+//! The index is a tantivy index (its posting lists scored by
+//! `fleet_kb::rank`), merged to one segment by `kb build` (left as
+//! indexed when built at load) and packed into one byte string ([`pack`]). `kb build` stores
 //! that pack in `kb.db`, split into rows of the `kb_search_index` table
 //! ([`stored`]), and records [`FORMAT_VERSION`] in `kb_meta` under
 //! `search_index_version`; pgEdge's server ignores both. A pgEdge `kb.db`
@@ -52,7 +53,7 @@ pub fn analyzer() -> TextAnalyzer {
 /// section heading: a word in the title weighs as much as eight in the body.
 /// These were FTS5's column weights (bm25 8, 4, 1); kept in one field, they
 /// give the same saturating BM25 (a title match cannot outweigh everything
-/// else), and one posting list per term for block-max WAND to prune.
+/// else), and one posting list per term to score.
 pub const TITLE_WEIGHT: usize = 8;
 pub const SECTION_WEIGHT: usize = 4;
 
