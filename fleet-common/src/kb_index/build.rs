@@ -288,3 +288,54 @@ fn normalized_files(dir: &Path, order: &[String]) -> Result<Vec<(String, PathBuf
     files.sort();
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An index whose segments differ in size opens: its check reads each
+    /// hit's fast fields in the hit's own segment (an index built at load
+    /// keeps the segments of its indexing threads, whatever their sizes).
+    #[test]
+    fn an_index_of_unequal_segments_opens() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::kb_file::CREATE_SCHEMA).unwrap();
+        for i in 0..1000 {
+            // One file of 900 chunks, then 100 files of one chunk. The
+            // best matches of the small segment's first term are far into
+            // the large one.
+            let (file, text) = match i {
+                ..600 => ("big.md".to_string(), "vacuum index"),
+                600..900 => ("big.md".to_string(), "aardvark aardvark aardvark"),
+                _ => (
+                    format!("f{i}.md"),
+                    "aardvark vacuum vacuum vacuum vacuum vacuum",
+                ),
+            };
+            conn.execute(
+                "INSERT INTO chunks(id,text,title,section,project_name,project_version,file_path) \
+                 VALUES (?1,?2,'','','p','1',?3)",
+                rusqlite::params![i + 1, text, file],
+            )
+            .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let opts = BuildOptions {
+            split_min_chunks: 10,
+            ..BuildOptions::deterministic()
+        };
+        let mut file = tempfile::tempfile_in(dir.path()).unwrap();
+        build_pack(&conn, "main.chunks", dir.path(), &opts, &mut file).unwrap();
+        let pack = super::super::Pack::open(&file, dir.path()).unwrap();
+        let index = super::super::open(pack).unwrap();
+        let sizes: Vec<u32> = index
+            .reader
+            .searcher()
+            .segment_readers()
+            .iter()
+            .map(|s| s.max_doc())
+            .collect();
+        assert_eq!(sizes, [900, 100]);
+        assert_eq!(index.columns.len(), 2);
+    }
+}

@@ -229,11 +229,17 @@ fn probe(searcher: &tantivy::Searcher, fields: &Fields) -> Result<()> {
                 &TopDocs::with_limit(3).order_by_score(),
             )
             .map_err(invalid)?;
-        let ids = segment.fast_fields().i64("chunk_id").map_err(invalid)?;
-        let groups = segment.fast_fields().u64("group").map_err(invalid)?;
+        // A hit may be in any segment: its fields are read in its own.
         for (_, addr) in top {
-            ids.first(addr.doc_id);
-            groups.first(addr.doc_id);
+            let hit = searcher.segment_reader(addr.segment_ord);
+            hit.fast_fields()
+                .i64("chunk_id")
+                .map_err(invalid)?
+                .first(addr.doc_id);
+            hit.fast_fields()
+                .u64("group")
+                .map_err(invalid)?
+                .first(addr.doc_id);
         }
     }
     Ok(())
