@@ -54,7 +54,7 @@ use fleet_common::kb_index::{Columns, Fields, SearchIndex};
 use crate::query::Word;
 use tantivy::query::Bm25Weight;
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocId, Score, SegmentReader, Term};
+use tantivy::{DocId, InvertedIndexReader, Score, SegmentReader, Term};
 
 /// At most this many chunks of one source file, while other files match.
 pub const MAX_PER_FILE: usize = 2;
@@ -229,26 +229,44 @@ fn accumulate(
     let inverted = segment.inverted_index(field)?;
     let norms = segment.get_fieldnorms_reader(field)?;
     for (term, weight) in terms {
-        let Some(mut block) = inverted.read_block_postings(term, IndexRecordOption::WithFreqs)?
-        else {
-            continue;
-        };
-        loop {
-            let docs = block.docs();
-            if docs.is_empty() {
-                break;
-            }
-            for (&doc, &tf) in docs.iter().zip(block.freqs()) {
-                let s = weight.score(norms.fieldnorm_id(doc), tf);
-                // Doc ids come from the segment's own postings: in range.
-                if let Some(slot) = scores.get_mut(doc as usize) {
-                    *slot += s;
+        postings(
+            &inverted,
+            term,
+            IndexRecordOption::WithFreqs,
+            |docs, freqs| {
+                for (&doc, &tf) in docs.iter().zip(freqs) {
+                    let s = weight.score(norms.fieldnorm_id(doc), tf);
+                    // Doc ids come from the segment's own postings: in range.
+                    if let Some(slot) = scores.get_mut(doc as usize) {
+                        *slot += s;
+                    }
                 }
-            }
-            block.advance();
-        }
+            },
+        )?;
     }
     Ok(())
+}
+
+/// Each block of `term`'s posting list in `inverted` (nothing if the term
+/// is absent): its documents and, with `option` recording them, their term
+/// frequencies.
+fn postings(
+    inverted: &InvertedIndexReader,
+    term: &Term,
+    option: IndexRecordOption,
+    mut each: impl FnMut(&[DocId], &[u32]),
+) -> std::io::Result<()> {
+    let Some(mut block) = inverted.read_block_postings(term, option)? else {
+        return Ok(());
+    };
+    loop {
+        let docs = block.docs();
+        if docs.is_empty() {
+            return Ok(());
+        }
+        each(docs, block.freqs());
+        block.advance();
+    }
 }
 
 /// One bit per chunk of `segment` that `filters` allow.
@@ -267,22 +285,13 @@ fn allow(segment: &SegmentReader, f: &Fields, filters: &Filters<'_>) -> anyhow::
         let inverted = segment.inverted_index(field)?;
         for v in values.iter() {
             let term = Term::from_field_text(field, v);
-            let Some(mut block) = inverted.read_block_postings(&term, IndexRecordOption::Basic)?
-            else {
-                continue;
-            };
-            loop {
-                let docs = block.docs();
-                if docs.is_empty() {
-                    break;
-                }
+            postings(&inverted, &term, IndexRecordOption::Basic, |docs, _| {
                 for &doc in docs {
                     if let Some(w) = any.get_mut(doc as usize / 64) {
                         *w |= 1 << (doc % 64);
                     }
                 }
-                block.advance();
-            }
+            })?;
         }
         for (b, a) in bits.iter_mut().zip(&any) {
             *b &= a;
