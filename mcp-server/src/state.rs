@@ -53,7 +53,7 @@ pub struct AppState {
     /// searches/s against 4,000 at 16 in flight). A search is CPU work from
     /// start to end; more at once would only share the cores and multiply
     /// the working memory each holds (4 MB at 1,000,000 chunks: 276 MB of
-    /// anonymous memory at 64 connections without this limit, 41 MB with
+    /// anonymous memory at 64 connections without this limit, 48 MB with
     /// it), so the rest wait their turn here, holding no thread.
     pub searches: tokio::sync::Semaphore,
     phase: AtomicU8,

@@ -5,8 +5,10 @@
 //! ([`SearchQuery`], [`Hit`], [`Product`]); `open.rs` opens a generation
 //! ([`Kb::open_with`], the one entry point: verify, index, connections);
 //! `index.rs` finds or makes its search index ([`IndexSource`]); this file
-//! runs a search ([`Kb::search`]) and lists products ([`Kb::products`]).
-//! Ranking is [`crate::rank`]; query text handling is [`crate::query`].
+//! runs a search ([`Kb::search`]), keeps what the next searches of the
+//! generation reuse (ranking's working memory, the chunks a filter allows),
+//! and lists products ([`Kb::products`]). Ranking is [`crate::rank`]; query
+//! text handling is [`crate::query`].
 
 mod index;
 mod open;
