@@ -52,7 +52,7 @@ use anyhow::Context;
 use fleet_common::kb_index::{Columns, Fields, SearchIndex};
 
 use crate::query::Word;
-use tantivy::query::Bm25Weight;
+use tantivy::query::{Bm25StatisticsProvider, Bm25Weight};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, InvertedIndexReader, Score, SegmentReader, Term};
 
@@ -161,33 +161,38 @@ pub fn rank(
     let searcher = index.reader.searcher();
     let f = &index.fields;
     let df = |t: &str| searcher.doc_freq(&Term::from_field_text(f.body, t));
-    // Each word's terms that occur: an identifier whole, else its parts.
-    let mut present: Vec<&str> = Vec::new();
+    // Each word's terms that occur, with their document frequencies: an
+    // identifier whole, else its parts.
+    let mut present: Vec<(&str, u64)> = Vec::new();
     for w in words {
-        if df(&w.whole)? > 0 {
-            present.push(&w.whole);
+        let n = df(&w.whole)?;
+        if n > 0 {
+            present.push((&w.whole, n));
             continue;
         }
         for p in &w.parts {
-            if df(p)? > 0 {
-                present.push(p);
+            let n = df(p)?;
+            if n > 0 {
+                present.push((p, n));
             }
         }
     }
     let mut seen = HashSet::new();
-    present.retain(|t| seen.insert(*t));
+    present.retain(|(t, _)| seen.insert(*t));
     if present.is_empty() || k == 0 {
         return Ok(Vec::new());
     }
-    // Each term's BM25, from the same statistics tantivy's term queries use.
-    let terms = present
+    // Each term's BM25 with the statistics tantivy's term queries use
+    // (`Bm25Weight::for_terms`), from the frequencies just read.
+    let docs = Bm25StatisticsProvider::total_num_docs(&searcher)?;
+    let average = searcher.total_num_tokens(f.body)? as Score / docs.max(1) as Score;
+    let terms: Vec<(Term, Bm25Weight)> = present
         .iter()
-        .map(|t| {
-            let term = Term::from_field_text(f.body, t);
-            let weight = Bm25Weight::for_terms(&searcher, std::slice::from_ref(&term))?;
-            Ok((term, weight))
+        .map(|&(t, n)| {
+            let weight = Bm25Weight::for_one_term_without_explain(n, docs, average);
+            (Term::from_field_text(f.body, t), weight)
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect();
     let segments = searcher.segment_readers();
     if allowed.is_some_and(|a| a.segments.len() != segments.len())
         || index.columns.len() != segments.len()
