@@ -7,6 +7,7 @@
 //! tantivy; they are renumbered in the pack so that the same chunks give
 //! the same bytes when built with one indexing thread ([`BuildOptions::deterministic`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -141,14 +142,14 @@ fn index_chunks(
     let mut prev_path = String::new();
     let mut first_half: Option<Vec<SegmentId>> = None;
     while let Some(row) = rows.next()? {
-        let text = |i: usize| -> Result<String> { Ok(text_of(row.get_ref(i)?)) };
+        let text = |i: usize| -> Result<Cow<'_, str>> { Ok(text_of(row.get_ref(i)?)) };
         let path = text(6)?;
         // The second half starts at the first new file past the middle.
         if first_half.is_none()
             && opts.merge
             && total >= opts.split_min_chunks
             && docs >= total / 2
-            && path != prev_path
+            && *path != *prev_path
         {
             writer.commit().map_err(invalid)?;
             first_half = Some(index.searchable_segment_ids().map_err(invalid)?);
@@ -169,10 +170,10 @@ fn index_chunks(
             next_group += 1;
             next_group - 1
         } else {
-            match groups.get(&path) {
+            match groups.get(&*path) {
                 Some(g) => *g,
                 None => {
-                    groups.insert(path.clone(), next_group);
+                    groups.insert(path.to_string(), next_group);
                     next_group += 1;
                     next_group - 1
                 }
@@ -181,7 +182,8 @@ fn index_chunks(
         doc.add_u64(f.group, group);
         writer.add_document(doc).map_err(invalid)?;
         docs += 1;
-        prev_path = path;
+        prev_path.clear();
+        prev_path.push_str(&path);
     }
     writer.commit().map_err(invalid)?;
 
@@ -222,13 +224,18 @@ fn first_chunk_ids(index: &Index) -> Result<HashMap<SegmentId, i64>> {
     Ok(out)
 }
 
-/// Any SQLite value as text (NULL is empty; a blob is read as UTF-8, lossily).
-fn text_of(v: ValueRef<'_>) -> String {
+/// Any SQLite value as text (NULL is empty; a blob is read as UTF-8,
+/// lossily), borrowed from the row when it can be.
+fn text_of(v: ValueRef<'_>) -> Cow<'_, str> {
     match v {
-        ValueRef::Null => String::new(),
-        ValueRef::Integer(i) => i.to_string(),
-        ValueRef::Real(r) => r.to_string(),
-        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+        ValueRef::Null => Cow::Borrowed(""),
+        ValueRef::Integer(i) => Cow::Owned(i.to_string()),
+        ValueRef::Real(r) => Cow::Owned(r.to_string()),
+        // Valid UTF-8 is checked by the faster path first.
+        ValueRef::Text(t) | ValueRef::Blob(t) => match std::str::from_utf8(t) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(t),
+        },
     }
 }
 
