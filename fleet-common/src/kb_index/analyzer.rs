@@ -242,7 +242,7 @@ impl Default for KbTokenizer {
 const INLINE: usize = 16;
 
 /// What each word seen became. Most words are short: they are keyed by
-/// their bytes as two integers (zero padded; a word holds no NUL) and their
+/// their bytes as two integers ([`short_key`]) and their
 /// forms kept beside them, so a lookup follows no pointer and compares no
 /// string. Longer words, or words whose form is longer, are in `long`.
 #[derive(Clone, Default)]
@@ -325,7 +325,7 @@ impl Cache {
 }
 
 /// The bytes of a word of up to [`INLINE`] bytes as two little-endian
-/// integers, zero padded, read with whole loads (bytes copied into a buffer
+/// integers, padded with 0xFF, read with whole loads (bytes copied into a buffer
 /// and read back as integers stall the processor); `None` if longer.
 fn short_key(raw: &str) -> Option<(u64, u64)> {
     let b = raw.as_bytes();
@@ -340,7 +340,7 @@ fn short_key(raw: &str) -> Option<(u64, u64)> {
             .and_then(|s| s.try_into().ok())
             .map_or(0, u32::from_le_bytes)
     };
-    Some(match n {
+    let (lo, hi) = match n {
         0..=3 => (
             b.iter()
                 .enumerate()
@@ -355,7 +355,11 @@ fn short_key(raw: &str) -> Option<(u64, u64)> {
         8 => (u64_at(0), 0),
         9..=INLINE => (u64_at(0), u64_at(n - 8) >> (8 * (INLINE - n))),
         _ => return None,
-    })
+    };
+    // Bytes past the end are 0xFF, which UTF-8 never holds: no two strings
+    // share a key, whatever bytes they hold.
+    let pad = |n: usize| if n >= 8 { 0 } else { u64::MAX << (8 * n) };
+    Some((lo | pad(n), hi | pad(n.saturating_sub(8))))
 }
 
 /// Lower case, fold and stem one word or part; `None` if it is dropped (a
@@ -559,10 +563,10 @@ mod tests {
     }
 
     #[test]
-    fn short_keys_are_the_zero_padded_bytes() {
+    fn short_keys_are_the_padded_bytes_and_differ_for_every_string() {
         let word = "abcdefghijklmnopq";
         for n in 0..=INLINE {
-            let mut bytes = [0u8; 16];
+            let mut bytes = [0xFFu8; 16];
             bytes[..n].copy_from_slice(&word.as_bytes()[..n]);
             let (lo, hi) = bytes.split_at(8);
             let expected = (
@@ -572,6 +576,16 @@ mod tests {
             assert_eq!(short_key(&word[..n]), Some(expected), "{n} bytes");
         }
         assert_eq!(short_key(word), None);
+        // Strings that zero padding would confuse.
+        let keys: Vec<_> = ["", "\0", "\0\0", "ab", "ab\0", "abcdefgh", "abcdefgh\0"]
+            .into_iter()
+            .map(short_key)
+            .collect();
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 
     #[test]
