@@ -124,37 +124,41 @@ impl Cache {
         normalize: impl FnOnce(&str) -> Option<String>,
     ) -> bool {
         let key = short_key(raw);
-        let hit = match key {
-            Some(k) => self.short.get(&k).copied(),
-            None => None,
+        if let Some(k) = key
+            && let Some(inline) = self.short.get(&k)
+        {
+            return put(out, inline.as_str());
+        }
+        if let Some(form) = self.long.get(raw) {
+            return put(out, form.as_deref());
+        }
+        if self.len() >= CACHE_WORDS {
+            self.short.clear();
+            self.long.clear();
+        }
+        let form = normalize(raw);
+        let kept = put(out, form.as_deref());
+        let inline = match form.as_deref() {
+            None => Some(Inline::DROPPED),
+            Some(f) => Inline::of(f),
         };
-        let form = match &hit {
-            Some(inline) => inline.as_str(),
-            None => {
-                if !self.long.contains_key(raw) {
-                    if self.len() >= CACHE_WORDS {
-                        self.short.clear();
-                        self.long.clear();
-                    }
-                    let form = normalize(raw);
-                    let inline = match form.as_deref() {
-                        None => Some(Inline::DROPPED),
-                        Some(f) => Inline::of(f),
-                    };
-                    if let (Some(k), Some(inline)) = (key, inline) {
-                        self.short.insert(k, inline);
-                        out.clear();
-                        return inline.as_str().map(|f| out.push_str(f)).is_some();
-                    }
-                    self.long
-                        .insert(raw.into(), form.map(String::into_boxed_str));
-                }
-                self.long.get(raw).and_then(|f| f.as_deref())
+        match (key, inline) {
+            (Some(k), Some(inline)) => {
+                self.short.insert(k, inline);
             }
-        };
-        out.clear();
-        form.map(|f| out.push_str(f)).is_some()
+            _ => {
+                self.long
+                    .insert(raw.into(), form.map(String::into_boxed_str));
+            }
+        }
+        kept
     }
+}
+
+/// `form` into `out`; whether there is one.
+fn put(out: &mut String, form: Option<&str>) -> bool {
+    out.clear();
+    form.map(|f| out.push_str(f)).is_some()
 }
 
 /// The bytes of a word of up to [`INLINE`] bytes as two little-endian

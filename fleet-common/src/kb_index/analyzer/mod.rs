@@ -103,12 +103,10 @@ impl KbTokenizer {
     /// The normalised form of one word or part (lower case, folded,
     /// stemmed), `None` if it is dropped (a stop word, or too long).
     pub fn normalized(&mut self, raw: &str) -> Option<&str> {
-        let mut word = std::mem::take(&mut self.word);
         let normalize = &mut self.normalize;
         let kept = self
             .cache
-            .write_form(raw, &mut word, |w| normalize_word(normalize, w));
-        self.word = word;
+            .write_form(raw, &mut self.word, |w| normalize_word(normalize, w));
         kept.then_some(self.word.as_str())
     }
 
