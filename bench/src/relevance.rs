@@ -10,13 +10,12 @@
 //! five). Figures are given per question set (`users`: a user's words;
 //! `away`: phrased away from the documentation's vocabulary) and overall.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use fleet_kb::build::{BuildOptions, BuildReport, build_from_dir};
-use fleet_kb::embed::StaticModel;
 use fleet_kb::fts5::Fts5Kb;
 use fleet_kb::search::{Kb, Mode, SearchQuery};
 use serde::Deserialize;
@@ -313,21 +312,22 @@ pub fn search_query(question: &str) -> SearchQuery {
 
 /// The current engine ([`Kb::search`]) as a ranking of chunk file paths.
 pub fn kb_engine(kb: &Kb) -> impl Fn(&str) -> Result<Vec<String>> + '_ {
-    kb_engine_in(kb, None, Mode::Keyword)
+    kb_engine_in(kb, |_| None, Mode::Keyword)
 }
 
-/// The current engine in `mode`, the question embedded with `model` (the
-/// model the KB's vectors were made with) as the server does. Fails when
-/// the search would not run in that mode (no vectors, no model).
+/// The current engine in `mode`, each question embedded by `embed` with
+/// the model the KB's vectors were made with (a local model as the server
+/// runs it, or vectors a provider's model made beforehand). Fails when the
+/// search would not run in that mode (no vectors, no question vector).
 pub fn kb_engine_in<'a>(
     kb: &'a Kb,
-    model: Option<&'a StaticModel>,
+    embed: impl Fn(&str) -> Option<Vec<f32>> + 'a,
     mode: Mode,
 ) -> impl Fn(&str) -> Result<Vec<String>> + 'a {
     move |question| {
         let q = SearchQuery {
             mode,
-            vector: model.and_then(|m| m.embed(question)),
+            vector: embed(question),
             ..search_query(question)
         };
         ensure!(
@@ -337,6 +337,25 @@ pub fn kb_engine_in<'a>(
         );
         Ok(kb.search(&q)?.into_iter().map(|h| h.file_path).collect())
     }
+}
+
+/// Question vectors made beforehand by a provider's model (a JSON object,
+/// question → array of numbers, as `bench/transformer_vectors.py` writes),
+/// checked to hold every question of `set`.
+pub fn load_question_vectors(path: &Path, set: &QuestionSet) -> Result<HashMap<String, Vec<f32>>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading question vectors {}", path.display()))?;
+    let vectors: HashMap<String, Vec<f32>> = serde_json::from_str(&text)
+        .with_context(|| format!("parsing question vectors {}", path.display()))?;
+    for q in &set.questions {
+        ensure!(
+            vectors.contains_key(&q.q),
+            "{} has no vector for the question {:?}",
+            path.display(),
+            q.q
+        );
+    }
+    Ok(vectors)
 }
 
 /// The previous engine (SQLite FTS5, [`Fts5Kb::search`]) over the same KB
@@ -391,6 +410,31 @@ mod tests {
             pages: s(pages),
             set: set.to_string(),
         }
+    }
+
+    #[test]
+    fn question_vectors_must_cover_every_question() {
+        let set = QuestionSet {
+            corpus: PathBuf::from("/nowhere"),
+            questions: vec![
+                question("turn off jit", &["jit.html"], "users"),
+                question("empty a big table", &["sql-truncate.html"], "away"),
+            ],
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("q.json");
+        std::fs::write(&path, r#"{"turn off jit": [0.6, 0.8]}"#).expect("write");
+        let err = load_question_vectors(&path, &set).expect_err("one question has no vector");
+        assert!(format!("{err:#}").contains("empty a big table"), "{err:#}");
+
+        let both = r#"{"turn off jit": [0.6, 0.8], "empty a big table": [1, 0]}"#;
+        std::fs::write(&path, both).expect("write");
+        let vectors = load_question_vectors(&path, &set).expect("complete");
+        assert_eq!(vectors["turn off jit"], vec![0.6, 0.8]);
+        assert_eq!(vectors["empty a big table"], vec![1.0, 0.0]);
+
+        std::fs::write(&path, r#"{"turn off jit": "no"}"#).expect("write");
+        assert!(load_question_vectors(&path, &set).is_err());
     }
 
     #[test]

@@ -124,7 +124,7 @@ fn semantic_and_hybrid_modes_on_the_postgresql_manual() {
     };
     let kb = Kb::open_with(&kb_path, &opts).expect("open kb");
     let run = |mode| {
-        relevance::evaluate(&set, relevance::kb_engine_in(&kb, Some(&model), mode))
+        relevance::evaluate(&set, relevance::kb_engine_in(&kb, |q| model.embed(q), mode))
             .expect("evaluate")
     };
     let (keyword, semantic, hybrid) = (run(Mode::Keyword), run(Mode::Semantic), run(Mode::Hybrid));

@@ -8,13 +8,15 @@
 //! compares them. `--json` prints the same figures as one JSON line for
 //! `bench/run.py`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use bench::relevance::{self, QuestionSet, Report};
 use clap::Parser;
+use fleet_common::kb_vectors::Provider;
 use fleet_kb::embed::StaticModel;
 use fleet_kb::fts5::Fts5Kb;
 use fleet_kb::search::{Kb, Mode, OpenOptions};
@@ -40,6 +42,20 @@ struct Args {
     /// [default: $PG_MCP_EMBED_MODEL_DIR when set].
     #[arg(long, env = "PG_MCP_EMBED_MODEL_DIR")]
     embed_model: Option<PathBuf>,
+    /// Compare the semantic and hybrid modes with a provider's vectors
+    /// instead of a local model's: the KB's pgEdge column of this provider
+    /// (openai, voyage, ollama or gemini), every question embedded by the
+    /// same model beforehand (`--question-vectors`). Needs `--kb`;
+    /// `bench/transformer_vectors.py` makes both for a small transformer.
+    #[arg(
+        long,
+        requires_all = ["question_vectors", "kb"],
+        conflicts_with = "embed_model"
+    )]
+    provider: Option<Provider>,
+    /// The question vectors of `--provider`: a JSON object, question → array.
+    #[arg(long, requires = "provider")]
+    question_vectors: Option<PathBuf>,
     /// List the questions each engine missed (no answer in the first 5 pages).
     #[arg(long)]
     misses: bool,
@@ -52,29 +68,44 @@ struct Args {
 /// `file_path`s, best first.
 type Engine<'a> = Box<dyn Fn(&str) -> Result<Vec<String>> + 'a>;
 
+/// How the questions are embedded for the semantic and hybrid modes: by
+/// the local model as the server does, or from vectors a provider's model
+/// made beforehand.
+enum Embedder {
+    Local(Box<StaticModel>),
+    Given(HashMap<String, Vec<f32>>),
+}
+
+impl Embedder {
+    fn embed(&self, question: &str) -> Option<Vec<f32>> {
+        match self {
+            Embedder::Local(model) => model.embed(question),
+            Embedder::Given(vectors) => vectors.get(question).cloned(),
+        }
+    }
+}
+
 /// The engines to compare, by name, over the same KB file: `current`, the
 /// search index (`Kb::search`, keywords), `fts5`, the previous engine
-/// (`fleet_kb::fts5`), and with a model, `semantic` and `hybrid`.
+/// (`fleet_kb::fts5`), and with an embedder, `semantic` and `hybrid`.
 /// `bench/run.py` reports `current`, `semantic` and `hybrid` against
 /// `fts5`.
 fn engines<'a>(
     kb: &'a Kb,
     fts5: &'a Fts5Kb,
-    model: Option<&'a StaticModel>,
+    embedder: Option<&'a Embedder>,
 ) -> Vec<(&'static str, Engine<'a>)> {
     let mut engines: Vec<(&'static str, Engine<'a>)> = vec![
         ("current", Box::new(relevance::kb_engine(kb))),
         ("fts5", Box::new(relevance::fts5_engine(fts5))),
     ];
-    if let Some(model) = model {
-        engines.push((
-            "semantic",
-            Box::new(relevance::kb_engine_in(kb, Some(model), Mode::Semantic)),
-        ));
-        engines.push((
-            "hybrid",
-            Box::new(relevance::kb_engine_in(kb, Some(model), Mode::Hybrid)),
-        ));
+    if let Some(e) = embedder {
+        for (name, mode) in [("semantic", Mode::Semantic), ("hybrid", Mode::Hybrid)] {
+            engines.push((
+                name,
+                Box::new(relevance::kb_engine_in(kb, |q| e.embed(q), mode)),
+            ));
+        }
     }
     engines
 }
@@ -103,24 +134,47 @@ fn real_main() -> Result<()> {
             (path, Some(t0.elapsed().as_secs_f64()))
         }
     };
-    let model = args
-        .embed_model
-        .as_deref()
-        .map(StaticModel::load)
-        .transpose()?;
+    let (embedder, vectors) = match (&args.embed_model, args.provider) {
+        (Some(dir), _) => {
+            let model = StaticModel::load(dir)?;
+            let source = VectorSource::Local(model.identity().clone());
+            (Some(Embedder::Local(Box::new(model))), Some(source))
+        }
+        (None, Some(provider)) => {
+            let path = args
+                .question_vectors
+                .as_deref()
+                .context("--provider needs --question-vectors")?;
+            let given = relevance::load_question_vectors(path, &set)?;
+            let dimensions = given.values().next().map(Vec::len);
+            let source = VectorSource::Provider {
+                provider,
+                dimensions,
+            };
+            (Some(Embedder::Given(given)), Some(source))
+        }
+        (None, None) => (None, None),
+    };
     let opts = OpenOptions {
-        vectors: model
-            .as_ref()
-            .map(|m| VectorSource::Local(m.identity().clone())),
+        vectors,
         ..OpenOptions::default()
     };
     let kb =
         Kb::open_with(&kb_path, &opts).with_context(|| format!("opening {}", kb_path.display()))?;
+    if let Some(provider) = args.provider {
+        ensure!(
+            kb.vectors().is_some(),
+            "{} holds no {} vectors (column {})",
+            kb_path.display(),
+            provider.as_str(),
+            provider.column()
+        );
+    }
     let chunks = kb.info().chunk_count;
 
     let mut reports: Vec<(&str, Report, f64)> = Vec::new();
     let fts5 = Fts5Kb::open(&kb_path).with_context(|| format!("opening {}", kb_path.display()))?;
-    for (name, engine) in engines(&kb, &fts5, model.as_ref()) {
+    for (name, engine) in engines(&kb, &fts5, embedder.as_ref()) {
         let t0 = Instant::now();
         let report = relevance::evaluate(&set, engine)?;
         let per_question_ms = t0.elapsed().as_secs_f64() * 1000.0 / set.questions.len() as f64;
