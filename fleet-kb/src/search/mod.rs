@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::fuse::{self, Item};
 use crate::rank::{self, Filters, Ranked};
+use crate::vectors::Scored;
 
 /// Counts a search in [`Kb::searching`] while it lives.
 struct Busy<'a> {
@@ -175,19 +176,22 @@ impl Kb {
             let mut scratch = Borrowed::take(self);
             rank::rank(&self.index, &words, allowed.as_deref(), k, scratch.get())
         };
-        let semantic = |k: usize, parallel: bool| -> anyhow::Result<Vec<Item>> {
-            let (Some(v), Some(qv)) = (&self.vectors, &q.vector) else {
-                return Ok(Vec::new());
-            };
-            let allowed = v.allowed(&filters.project_names, &filters.project_versions);
-            Ok(v.search_with(qv, k, allowed.as_deref(), parallel)?
+        let items = |found: Vec<Scored>| -> Vec<Item> {
+            found
                 .into_iter()
                 .map(|s| Item {
                     chunk_id: s.chunk_id,
                     score: s.score,
                     file: u64::from(s.file),
                 })
-                .collect())
+                .collect()
+        };
+        let semantic = |k: usize, parallel: bool| -> anyhow::Result<Vec<Item>> {
+            let (Some(v), Some(qv)) = (&self.vectors, &q.vector) else {
+                return Ok(Vec::new());
+            };
+            let allowed = v.allowed(&filters.project_names, &filters.project_versions);
+            Ok(items(v.search_with(qv, k, allowed.as_deref(), parallel)?))
         };
         let ranked = catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<Vec<Ranked>> {
             let items = match mode {
@@ -198,18 +202,22 @@ impl Kb {
                 }
                 Mode::Hybrid => {
                     // With the server to itself, the vector scan runs beside
-                    // the keyword ranking. Never fewer chunks than asked for.
+                    // the keyword ranking, and this thread joins the scan
+                    // when the ranking is done. Never fewer chunks than
+                    // asked for.
                     let (kw_depth, sem_depth) =
                         (fuse::KEYWORD_DEPTH.max(top_n), fuse::DEPTH.max(top_n));
-                    let (kw, sem) = if parallel {
-                        std::thread::scope(|s| {
-                            let sem = s.spawn(|| semantic(sem_depth, false));
-                            let kw = keyword(kw_depth);
-                            let sem = sem.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-                            (kw, sem)
-                        })
-                    } else {
-                        (keyword(kw_depth), semantic(sem_depth, false))
+                    let (kw, sem) = match (&self.vectors, &q.vector) {
+                        (Some(v), Some(qv)) if parallel => {
+                            let allowed =
+                                v.allowed(&filters.project_names, &filters.project_versions);
+                            let (sem, kw) =
+                                v.search_beside(qv, sem_depth, allowed.as_deref(), || {
+                                    keyword(kw_depth)
+                                });
+                            (kw, sem.map(items))
+                        }
+                        _ => (keyword(kw_depth), semantic(sem_depth, false)),
                     };
                     let kw: Vec<Item> = kw?
                         .into_iter()
