@@ -307,29 +307,23 @@ impl VectorIndex {
         allowed: Option<&[bool]>,
         parallel: bool,
     ) -> Result<Vec<Scored>> {
-        if parallel {
-            return self.search_beside(q, k, allowed, || ()).0;
-        }
-        let Some((qbits, keep)) = self.prepare(q, k)? else {
-            return Ok(Vec::new());
-        };
-        let mut nearest = Nearest::new(keep);
-        self.scan_blocks(&qbits, allowed, &AtomicUsize::new(0), &mut nearest);
-        Ok(self.rerank(q, nearest, k))
+        self.search_beside(q, k, allowed, parallel, || ()).0
     }
 
-    /// [`VectorIndex::search`] with `beside` run meanwhile: the scan starts
-    /// on a second thread while this one runs `beside`, then this one
-    /// takes its share of the blocks left ([`BLOCK`] vectors each), so
-    /// neither core idles while the other works (a hybrid search's keyword
-    /// ranking is done well before the scan). An index smaller than
-    /// [`PARALLEL_MIN`] is scanned on this thread after `beside`. The answer
-    /// is the same as [`VectorIndex::search`]'s.
+    /// [`VectorIndex::search_with`] with `beside` run meanwhile on this
+    /// thread. With `parallel` and an index of at least [`PARALLEL_MIN`]
+    /// vectors, the scan starts on a second thread while this one runs
+    /// `beside`, then this one takes its share of the blocks left
+    /// ([`BLOCK`] vectors each), so neither core idles while the other
+    /// works (a hybrid search's keyword ranking is done well before the
+    /// scan). Otherwise `beside` runs first and the scan after it, on this
+    /// thread. The answer is the same either way.
     pub fn search_beside<T>(
         &self,
         q: &[f32],
         k: usize,
         allowed: Option<&[bool]>,
+        parallel: bool,
         beside: impl FnOnce() -> T,
     ) -> (Result<Vec<Scored>>, T) {
         let (qbits, keep) = match self.prepare(q, k) {
@@ -339,7 +333,7 @@ impl VectorIndex {
         };
         let next = AtomicUsize::new(0);
         let mut nearest = Nearest::new(keep);
-        let out = if self.at.n >= PARALLEL_MIN {
+        let out = if parallel && self.at.n >= PARALLEL_MIN {
             std::thread::scope(|s| {
                 let helper = s.spawn(|| {
                     let mut theirs = Nearest::new(keep);
@@ -387,17 +381,33 @@ impl VectorIndex {
         next: &AtomicUsize,
         nearest: &mut Nearest,
     ) {
+        while self.scan_block(
+            next.fetch_add(1, Ordering::Relaxed),
+            qbits,
+            allowed,
+            nearest,
+        ) {}
+    }
+
+    /// Scan block `b` ([`BLOCK`] vectors from `b` × [`BLOCK`]) into
+    /// `nearest`; `false` if the index has no such block.
+    fn scan_block(
+        &self,
+        b: usize,
+        qbits: &[u64],
+        allowed: Option<&[bool]>,
+        nearest: &mut Nearest,
+    ) -> bool {
         let (n, stride) = (self.at.n, self.at.words * 8);
-        loop {
-            let lo = next.fetch_add(1, Ordering::Relaxed).saturating_mul(BLOCK);
-            if lo >= n {
-                return;
-            }
-            let hi = (lo + BLOCK).min(n);
-            let bits = &self.map[self.at.off_bits + lo * stride..self.at.off_bits + hi * stride];
-            let products = &self.map[self.at.off_product + lo * 2..self.at.off_product + hi * 2];
-            scan(bits, qbits, products, allowed, lo, nearest);
+        let lo = b.saturating_mul(BLOCK);
+        if lo >= n {
+            return false;
         }
+        let hi = (lo + BLOCK).min(n);
+        let bits = &self.map[self.at.off_bits + lo * stride..self.at.off_bits + hi * stride];
+        let products = &self.map[self.at.off_product + lo * 2..self.at.off_product + hi * 2];
+        scan(bits, qbits, products, allowed, lo, nearest);
+        true
     }
 
     /// Score the scan's candidates exactly (up to the codes' quantisation):
@@ -808,7 +818,7 @@ mod tests {
             for allowed in [None, Some(only_q.as_slice())] {
                 let one = index.search(q, 40, allowed).unwrap();
                 assert_eq!(one.len(), 40);
-                let (two, beside) = index.search_beside(q, 40, allowed, || seed * 2);
+                let (two, beside) = index.search_beside(q, 40, allowed, true, || seed * 2);
                 assert_eq!(
                     beside,
                     seed * 2,
@@ -821,16 +831,13 @@ mod tests {
         // The candidates themselves, whatever order the blocks come in:
         // forward, backward, or split between two scans and merged.
         let (qbits, keep) = index.prepare(&vectors[5], 40).unwrap().unwrap();
-        let stride = index.at.words * 8;
         let blocks: Vec<usize> = (0..n.div_ceil(BLOCK)).collect();
         let scanned = |order: &mut dyn Iterator<Item = &usize>, nearest: &mut Nearest| {
             for &b in order {
-                let (lo, hi) = (b * BLOCK, ((b + 1) * BLOCK).min(n));
-                let bits =
-                    &index.map[index.at.off_bits + lo * stride..index.at.off_bits + hi * stride];
-                let products =
-                    &index.map[index.at.off_product + lo * 2..index.at.off_product + hi * 2];
-                scan(bits, &qbits, products, None, lo, nearest);
+                assert!(
+                    index.scan_block(b, &qbits, None, nearest),
+                    "block {b} exists"
+                );
             }
         };
         let candidates = |mut nearest: Nearest| {
@@ -852,7 +859,8 @@ mod tests {
         assert_eq!(candidates(backward), forward);
         assert_eq!(candidates(odd), forward);
 
-        let (err, beside) = index.search_beside(&[1.0; 3], 40, None, || "ran");
+        assert!(!index.scan_block(blocks.len(), &qbits, None, &mut Nearest::new(keep)));
+        let (err, beside) = index.search_beside(&[1.0; 3], 40, None, true, || "ran");
         assert!(err.is_err(), "wrong dimensions refused");
         assert_eq!(beside, "ran", "and the work beside still done");
     }

@@ -208,16 +208,19 @@ impl Kb {
                     let (kw_depth, sem_depth) =
                         (fuse::KEYWORD_DEPTH.max(top_n), fuse::DEPTH.max(top_n));
                     let (kw, sem) = match (&self.vectors, &q.vector) {
-                        (Some(v), Some(qv)) if parallel => {
+                        (Some(v), Some(qv)) => {
                             let allowed =
                                 v.allowed(&filters.project_names, &filters.project_versions);
-                            let (sem, kw) =
-                                v.search_beside(qv, sem_depth, allowed.as_deref(), || {
-                                    keyword(kw_depth)
-                                });
+                            let (sem, kw) = v.search_beside(
+                                qv,
+                                sem_depth,
+                                allowed.as_deref(),
+                                parallel,
+                                || keyword(kw_depth),
+                            );
                             (kw, sem.map(items))
                         }
-                        _ => (keyword(kw_depth), semantic(sem_depth, false)),
+                        _ => (keyword(kw_depth), Ok(Vec::new())),
                     };
                     let kw: Vec<Item> = kw?
                         .into_iter()
