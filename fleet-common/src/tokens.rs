@@ -31,7 +31,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::permissions::{Grant, Permissions};
+use crate::permissions::{EntryLists, Permissions};
 use crate::yaml::{Text, checked_text};
 use crate::{Error, Result};
 
@@ -185,7 +185,7 @@ pub fn add_entry(
     annotation: &str,
     expires_at: Option<OffsetDateTime>,
     database: Option<&str>,
-    grant: Grant<'_>,
+    grant: EntryLists<'_>,
     now: OffsetDateTime,
 ) -> Result<String> {
     use serde_norway::{Mapping, Value};
@@ -301,10 +301,10 @@ mod tests {
         let t = parse(map.as_bytes()).unwrap();
         assert!(t[0].permissions.allows_tool("search_knowledgebase"));
         assert!(!t[0].permissions.allows_tool("query_database"));
-        assert!(t[0].permissions.allows_database("prod"));
+        assert!(!t[0].permissions.allows("query_database", "prod"));
         assert!(t[1].permissions.allows_tool("query_database"));
-        assert!(t[1].permissions.allows_database("analytics"));
-        assert!(!t[1].permissions.allows_database("prod"));
+        assert!(t[1].permissions.allows("query_database", "analytics"));
+        assert!(!t[1].permissions.allows("query_database", "prod"));
         let list = format!(
             "tokens:\n  - token: {H1}\n    tools: []\n    databases: []\n  - hash: {H2}\n    tools: null\n"
         );
@@ -409,7 +409,7 @@ mod tests {
             "ci",
             None,
             Some("prod"),
-            Grant::default(),
+            EntryLists::default(),
             now,
         )
         .unwrap();
@@ -426,7 +426,7 @@ mod tests {
         // With a grant: the lists are written, and read back.
         let tools = vec!["search_knowledgebase".to_string()];
         let dbs = vec!["analytics".to_string(), "prod".to_string()];
-        let grant = Grant {
+        let grant = EntryLists {
             tools: Some(&tools),
             databases: Some(&dbs),
         };
@@ -436,7 +436,8 @@ mod tests {
         assert_eq!(t.len(), 3);
         let p = &t[2].permissions;
         assert!(p.allows_tool("search_knowledgebase") && !p.allows_tool("query_database"));
-        assert!(p.allows_database("analytics") && !p.allows_database("other"));
+        assert!(p.allows("search_knowledgebase", "analytics"));
+        assert!(!p.allows("search_knowledgebase", "other"));
         assert!(t[0].permissions.is_unrestricted());
     }
 

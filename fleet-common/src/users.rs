@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::permissions::{Grant, Permissions};
+use crate::permissions::{EntryLists, Permissions};
 use crate::yaml::{Text, checked_text};
 use crate::{Error, Result};
 
@@ -147,7 +147,7 @@ pub fn upsert(
     password_hash: &str,
     enabled: bool,
     annotation: &str,
-    grant: Grant<'_>,
+    grant: EntryLists<'_>,
 ) -> Result<String> {
     use serde_norway::{Mapping, Value};
     if hash_scheme(password_hash).is_none() {
@@ -234,23 +234,24 @@ mod tests {
         let u = parse(map.as_bytes()).unwrap();
         let p = &u[0].permissions;
         assert!(p.allows_tool("query_database") && !p.allows_tool("count_rows"));
-        assert!(p.allows_database("analytics") && !p.allows_database("prod"));
+        assert!(p.allows("query_database", "analytics") && !p.allows("query_database", "prod"));
         let list =
             format!("users:\n  - username: bob\n    password_hash: \"{BCRYPT}\"\n    tools: []\n");
         let u = parse(list.as_bytes()).unwrap();
         assert!(!u[0].permissions.allows_tool("search_knowledgebase"));
-        assert!(u[0].permissions.allows_database("anything"));
+        assert!(!u[0].permissions.allows("query_database", "anything"));
         // A new password keeps the permissions; a grant replaces a field.
-        let text = upsert(&map, "alice", BCRYPT, true, "", Grant::default()).unwrap();
+        let text = upsert(&map, "alice", BCRYPT, true, "", EntryLists::default()).unwrap();
         assert_eq!(parse(text.as_bytes()).unwrap()[0].permissions, p.clone());
         let all = vec!["*".to_string()];
-        let grant = Grant {
+        let grant = EntryLists {
             tools: Some(&all),
             databases: None,
         };
         let text = upsert(&text, "alice", BCRYPT, true, "", grant).unwrap();
         let p = parse(text.as_bytes()).unwrap()[0].permissions.clone();
-        assert!(p.allows_tool("count_rows") && !p.allows_database("prod"));
+        assert!(p.allows_tool("count_rows") && !p.allows("count_rows", "prod"));
+        assert!(p.allows("count_rows", "analytics"));
         let bad = format!("users:\n  alice:\n    password_hash: \"{BCRYPT}\"\n    tools: [\"\"]\n");
         let err = parse(bad.as_bytes()).unwrap_err().to_string();
         assert!(
@@ -265,17 +266,17 @@ mod tests {
             "users:\n  alice:\n    username: alice\n    password_hash: \"{BCRYPT}\"\n    enabled: true\n    last_login: 2025-01-01\n"
         );
         let new_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
-        let text = upsert(&y, "alice", new_hash, false, "", Grant::default()).unwrap();
+        let text = upsert(&y, "alice", new_hash, false, "", EntryLists::default()).unwrap();
         assert!(text.contains("last_login"));
         let u = parse(text.as_bytes()).unwrap();
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].password_hash, new_hash);
         assert!(!u[0].enabled);
-        let text = upsert(&text, "bob", BCRYPT, true, "new", Grant::default()).unwrap();
+        let text = upsert(&text, "bob", BCRYPT, true, "new", EntryLists::default()).unwrap();
         let u = parse(text.as_bytes()).unwrap();
         assert_eq!(u.len(), 2);
         assert_eq!(u[1].annotation.as_deref(), Some("new"));
-        assert!(upsert("", "x", "plaintext", true, "", Grant::default()).is_err());
+        assert!(upsert("", "x", "plaintext", true, "", EntryLists::default()).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use fleet_common::exit::Exit;
 
 use anyhow::Context;
 use fleet_common::kind::{self, FileKind};
-use fleet_common::permissions::Grant;
+use fleet_common::permissions::EntryLists;
 use fleet_kb::build::{BuildOptions, build_from_dir};
 use time::OffsetDateTime;
 
@@ -90,7 +90,7 @@ pub fn token_add(args: TokenAddArgs) -> anyhow::Result<()> {
     let expires_at = parse_lifetime(&args.expires)?.map(|d| now + d);
     let tools = names(args.tools);
     let databases = names(args.databases);
-    let grant = Grant {
+    let grant = EntryLists {
         tools: tools.as_deref(),
         databases: databases.as_deref(),
     };
@@ -126,7 +126,7 @@ pub fn add_token_to_file(
     annotation: &str,
     expires_at: Option<OffsetDateTime>,
     database: Option<&str>,
-    grant: Grant<'_>,
+    grant: EntryLists<'_>,
 ) -> anyhow::Result<String> {
     let existing = match std::fs::read_to_string(file) {
         Ok(text) => text,
@@ -218,7 +218,7 @@ pub fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
     };
     let tools = names(args.tools);
     let databases = names(args.databases);
-    let grant = Grant {
+    let grant = EntryLists {
         tools: tools.as_deref(),
         databases: databases.as_deref(),
     };
@@ -302,8 +302,9 @@ mod tests {
     fn token_add_stores_only_the_hash_and_the_token_works() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tokens.yaml");
-        let a = add_token_to_file(&file, "first", None, None, Grant::default()).unwrap();
-        let b = add_token_to_file(&file, "second", None, Some("prod"), Grant::default()).unwrap();
+        let a = add_token_to_file(&file, "first", None, None, EntryLists::default()).unwrap();
+        let b =
+            add_token_to_file(&file, "second", None, Some("prod"), EntryLists::default()).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(!text.contains(&a) && !text.contains(&b));
         let store = crate::auth::tokens::TokenStore::new(
@@ -324,7 +325,7 @@ mod tests {
         let file = dir.path().join("tokens.yaml");
         let tools = names(Some(vec!["search_knowledgebase".into(), " ".into()]));
         let none = names(Some(vec!["".into()]));
-        let grant = Grant {
+        let grant = EntryLists {
             tools: tools.as_deref(),
             databases: none.as_deref(),
         };
@@ -336,7 +337,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let p = store.authenticate(&secret, now).unwrap().permissions;
         assert!(p.allows_tool("search_knowledgebase") && !p.allows_tool("query_database"));
-        assert!(!p.allows_database("prod"));
+        assert!(!p.allows("search_knowledgebase", "prod"));
         let listed = list_tokens(&file, now).unwrap();
         assert!(
             listed.contains("\t-\ttools=search_knowledgebase databases=none\tkb only\n"),
@@ -348,8 +349,9 @@ mod tests {
     fn token_list_shows_no_hash_and_revoke_stops_the_token() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tokens.yaml");
-        let a = add_token_to_file(&file, "first", None, None, Grant::default()).unwrap();
-        let b = add_token_to_file(&file, "second", None, Some("prod"), Grant::default()).unwrap();
+        let a = add_token_to_file(&file, "first", None, None, EntryLists::default()).unwrap();
+        let b =
+            add_token_to_file(&file, "second", None, Some("prod"), EntryLists::default()).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         let entries = fleet_common::tokens::parse(text.as_bytes()).unwrap();
         let now = OffsetDateTime::now_utc();

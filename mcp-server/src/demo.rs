@@ -70,7 +70,7 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<Demo> {
         "demo",
         None,
         None,
-        fleet_common::permissions::Grant::default(),
+        fleet_common::permissions::EntryLists::default(),
     )?;
     // Every setting as `serve` would resolve it, but for what makes it a
     // demo: its own directory, text logs, no drain delay, no databases.

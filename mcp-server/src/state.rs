@@ -178,6 +178,14 @@ impl AppState {
         self.oauth.is_some() || self.credentials.can_authenticate()
     }
 
+    /// Whether answers of lists and reads may differ between callers (some
+    /// credential has permissions or a database binding, or OAuth grants
+    /// are configured): they are then `cacheScope: private`, and a replayed
+    /// answer is keyed by it (see [`crate::tools`]).
+    pub fn answers_vary_by_caller(&self) -> bool {
+        self.credentials.vary_by_caller() || self.oauth.as_ref().is_some_and(|o| o.has_grants())
+    }
+
     /// Authenticate a bearer token: an OAuth access token when issuers are
     /// configured and it has a JWT's shape, else an API or session token.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthFailure> {

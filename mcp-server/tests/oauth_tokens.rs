@@ -482,7 +482,8 @@ async fn scopes_and_claims_grant_tools_and_databases() {
     c["groups"] = json!(["dba"]);
     let dba = rs.authenticate(&sign(&key, &c)).await.unwrap();
     assert!(dba.permissions.allows_tool("query_database"));
-    assert!(dba.permissions.allows_database("prod") && !dba.permissions.allows_database("staging"));
+    assert!(dba.permissions.allows("query_database", "prod"));
+    assert!(!dba.permissions.allows("query_database", "staging"));
     c["scope"] = json!("mcp");
     c["groups"] = json!(["ops"]);
     let nothing = rs.authenticate(&sign(&key, &c)).await.unwrap();

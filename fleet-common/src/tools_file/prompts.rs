@@ -100,6 +100,41 @@ impl Prompt {
     }
 }
 
+impl Prompt {
+    /// The names of `tools` this prompt's description or messages mention
+    /// as a word of their own (not inside a longer name): the tools it
+    /// leads a caller to, which the server shows it only alongside.
+    pub fn named_tools(&self, tools: &[&str]) -> Vec<String> {
+        let texts = self.description.iter().map(String::as_str).chain(
+            self.messages
+                .iter()
+                .flat_map(|m| m.parts.iter())
+                .filter_map(|p| match p {
+                    Part::Text(t) => Some(t.as_str()),
+                    Part::Arg(_) => None,
+                }),
+        );
+        let texts: Vec<&str> = texts.collect();
+        let mut named: Vec<String> = tools
+            .iter()
+            .filter(|tool| !tool.is_empty() && texts.iter().any(|t| mentions(t, tool)))
+            .map(|t| t.to_string())
+            .collect();
+        named.sort();
+        named.dedup();
+        named
+    }
+}
+
+/// Whether `name` occurs in `text` with no name character (letter, digit,
+/// `_`, `-`) right before or after it.
+fn mentions(text: &str, name: &str) -> bool {
+    let is_name = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
+    text.match_indices(name).any(|(at, _)| {
+        !is_name(text[..at].chars().next_back()) && !is_name(text[at + name.len()..].chars().next())
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPrompt {
@@ -388,5 +423,29 @@ mod tests {
             let e = declare("p".into(), raw(bad)).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_tools_a_prompt_names_are_whole_words() {
+        let p = declare(
+            "p".into(),
+            raw("description: Uses count_rows.\ntemplate: \"Call get_schema_info, then query_database_v2 and my-count_rows.\"\n"),
+        )
+        .unwrap();
+        let tools = [
+            "get_schema_info",
+            "query_database",
+            "count_rows",
+            "search_knowledgebase",
+        ];
+        assert_eq!(p.named_tools(&tools), ["count_rows", "get_schema_info"]);
+        let kb = builtin()
+            .iter()
+            .find(|p| p.name == "explore-database")
+            .unwrap();
+        assert!(
+            kb.named_tools(&tools)
+                .contains(&"get_schema_info".to_string())
+        );
     }
 }

@@ -7,6 +7,10 @@ use serde::Serialize;
 pub const DEFAULT_TOP_N: usize = 5;
 /// The most results one search returns.
 pub const MAX_TOP_N: usize = 20;
+/// The most of a chunk's text a hit carries, in bytes: a chunk far larger
+/// than any a builder writes (a hostile or broken `kb.db` can hold one of
+/// megabytes) is cut, and [`Hit::text_bytes`] says how long it was.
+pub const MAX_HIT_TEXT_BYTES: usize = 8 * 1024;
 
 /// A search request, as `search_knowledgebase` receives it.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +72,12 @@ pub struct Hit {
     pub project_name: String,
     pub project_version: String,
     pub file_path: String,
+    /// The chunk's text, or its first [`MAX_HIT_TEXT_BYTES`] (cut at a
+    /// character boundary) when it is longer.
     pub text: String,
+    /// The length of the chunk's whole text in bytes: more than
+    /// `text.len()` when it was cut.
+    pub text_bytes: u64,
     /// BM25 score, higher is better.
     pub score: f64,
 }
@@ -83,9 +92,12 @@ pub struct Product {
 
 /// A hit's row: its chunk by id (`?1`), in the columns [`Hit::from_row`]
 /// reads. Both engines ([`super::Kb::search`], [`crate::fts5`]) read hits
-/// with it.
+/// with it. The text is read only as far as a hit may carry it (`substr`
+/// counts characters, each at least a byte), its whole length by
+/// `octet_length`, which SQLite answers from the record header without
+/// reading the value.
 pub(crate) const HIT_ROW_SQL: &str = "SELECT coalesce(title,''), coalesce(section,''), project_name, project_version, \
-     coalesce(file_path,''), text FROM main.chunks WHERE id = ?1";
+     coalesce(file_path,''), substr(text, 1, 8193), octet_length(text) FROM main.chunks WHERE id = ?1";
 
 impl Hit {
     /// The hit of chunk `id` scored `score`, from a row of [`HIT_ROW_SQL`].
@@ -97,8 +109,39 @@ impl Hit {
             project_name: row.get(2)?,
             project_version: row.get(3)?,
             file_path: row.get(4)?,
-            text: row.get(5)?,
+            text: cut(row.get(5)?, MAX_HIT_TEXT_BYTES),
+            text_bytes: row.get::<_, Option<i64>>(6)?.unwrap_or(0).max(0) as u64,
             score,
         })
+    }
+
+    /// Whether [`Hit::text`] is only the start of the chunk's text.
+    pub fn is_cut(&self) -> bool {
+        self.text_bytes > self.text.len() as u64
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hit_query_reads_one_character_past_the_cap() {
+        assert!(HIT_ROW_SQL.contains(&format!("substr(text, 1, {})", MAX_HIT_TEXT_BYTES + 1)));
+        assert_eq!(cut("héllo".into(), 2), "h");
+        assert_eq!(cut("héllo".into(), 3), "hé");
+        assert_eq!(cut("abc".into(), 8), "abc");
     }
 }

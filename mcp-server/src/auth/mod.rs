@@ -165,6 +165,12 @@ impl Credentials {
         )
     }
 
+    /// Whether two credentials may get different answers to the same
+    /// request: some token or user has permissions or a binding.
+    pub fn vary_by_caller(&self) -> bool {
+        self.tokens.load().varied() || self.users.load().varied()
+    }
+
     /// Whether anyone at all can authenticate: an API token, or a user with
     /// a session key to sign their session.
     pub fn can_authenticate(&self) -> bool {

@@ -19,16 +19,31 @@ use super::{AuthFailure, Principal};
 pub struct TokenStore {
     buckets: HashMap<u64, Vec<TokenEntry>>,
     len: usize,
+    /// Some token has permissions or a database binding.
+    varied: bool,
 }
 
 impl TokenStore {
     pub fn new(entries: Vec<TokenEntry>) -> TokenStore {
         let len = entries.len();
+        let varied = entries
+            .iter()
+            .any(|e| e.database.is_some() || !e.permissions.is_unrestricted());
         let mut buckets: HashMap<u64, Vec<TokenEntry>> = HashMap::with_capacity(len);
         for e in entries {
             buckets.entry(bucket_of(&e.hash)).or_default().push(e);
         }
-        TokenStore { buckets, len }
+        TokenStore {
+            buckets,
+            len,
+            varied,
+        }
+    }
+
+    /// Whether two of its tokens may be answered differently: some token
+    /// has permissions or a database binding.
+    pub fn varied(&self) -> bool {
+        self.varied
     }
 
     pub fn len(&self) -> usize {

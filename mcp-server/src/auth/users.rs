@@ -37,6 +37,14 @@ impl UserStore {
         self.by_name.len()
     }
 
+    /// Whether two of its users may be answered differently: some user has
+    /// permissions.
+    pub fn varied(&self) -> bool {
+        self.by_name
+            .values()
+            .any(|u| !u.permissions.is_unrestricted())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }

@@ -23,7 +23,8 @@ pub async fn run(
     principal: Option<&Principal>,
 ) -> Result<String, ToolError> {
     let values = bind(tool, args).map_err(ToolError::InvalidArgument)?;
-    let db = super::gate::database(databases, principal, tool.database.as_deref())?;
+    let purpose = super::gate::Purpose::Tool(&tool.name);
+    let db = super::gate::database(databases, principal, purpose, tool.database.as_deref())?;
     db.run_statement(&tool.sql, &values, tool.writer).await
 }
 

@@ -27,6 +27,10 @@ pub struct Catalog {
     file: ToolsFile,
     /// The MCP descriptor of each of `file.tools`, in the same order.
     descriptors: Vec<Tool>,
+    /// The tools (built-in or curated) each prompt's texts name, by prompt
+    /// name: [`gate::visible_prompts`] shows a prompt only to a caller who
+    /// sees them all.
+    prompt_tools: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Default for Catalog {
@@ -41,10 +45,21 @@ impl Catalog {
         // answers cached for one (`tools/list`) are never served for another.
         static EPOCHS: AtomicU64 = AtomicU64::new(1);
         let descriptors = file.tools.iter().map(schema::descriptor).collect();
+        let tool_names: Vec<&str> = fleet_common::tools_file::builtins::TOOLS
+            .iter()
+            .copied()
+            .chain(file.tools.iter().map(|t| t.name.as_str()))
+            .collect();
+        let prompt_tools = fleet_common::tools_file::prompts::builtin()
+            .iter()
+            .chain(&file.prompts)
+            .map(|p| (p.name.clone(), p.named_tools(&tool_names)))
+            .collect();
         Catalog {
             epoch: EPOCHS.fetch_add(1, Ordering::Relaxed),
             file,
             descriptors,
+            prompt_tools,
         }
     }
 
@@ -75,6 +90,17 @@ impl Catalog {
             .iter()
             .filter(|p| self.file.builtins.prompt(&p.name))
             .chain(&self.file.prompts)
+    }
+
+    /// [`Catalog::prompts`], each with the tools its texts name.
+    pub fn prompts_with_tools(&self) -> impl Iterator<Item = (&Prompt, &[String])> {
+        self.prompts().map(|p| {
+            let named = self
+                .prompt_tools
+                .get(&p.name)
+                .map_or(&[][..], Vec::as_slice);
+            (p, named)
+        })
     }
 
     /// One line on what is loaded, for `/health` and the log.

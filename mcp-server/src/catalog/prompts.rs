@@ -1,6 +1,8 @@
 //! `prompts/list` and `prompts/get` from the live catalog: the built-in
-//! prompts not switched off, then the operator's. Arguments arrive as JSON;
-//! strings, numbers and booleans are taken as their text.
+//! prompts not switched off, then the operator's, each only to a caller
+//! who sees every tool it names ([`super::gate::visible_prompts`] gives the
+//! names `shown`). Arguments arrive as JSON; strings, numbers and booleans
+//! are taken as their text.
 
 use std::collections::BTreeMap;
 
@@ -11,10 +13,11 @@ use serde_json::Value;
 
 use super::Catalog;
 
-/// What `prompts/list` shows.
-pub fn list(catalog: &Catalog) -> Vec<Prompt> {
+/// What `prompts/list` shows, of the prompts named in `shown`.
+pub fn list(catalog: &Catalog, shown: &[String]) -> Vec<Prompt> {
     catalog
         .prompts()
+        .filter(|p| shown.contains(&p.name))
         .map(|p| {
             let arguments = p
                 .arguments
@@ -36,9 +39,11 @@ pub fn list(catalog: &Catalog) -> Vec<Prompt> {
         .collect()
 }
 
-/// What `prompts/get` answers for `name` with `args`.
+/// What `prompts/get` answers for `name` with `args`, to a caller shown the
+/// prompts named in `shown`.
 pub fn get(
     catalog: &Catalog,
+    shown: &[String],
     name: &str,
     args: Option<&JsonObject>,
 ) -> Result<GetPromptResult, ErrorData> {
@@ -55,6 +60,15 @@ pub fn get(
         };
         return Err(ErrorData::invalid_params(why, None));
     };
+    if !shown.contains(&prompt.name) {
+        return Err(ErrorData::invalid_params(
+            format!(
+                "this credential may not use the prompt {name}: it names a tool the credential \
+                 may not call"
+            ),
+            None,
+        ));
+    }
     let mut text_args = BTreeMap::new();
     for (k, v) in args.into_iter().flatten() {
         let text = match v {

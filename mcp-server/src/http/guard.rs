@@ -181,6 +181,7 @@ where
             one,
             &parts.headers,
             state.catalog.load().epoch(),
+            state.answers_vary_by_caller(),
             &principal
                 .as_ref()
                 .map(|p| p.permissions.fingerprint())

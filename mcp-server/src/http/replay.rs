@@ -64,11 +64,14 @@ impl Replayable {
     /// read before the request goes to rmcp, which answers from that
     /// catalog or a newer one. `permissions` is the caller's
     /// [`fleet_common::permissions::Permissions::fingerprint`] (empty when
-    /// unrestricted, or without a credential).
+    /// unrestricted, or without a credential). `varied` is
+    /// [`crate::state::AppState::answers_vary_by_caller`], which decides
+    /// the answer's `cacheScope`.
     pub fn of(
         msg: &Envelope,
         headers: &HeaderMap,
         epoch: u64,
+        varied: bool,
         permissions: &[u8],
     ) -> Option<Replayable> {
         let method = msg.method.as_deref()?;
@@ -103,6 +106,7 @@ impl Replayable {
         // never looser.
         let mut key = Vec::with_capacity(256 + permissions.len());
         key.extend_from_slice(&epoch.to_le_bytes());
+        key.push(u8::from(varied));
         key.extend_from_slice(&(permissions.len() as u64).to_le_bytes());
         key.extend_from_slice(permissions);
         key.extend_from_slice(method.as_bytes());
@@ -207,7 +211,7 @@ mod tests {
 
     fn of(h: &HeaderMap, body: &[u8]) -> Option<Replayable> {
         match crate::http::envelope::Body::parse(body) {
-            crate::http::envelope::Body::One(msg) => Replayable::of(&msg, h, 1, &[]),
+            crate::http::envelope::Body::One(msg) => Replayable::of(&msg, h, 1, false, &[]),
             _ => None,
         }
     }
@@ -281,7 +285,7 @@ mod tests {
         let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
         let next = match crate::http::envelope::Body::parse(list) {
             crate::http::envelope::Body::One(msg) => {
-                Replayable::of(&msg, &h, 2, &[]).map(|r| r.key)
+                Replayable::of(&msg, &h, 2, false, &[]).map(|r| r.key)
             }
             _ => None,
         };
@@ -294,15 +298,19 @@ mod tests {
             None,
         )
         .fingerprint();
-        let keyed = |fingerprint: &[u8]| match crate::http::envelope::Body::parse(list) {
-            crate::http::envelope::Body::One(msg) => {
-                Replayable::of(&msg, &h, 1, fingerprint).map(|r| r.key)
-            }
-            _ => None,
-        };
-        assert_eq!(plain, keyed(&[]));
-        assert!(keyed(&limited).is_some());
-        assert_ne!(plain, keyed(&limited));
+        let keyed =
+            |varied: bool, fingerprint: &[u8]| match crate::http::envelope::Body::parse(list) {
+                crate::http::envelope::Body::One(msg) => {
+                    Replayable::of(&msg, &h, 1, varied, fingerprint).map(|r| r.key)
+                }
+                _ => None,
+            };
+        assert_eq!(plain, keyed(false, &[]));
+        assert!(keyed(false, &limited).is_some());
+        assert_ne!(plain, keyed(false, &limited));
+        // Once answers vary by caller (their cacheScope turns private), a
+        // list learned before is not replayed.
+        assert_ne!(plain, keyed(true, &[]));
         let mut other_host = headers(&BASE[1..]);
         other_host.append("host", HeaderValue::from_static("evil.example"));
         assert_ne!(

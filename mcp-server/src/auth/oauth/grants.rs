@@ -1,7 +1,8 @@
 //! What an access token may use, from the `oauth_permissions` grants its
-//! scopes and claims match: the union of those grants. With no grants
-//! configured, a valid token may use everything; with some, a token that
-//! matches none may use nothing.
+//! scopes and claims match: the union of those grants' (tool, database)
+//! pairs, so that two grants never combine into a pair neither allows
+//! ([`Permissions::union`]). With no grants configured, a valid token may
+//! use everything; with some, a token that matches none may use nothing.
 
 use fleet_common::permissions::Permissions;
 
@@ -66,8 +67,39 @@ mod tests {
         let kb = permissions(&grants, &token(r#"{"scope":"mcp kb"}"#)).unwrap();
         assert!(kb.allows_tool("search_knowledgebase") && !kb.allows_tool("query_database"));
         let both = permissions(&grants, &token(r#"{"scope":"kb","groups":["dba"]}"#)).unwrap();
-        assert!(both.allows_tool("query_database") && both.allows_database("prod"));
+        assert!(both.allows("query_database", "prod"));
+        assert!(!both.allows("query_database", "staging"));
         let none = permissions(&grants, &token(r#"{"scope":"mcp"}"#)).unwrap();
         assert!(!none.allows_tool("search_knowledgebase"));
+    }
+
+    /// docs/configuration.md's "Several issuers and permissions": a token
+    /// with scope `kb` and the Analyst role may search, and run the
+    /// Analyst's tools on `analytics` only (issue 29, finding 1: it could
+    /// run `query_database` on `prod`).
+    #[test]
+    fn the_documented_grants_never_combine_into_more() {
+        let grants = [
+            grant(
+                Match::Scope("kb".into()),
+                Some(&["search_knowledgebase"]),
+                None,
+            ),
+            grant(
+                Match::Claim {
+                    name: "roles".into(),
+                    value: "Analyst".into(),
+                },
+                Some(&["query_database", "get_schema_info", "count_rows"]),
+                Some(&["analytics"]),
+            ),
+        ];
+        let analyst = permissions(&grants, &token(r#"{"roles":["Analyst"]}"#)).unwrap();
+        assert!(!analyst.allows("query_database", "prod"));
+        let both = permissions(&grants, &token(r#"{"scope":"kb","roles":["Analyst"]}"#)).unwrap();
+        assert!(both.allows_tool("search_knowledgebase"));
+        assert!(both.allows("query_database", "analytics"));
+        assert!(!both.allows("query_database", "prod"), "{both:?}");
+        assert!(!both.allows("count_rows", "prod"));
     }
 }

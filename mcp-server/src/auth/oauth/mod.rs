@@ -195,6 +195,12 @@ impl ResourceServer {
         Ok(principal)
     }
 
+    /// Whether `oauth_permissions` grants are configured: tokens may then be
+    /// allowed different things.
+    pub fn has_grants(&self) -> bool {
+        !self.settings.grants.is_empty()
+    }
+
     /// The RFC 9728 document, if `path` is one it is served at.
     pub fn metadata_at(&self, path: &str) -> Option<axum::body::Bytes> {
         self.metadata_paths

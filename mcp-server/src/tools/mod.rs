@@ -1,10 +1,22 @@
-//! The MCP tools, served through rmcp's tool router.
+//! The MCP tools, served through rmcp's tool router, and the prompts and
+//! resources beside them.
 //!
 //! Names and arguments follow pgEdge Postgres MCP Server, so existing prompts
 //! and clients keep working. The router is built once per process and shared
 //! by every request's handler. The live `tools.yaml` ([`crate::catalog`])
-//! adds curated tools and prompts and switches built-ins off: every tool
-//! listed or called, built-in or curated, passes [`crate::catalog::gate`].
+//! adds curated tools and prompts and switches built-ins off: every tool,
+//! prompt and resource listed, called or read passes
+//! [`crate::catalog::gate`]. A search's answer is written by [`answer`].
+//!
+//! Lists and reads say who may cache them (`cacheScope`, protocol
+//! 2026-07-28): `private` wherever answers can differ between callers (a
+//! credential with permissions or a database binding is loaded, or OAuth
+//! grants are configured: [`AppState::answers_vary_by_caller`]), so that a
+//! gateway's shared cache never serves one caller's list to another;
+//! `public` otherwise. `ttlMs` is 0 (not to be reused): `tools.yaml` and the
+//! credentials may change at any reload.
+
+pub mod answer;
 
 use std::sync::Arc;
 
@@ -46,12 +58,7 @@ impl McpHandler {
     pub fn router(state: &AppState) -> Arc<ToolRouter<McpHandler>> {
         let mut router = Self::tool_router();
         if state.databases.is_empty() {
-            for name in [
-                pgt::QUERY_DATABASE,
-                pgt::GET_SCHEMA_INFO,
-                pgt::EXECUTE_EXPLAIN,
-                pgt::COUNT_ROWS,
-            ] {
+            for name in gate::POSTGRES_TOOLS {
                 router.remove_route(name);
             }
         }
@@ -73,7 +80,8 @@ impl McpHandler {
         Fut: std::future::Future<Output = Result<String, crate::pg::ToolError>>,
     {
         let principal = parts.extensions.get::<Principal>();
-        let db = match gate::database(&self.state.databases, principal, requested) {
+        let purpose = gate::Purpose::Tool(tool);
+        let db = match gate::database(&self.state.databases, principal, purpose, requested) {
             Ok(db) => db,
             Err(e) => {
                 if e.is_denied() {
@@ -378,24 +386,7 @@ impl McpHandler {
         if hits.is_empty() {
             return Ok(text_result(format!("No results for {query:?}. {label}")));
         }
-        let mut out = format!("{} results for {query:?}: {label}\n", hits.len());
-        for (i, h) in hits.iter().enumerate() {
-            let heading = if h.section.is_empty() {
-                h.title.clone()
-            } else {
-                format!("{} › {}", h.title, h.section)
-            };
-            out.push_str(&format!(
-                "\n## {}. {heading}\nProduct: {} {} | Source: {} | Score: {:.2}\n\n{}\n",
-                i + 1,
-                h.project_name,
-                h.project_version,
-                h.file_path,
-                h.score,
-                h.text
-            ));
-        }
-        Ok(text_result(out))
+        Ok(text_result(answer::render(&query, &label, &hits)))
     }
 }
 
@@ -448,6 +439,45 @@ impl McpHandler {
     }
 }
 
+impl McpHandler {
+    /// `ttlMs` and `cacheScope` of a list or read answered for `context`,
+    /// for clients of protocol 2026-07-28 and later (see the module doc).
+    fn cache_hints(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> (Option<u64>, Option<CacheScope>) {
+        let hints = context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        if !hints {
+            return (None, None);
+        }
+        let scope = if self.state.answers_vary_by_caller() {
+            CacheScope::Private
+        } else {
+            CacheScope::Public
+        };
+        (Some(0), Some(scope))
+    }
+
+    /// The names of the prompts the caller may see: those whose every named
+    /// tool it sees in `tools/list`.
+    fn visible_prompts(
+        &self,
+        catalog: &crate::catalog::Catalog,
+        context: &RequestContext<RoleServer>,
+    ) -> Vec<String> {
+        let tools = gate::listed(
+            catalog,
+            &self.state.databases,
+            principal_of(context),
+            self.router.list_all(),
+        );
+        let tools: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        gate::visible_prompts(catalog, &tools)
+    }
+}
+
 #[tool_handler(router = self.router)]
 impl ServerHandler for McpHandler {
     fn get_info(&self) -> ServerConfig {
@@ -486,14 +516,9 @@ impl ServerHandler for McpHandler {
             principal_of(&context),
             self.router.list_all(),
         );
-        let hints = context
-            .protocol_version()
-            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
         let mut result = ListToolsResult::with_all_items(tools);
         result.result_type = Some(ResultType::COMPLETE);
-        // The list changes with tools.yaml: never to be cached by the client.
-        result.ttl_ms = hints.then_some(0);
-        result.cache_scope = hints.then_some(CacheScope::Public);
+        (result.ttl_ms, result.cache_scope) = self.cache_hints(&context);
         Ok(result)
     }
 
@@ -547,21 +572,24 @@ impl ServerHandler for McpHandler {
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let catalog = self.state.catalog.load();
-        Ok(ListPromptsResult::with_all_items(
-            crate::catalog::prompts::list(&catalog),
-        ))
+        let shown = self.visible_prompts(&catalog, &context);
+        let mut result =
+            ListPromptsResult::with_all_items(crate::catalog::prompts::list(&catalog, &shown));
+        (result.ttl_ms, result.cache_scope) = self.cache_hints(&context);
+        Ok(result)
     }
 
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let catalog = self.state.catalog.load();
-        crate::catalog::prompts::get(&catalog, &request.name, request.arguments.as_ref())
+        let shown = self.visible_prompts(&catalog, &context);
+        crate::catalog::prompts::get(&catalog, &shown, &request.name, request.arguments.as_ref())
             .map(Into::into)
     }
 
@@ -571,7 +599,11 @@ impl ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let system_info_on = gate::resource_on(&self.state.catalog.load(), "system_info")
-            && gate::reaches_a_database(&self.state.databases, principal_of(&context));
+            && gate::reaches(
+                &self.state.databases,
+                principal_of(&context),
+                gate::Purpose::SystemInfo,
+            );
         let resources = if self.state.databases.is_empty() || !system_info_on {
             Vec::new()
         } else {
@@ -580,7 +612,9 @@ impl ServerHandler for McpHandler {
                     .with_description(pgt::SYSTEM_INFO_DESCRIPTION),
             ]
         };
-        Ok(ListResourcesResult::with_all_items(resources))
+        let mut result = ListResourcesResult::with_all_items(resources);
+        (result.ttl_ms, result.cache_scope) = self.cache_hints(&context);
+        Ok(result)
     }
 
     async fn read_resource(
@@ -597,16 +631,27 @@ impl ServerHandler for McpHandler {
                 None,
             ));
         }
-        let db = gate::database(&self.state.databases, principal_of(&context), None)
-            .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+        let principal = principal_of(&context);
+        let db = gate::database(
+            &self.state.databases,
+            principal,
+            gate::Purpose::SystemInfo,
+            None,
+        )
+        .map_err(|e| {
+            if e.is_denied() {
+                self.state.metrics.tool_denied("unknown");
+            }
+            ErrorData::invalid_params(e.to_string(), None)
+        })?;
         let text = db
             .system_info()
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        Ok(
-            ReadResourceResult::new(vec![ResourceContents::text(text, pgt::SYSTEM_INFO_URI)])
-                .into(),
-        )
+        let mut result =
+            ReadResourceResult::new(vec![ResourceContents::text(text, pgt::SYSTEM_INFO_URI)]);
+        (result.ttl_ms, result.cache_scope) = self.cache_hints(&context);
+        Ok(result.into())
     }
 }
 
