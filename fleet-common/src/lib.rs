@@ -11,7 +11,8 @@
 //! into a shared directory ([`publish`]) and recognised later as the version
 //! that was verified ([`published`], by its [`identity`]); a data file is
 //! only ever read as a regular file within its kind's size limit
-//! ([`read`]). The binaries also
+//! ([`read`]), and a URL is shown without what may be a secret
+//! ([`redact`]). The binaries also
 //! share their log format ([`logging`]), their shutdown signal
 //! ([`signals`]), their exit statuses ([`exit`]), the deadlines and limits
 //! of their HTTP connections ([`conn`]) and the formats of their `/metrics`
@@ -40,6 +41,7 @@ pub mod permissions;
 pub mod publish;
 pub mod published;
 pub mod read;
+pub mod redact;
 pub mod session_key;
 pub mod signals;
 pub mod sql;

@@ -120,13 +120,7 @@ pub(crate) fn header_str(headers: &::http::HeaderMap, name: &str) -> Option<Stri
 
 /// A URL fit for logs: no userinfo, query string or fragment.
 pub(crate) fn redacted(url: &reqwest::Url) -> String {
-    let mut u = url.clone();
-    // These fail only for URLs that cannot have credentials at all.
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.set_query(None);
-    u.set_fragment(None);
-    u.to_string()
+    fleet_common::redact::url(url.as_str())
 }
 
 /// An error and its sources, `: `-separated (what every client library's

@@ -174,7 +174,8 @@ pub fn resolve(
         .to_string();
     anyhow::ensure!(
         url.starts_with("http://") || url.starts_with("https://"),
-        "kb_embedding_url {url:?} is not an http(s) URL"
+        "kb_embedding_url {:?} is not an http(s) URL",
+        fleet_common::redact::url(&url)
     );
     let api_key = match &given.api_key_file {
         Some(path) => {

@@ -121,9 +121,10 @@ pub enum FetchError {
     At { url: String, reason: String },
 }
 
+/// A failed fetch of `url`, named without userinfo, query or fragment.
 fn at(url: &Url, reason: impl std::fmt::Display) -> FetchError {
     FetchError::At {
-        url: url.to_string(),
+        url: fleet_common::redact::url(url.as_str()),
         reason: reason.to_string(),
     }
 }
@@ -268,7 +269,7 @@ impl IssuerKeys {
         }
         let issuer = self.settings.issuer.as_str();
         let base = Url::parse(issuer).map_err(|e| FetchError::At {
-            url: issuer.to_string(),
+            url: fleet_common::redact::url(issuer),
             reason: e.to_string(),
         })?;
         let mut failed = Vec::new();
@@ -291,7 +292,7 @@ impl IssuerKeys {
             return web_url("jwks_uri", &jwks).map_err(|e| at(&url, e));
         }
         Err(FetchError::At {
-            url: issuer.to_string(),
+            url: fleet_common::redact::url(issuer),
             reason: format!("no discovery document ({})", failed.join("; ")),
         })
     }

@@ -129,16 +129,25 @@ pub fn resolve(given: Given) -> anyhow::Result<Option<OAuthSettings>> {
     let resource = web_url("oauth_resource", &resource_text)?;
     ensure!(
         resource.fragment().is_none() && resource.query().is_none(),
-        "oauth_resource {resource_text} must not have a query or fragment (RFC 8707)"
+        "oauth_resource {} must not have a query or fragment (RFC 8707)",
+        shown(&resource_text)
     );
     let mut issuers = Vec::with_capacity(written.len());
     let mut seen = BTreeSet::new();
     for w in written {
-        web_url("oauth_issuers[].issuer", &w.issuer)?;
+        let issuer = web_url("oauth_issuers[].issuer", &w.issuer)?;
+        // An issuer identifier has no query or fragment (OpenID Connect
+        // Discovery 1.0, section 3): it is named in logs, metrics and
+        // /health, where none may appear.
+        ensure!(
+            issuer.fragment().is_none() && issuer.query().is_none(),
+            "issuer {} must not have a query or fragment",
+            shown(&w.issuer)
+        );
         ensure!(
             seen.insert(w.issuer.clone()),
             "issuer {} is configured twice",
-            w.issuer
+            shown(&w.issuer)
         );
         let jwks_uri = w
             .jwks_uri
@@ -156,7 +165,7 @@ pub fn resolve(given: Given) -> anyhow::Result<Option<OAuthSettings>> {
                 s.bytes()
                     .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'),
                 "scope {s:?} of issuer {} has a character a scope cannot have",
-                w.issuer
+                shown(&w.issuer)
             );
         }
         issuers.push(IssuerSettings {
@@ -212,22 +221,30 @@ pub fn resolve(given: Given) -> anyhow::Result<Option<OAuthSettings>> {
 /// issuer on the same machine): keys fetched over plain http from anywhere
 /// else could be swapped on the way.
 pub fn web_url(setting: &str, text: &str) -> anyhow::Result<Url> {
+    // Errors name the URL without userinfo, query or fragment: a secret in
+    // the wrong place must not reach the start-up error or a log.
+    let shown = shown(text);
     let url =
-        Url::parse(text).with_context(|| format!("{setting} {text:?} is not an absolute URL"))?;
+        Url::parse(text).with_context(|| format!("{setting} {shown:?} is not an absolute URL"))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
         "http" => {
-            bail!("{setting} {text} uses plain http to a host that is not loopback: use https")
+            bail!("{setting} {shown} uses plain http to a host that is not loopback: use https")
         }
-        other => bail!("{setting} {text} has scheme {other}: use https"),
+        other => bail!("{setting} {shown} has scheme {other}: use https"),
     }
-    ensure!(url.host().is_some(), "{setting} {text} has no host");
+    ensure!(url.host().is_some(), "{setting} {shown} has no host");
     ensure!(
         url.username().is_empty() && url.password().is_none(),
         "{setting} must not carry credentials"
     );
     Ok(url)
+}
+
+/// A URL as an error may show it ([`fleet_common::redact::url`]).
+fn shown(text: &str) -> String {
+    fleet_common::redact::url(text)
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -310,6 +327,34 @@ mod tests {
             ))
             .is_err()
         );
+    }
+
+    /// Issue 29, finding 7: the start-up error echoed a URL's secrets.
+    #[test]
+    fn errors_never_show_a_urls_userinfo_query_or_fragment() {
+        let cases = [
+            ("http://user:SECRET@idp.example.com/", "https://mcp.example.com/mcp"),
+            ("https://user:SECRET@idp.example.com/", "https://mcp.example.com/mcp"),
+            ("https://idp.example.com/?t=SECRET", "https://mcp.example.com/mcp"),
+            ("idp.example.com/?t=SECRET", "https://mcp.example.com/mcp"),
+            ("https://idp.example.com/", "https://mcp.example.com/mcp?token=SECRET"),
+            ("https://idp.example.com/", "https://mcp.example.com/mcp#SECRET"),
+            ("https://idp.example.com/", "http://u:SECRET@mcp.example.com/mcp"),
+            ("https://idp.example.com/", "ftp://SECRET@mcp.example.com/mcp"),
+        ];
+        for (issuer, resource) in cases {
+            let e = resolve(given(issuer, resource)).unwrap_err();
+            let text = format!("{e:#}");
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+        let mut g = given("https://idp.example.com/", "https://mcp.example.com/mcp");
+        g.issuers = Some(vec![IssuerConfig {
+            issuer: "https://idp.example.com/".into(),
+            jwks_uri: Some("http://idp.example.com/jwks?sig=SECRET".into()),
+            ..IssuerConfig::default()
+        }]);
+        let text = format!("{:#}", resolve(g).unwrap_err());
+        assert!(!text.contains("SECRET") && text.contains("idp.example.com"), "{text}");
     }
 
     #[test]
