@@ -21,6 +21,11 @@ pub enum Error {
     /// The file is over the size limit of its kind.
     #[error("{}: over the size limit of {max_bytes} bytes", path.display())]
     TooLarge { path: PathBuf, max_bytes: u64 },
+    /// Work on the file was stopped before it finished: its deadline
+    /// passed, a newer file replaced it, or the process is terminating
+    /// ([`crate::deadline`]).
+    #[error("gave up: {0}")]
+    Interrupted(String),
     /// An I/O error on a named path.
     #[error("{}: {source}", path.display())]
     Io {

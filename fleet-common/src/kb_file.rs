@@ -10,11 +10,20 @@
 //!
 //! Knowledge bases are opened read-only and immutable: publishers replace the
 //! file by renaming a new one over it, so an open handle's inode never changes.
+//!
+//! A `kb.db` comes from outside and is read by code that trusts its shape,
+//! so its shape is checked before anything else is read ([`SHAPES`]): every
+//! object read is an ordinary table (a view or a virtual table named
+//! `chunks` can run any query, even an endless one, each time it is read)
+//! without columns computed at read time, and `chunks_fts` is an FTS5
+//! index. Every connection that checks or loads one is opened under a
+//! [`Deadline`] that stops any statement once it passes.
 
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::deadline::Deadline;
 use crate::{Error, Result};
 
 /// Version of the additions this crate writes into `kb_meta`.
@@ -110,15 +119,19 @@ impl KbInfo {
     }
 }
 
-/// Open a knowledge base read-only and immutable.
-pub fn open_read_only(path: &Path) -> Result<Connection> {
+/// Open a knowledge base read-only and immutable; every statement on the
+/// connection stops once `deadline` passes ([`Deadline::none`] for the
+/// connections searches read hits with, whose statements are bounded).
+pub fn open_read_only(path: &Path, deadline: &Deadline) -> Result<Connection> {
+    deadline.check()?;
     let uri = format!("file:{}?mode=ro&immutable=1", uri_path(path));
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         uri,
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    deadline.guard(&mut conn)?;
     Ok(conn)
 }
 
@@ -138,9 +151,17 @@ fn uri_path(path: &Path) -> String {
 /// build reads (length, CRC, table of contents, one document per chunk),
 /// and our stored vectors if there are any (one per chunk, each of the
 /// recorded model's dimension: [`crate::kb_vectors::check_stored`]).
-/// This is the check run before a KB is published or loaded.
-pub fn verify(path: &Path) -> Result<KbInfo> {
-    let conn = open_checked_header(path)?;
+/// This is the check run before a KB is published or loaded; it gives up
+/// once `deadline` passes ([`Error::Interrupted`]).
+pub fn verify(path: &Path, deadline: &Deadline) -> Result<KbInfo> {
+    verify_whole(path, deadline).map_err(|e| deadline.explain(e))
+}
+
+fn verify_whole(path: &Path, deadline: &Deadline) -> Result<KbInfo> {
+    let conn = open_checked_header(path, deadline)?;
+    // The shape first: quick_check reads every page, and what it reads is
+    // only worth reading in a file of the right shape.
+    check_shapes(&conn)?;
     let result: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if result != "ok" {
         return Err(Error::invalid(
@@ -171,16 +192,97 @@ pub fn verify(path: &Path) -> Result<KbInfo> {
 /// exact content was [`verify`]'d before it was published, as a sync state
 /// record shows (`crate::published::vouched_sha256`). Milliseconds instead
 /// of seconds on a large file.
-pub fn verify_vouched(path: &Path) -> Result<KbInfo> {
-    inspect(&open_checked_header(path)?)
+pub fn verify_vouched(path: &Path, deadline: &Deadline) -> Result<KbInfo> {
+    open_checked_header(path, deadline)
+        .and_then(|conn| inspect(&conn))
+        .map_err(|e| deadline.explain(e))
 }
 
-fn open_checked_header(path: &Path) -> Result<Connection> {
+fn open_checked_header(path: &Path, deadline: &Deadline) -> Result<Connection> {
     let head = read_header(path)?;
     if !head.starts_with(b"SQLite format 3\0") {
         return Err(Error::invalid("kb.db", "not an SQLite database"));
     }
-    open_read_only(path)
+    open_read_only(path, deadline)
+}
+
+/// The objects a reader of a KB reads, and whether each is an FTS5 index
+/// (else an ordinary table). SQLite matches names without regard to case.
+pub const SHAPES: [(&str, bool); 5] = [
+    ("chunks", false),
+    ("kb_meta", false),
+    (crate::kb_index::stored::TABLE, false),
+    (crate::kb_vectors::TABLE, false),
+    ("chunks_fts", true),
+];
+
+/// Refuse a file in which an object of [`SHAPES`] is not what it must be:
+/// a view, a virtual table (or an FTS5 index that is something else), or
+/// a table with a column computed each time it is read (`GENERATED ...
+/// VIRTUAL`, which runs an expression of the file's choosing).
+pub fn check_shapes(conn: &Connection) -> Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT lower(name), type, coalesce(sql, '') FROM sqlite_schema \
+         WHERE lower(name) IN (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let names = SHAPES.map(|(n, _)| n);
+    let found: Vec<(String, String, String)> = stmt
+        .query_map(names, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, kind, sql) in found {
+        let fts = SHAPES.iter().any(|(n, fts)| *n == name && *fts);
+        let words: Vec<String> = sql
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .filter(|w| !w.is_empty())
+            .take(6)
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let shape = match words.as_slice() {
+            ["create", "table", ..] => "an ordinary table",
+            ["create", "virtual", "table", _, "using", "fts5", ..] => "an FTS5 index",
+            ["create", "virtual", ..] => "a virtual table",
+            _ => "something else",
+        };
+        let wanted = if fts {
+            "an FTS5 index"
+        } else {
+            "an ordinary table"
+        };
+        if kind != "table" || shape != wanted {
+            let what = if kind == "table" { shape } else { &kind };
+            return Err(Error::invalid(
+                "kb.db",
+                format!("`{name}` is {}{what}, not {wanted}", article(what)),
+            ));
+        }
+        if !fts {
+            let computed: i64 = conn.query_row(
+                "SELECT count(*) FROM pragma_table_xinfo(?1) WHERE hidden = 2",
+                [&name],
+                |r| r.get(0),
+            )?;
+            if computed > 0 {
+                return Err(Error::invalid(
+                    "kb.db",
+                    format!(
+                        "`{name}` has a column computed when it is read (GENERATED ... VIRTUAL)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// "a " before a bare kind (`view`, `trigger`), nothing before a phrase
+/// that has its own article.
+fn article(what: &str) -> &'static str {
+    if what.starts_with("a ") || what.starts_with("an ") || what.starts_with("something") {
+        ""
+    } else {
+        "a "
+    }
 }
 
 fn read_header(path: &Path) -> Result<Vec<u8>> {
@@ -192,8 +294,10 @@ fn read_header(path: &Path) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Read the schema and metadata of an open knowledge base (no page check).
+/// Read the schema and metadata of an open knowledge base (no page check),
+/// once its shape is checked ([`check_shapes`]).
 pub fn inspect(conn: &Connection) -> Result<KbInfo> {
+    check_shapes(conn)?;
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('chunks')")?;
     let columns: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
@@ -278,102 +382,4 @@ pub fn inspect(conn: &Connection) -> Result<KbInfo> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pgedge_kb(path: &Path) {
-        let c = Connection::open(path).unwrap();
-        c.execute_batch(CREATE_SCHEMA).unwrap();
-        c.execute_batch("DROP TABLE kb_meta; INSERT INTO chunks(text,title,section,project_name,project_version,file_path) VALUES ('hello world','T','S','pg','17','a.md');").unwrap();
-    }
-
-    #[test]
-    fn pgedge_schema_verifies_without_our_additions() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("kb?#.db");
-        pgedge_kb(&p);
-        let info = verify(&p).unwrap();
-        assert_eq!(info.chunk_count, 1);
-        assert!(!info.has_fts);
-        assert_eq!(info.build_id, None);
-    }
-
-    #[test]
-    fn stored_vectors_are_verified_before_publishing() {
-        use crate::kb_vectors::{self, ModelIdentity};
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("kb.db");
-        pgedge_kb(&p);
-        let c = Connection::open(&p).unwrap();
-        c.execute_batch("CREATE TABLE kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
-            .unwrap();
-        c.execute_batch(kb_vectors::CREATE_TABLE).unwrap();
-        let model = ModelIdentity {
-            name: "m".into(),
-            dimensions: 3,
-            sha256: "ab".repeat(32),
-        };
-        kb_vectors::write_identity(&c, &model).unwrap();
-        c.execute(
-            "INSERT INTO kb_embeddings VALUES (1, ?1)",
-            [kb_vectors::encode(&[0.6, 0.8, 0.0])],
-        )
-        .unwrap();
-        assert_eq!(verify(&p).unwrap().embedding, Some(model));
-        c.execute(
-            "UPDATE kb_embeddings SET vector = ?1",
-            [kb_vectors::encode(&[0.6, 0.8])],
-        )
-        .unwrap();
-        let err = verify(&p).unwrap_err().to_string();
-        assert!(
-            err.contains("kb_embeddings") && err.contains("chunk 1"),
-            "{err}"
-        );
-        // Vouched (verified before it was published): the schema only.
-        assert!(verify_vouched(&p).is_ok());
-        c.execute("DELETE FROM kb_meta WHERE key = 'embedding_sha256'", [])
-            .unwrap();
-        let err = verify_vouched(&p).unwrap_err().to_string();
-        assert!(err.contains("only in part"), "{err}");
-    }
-
-    #[test]
-    fn garbage_and_wrong_schema_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let junk = dir.path().join("junk.db");
-        std::fs::write(&junk, b"definitely not sqlite").unwrap();
-        assert!(
-            verify(&junk)
-                .unwrap_err()
-                .to_string()
-                .contains("not an SQLite database")
-        );
-        let other = dir.path().join("other.db");
-        Connection::open(&other)
-            .unwrap()
-            .execute_batch("CREATE TABLE chunks(id INTEGER, text TEXT);")
-            .unwrap();
-        let err = verify(&other).unwrap_err().to_string();
-        assert!(err.contains("lacks column"), "{err}");
-    }
-
-    #[test]
-    fn truncated_file_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("kb.db");
-        pgedge_kb(&p);
-        let c = Connection::open(&p).unwrap();
-        for i in 0..2000 {
-            c.execute(
-                "INSERT INTO chunks(text,project_name,project_version) VALUES (?1,'p','1')",
-                [format!("chunk number {i} with some words")],
-            )
-            .unwrap();
-        }
-        drop(c);
-        let bytes = std::fs::read(&p).unwrap();
-        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
-        assert!(verify(&p).is_err());
-    }
-}
+mod tests;

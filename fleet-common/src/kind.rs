@@ -101,15 +101,17 @@ impl std::str::FromStr for FileKind {
 
 /// Verify the file at `path` as `kind`; returns a one-line summary such as
 /// `"3 tokens"` for logs. A pinned sha256 is checked by the caller, which
-/// hashes while it downloads.
-pub fn verify(kind: FileKind, path: &Path) -> Result<String> {
+/// hashes while it downloads. A KB's check gives up once `deadline` passes
+/// (the YAML files' are bounded: their nesting is checked before they are
+/// parsed, see [`crate::yaml`]).
+pub fn verify(kind: FileKind, path: &Path, deadline: &crate::deadline::Deadline) -> Result<String> {
     let read = || kind.read(path);
     Ok(match kind {
         FileKind::Kb => {
             // Not a FIFO or a device, and within the limit, before SQLite
             // opens it.
             drop(crate::read::open_regular(path, kind.max_bytes())?);
-            let info = crate::kb_file::verify(path)?;
+            let info = crate::kb_file::verify(path, deadline)?;
             format!("{} chunks", info.chunk_count)
         }
         FileKind::Tokens => format!("{} tokens", crate::tokens::parse(&read()?)?.len()),

@@ -27,6 +27,7 @@
 //! health checks in an image without a shell.
 
 pub mod conn;
+pub mod deadline;
 pub mod error;
 pub mod exit;
 pub mod identity;

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Context;
+use fleet_common::deadline::Deadline;
 use fleet_common::kb_file::{self, KbInfo};
 use rusqlite::{Connection, params_from_iter};
 
@@ -40,13 +41,13 @@ impl Fts5Kb {
     /// Open the KB at `path` (header and schema checked); build a
     /// temporary FTS5 index if it has none.
     pub fn open(path: &Path) -> anyhow::Result<Fts5Kb> {
-        let info = kb_file::verify_vouched(path)?;
+        let info = kb_file::verify_vouched(path, &Deadline::none())?;
         let side_index = if info.has_fts {
             None
         } else {
             Some(build_side_index(path).context("building the full-text index of a pgEdge kb.db")?)
         };
-        let conn = kb_file::open_read_only(path)?;
+        let conn = kb_file::open_read_only(path, &Deadline::none())?;
         if let Some(idx) = &side_index {
             conn.execute(
                 "ATTACH DATABASE ?1 AS idx",

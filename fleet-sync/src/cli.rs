@@ -24,6 +24,10 @@ pub struct SyncArgs {
     /// Timeout of one request to a source (connect, and each read).
     #[arg(long = "request-timeout", env = "KB_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// Give up on verifying one fetched file (and preparing a KB's search
+    /// index) after this long: the file is refused, as one that fails.
+    #[arg(long = "verify-timeout", env = "KB_VERIFY_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub verify_timeout: Duration,
     /// Address S3 buckets path-style (most S3-compatible stores need this).
     #[arg(long, env = "KB_S3_PATH_STYLE")]
     pub s3_path_style: bool,

@@ -66,8 +66,8 @@ struct RawFile {
 
 impl Manifest {
     pub fn from_yaml(text: &str) -> anyhow::Result<Manifest> {
-        let raw: RawManifest = serde_norway::from_str(text)
-            .map_err(|e| anyhow::anyhow!("sync manifest: {}", fleet_common::yaml::describe(&e)))?;
+        let raw: RawManifest = fleet_common::yaml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("sync manifest: {e}"))?;
         let max_bytes = match raw.max_bytes {
             Some(s) => parse_size(&s)?,
             None => DEFAULT_MAX_BYTES,

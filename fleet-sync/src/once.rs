@@ -59,6 +59,9 @@ pub async fn run(args: &SyncArgs, opts: OnceOptions) -> Exit {
 
 /// Sync every file once, retrying what may succeed on a later try.
 pub async fn run_once(syncer: &mut Syncer, opts: OnceOptions, progress: &dyn Progress) -> Exit {
+    // The verifications on blocking threads give up at the same time as
+    // the run: nothing outlives --timeout.
+    syncer.until = fleet_common::deadline::Deadline::after(opts.timeout, "--timeout");
     match tokio::time::timeout(opts.timeout, all_files(syncer, opts, progress)).await {
         Ok(status) => status,
         Err(_) => {

@@ -13,6 +13,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
+use fleet_common::deadline::Deadline;
 use fleet_common::kb_index;
 use fleet_common::kind::FileKind;
 use sha2::{Digest, Sha256};
@@ -54,7 +57,16 @@ pub struct Syncer {
     files: Vec<(FileSpec, Source)>,
     rejected: Vec<Option<Rejected>>,
     state: State,
+    /// How long verifying one fetched file (and preparing a KB's search
+    /// index) may take (`--verify-timeout`); past it, the file is refused.
+    pub verify_timeout: Duration,
+    /// When the whole run must end (`kb-init --timeout`): no verification
+    /// runs past it either.
+    pub until: Deadline,
 }
+
+/// `--verify-timeout`'s default.
+pub const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 impl Syncer {
     /// Prepare the destination (created if missing, checked writable and
@@ -99,6 +111,8 @@ impl Syncer {
             rejected: vec![None; files.len()],
             files,
             state: State::load(&manifest.dest_dir),
+            verify_timeout: DEFAULT_VERIFY_TIMEOUT,
+            until: Deadline::none(),
         })
     }
 
@@ -148,6 +162,9 @@ impl Syncer {
         let published = self.state.current(&spec.name, &source_id, &target).cloned();
         let mut bytes = 0u64;
         let rejected = &mut self.rejected[i];
+        // Starts when the cycle does: the download counts against it too
+        // (it is bounded by the request timeout besides).
+        let deadline = Deadline::after(self.verify_timeout, "--verify-timeout").min(&self.until);
         let result = fetch_verify_publish(
             spec,
             source,
@@ -157,6 +174,7 @@ impl Syncer {
             self.max_bytes,
             progress,
             &mut bytes,
+            &deadline,
         )
         .await;
         if result.is_ok() {
@@ -193,14 +211,14 @@ impl Syncer {
 /// Make the search index pack of the KB published at `target` (content
 /// `sha256`) if it is missing, e.g. after an upgrade from a release that
 /// made none. Best effort: a server without a pack makes its own.
-async fn ensure_index(target: &Path, sha256: &str) {
+async fn ensure_index(target: &Path, sha256: &str, deadline: &Deadline) {
     let dir = kb_index::cache::published_dir(target);
     if dir.join(kb_index::cache::file_name(sha256)).exists() {
         return;
     }
-    let (target, sha) = (target.to_path_buf(), sha256.to_string());
+    let (target, sha, deadline) = (target.to_path_buf(), sha256.to_string(), deadline.clone());
     let made = tokio::task::spawn_blocking(move || {
-        kb_index::cache::prepare_for_publish(&target, &sha, &target)
+        kb_index::cache::prepare_for_publish(&target, &sha, &target, &deadline)
     })
     .await;
     match made {
@@ -234,6 +252,7 @@ async fn fetch_verify_publish(
     max_bytes: u64,
     progress: &dyn Progress,
     bytes: &mut u64,
+    deadline: &Deadline,
 ) -> Result<(Outcome, Option<Version>), SyncError> {
     // After a rejection, ask for anything but the rejected version: an
     // unchanged source then costs no body, as when nothing is wrong.
@@ -250,7 +269,7 @@ async fn fetch_verify_publish(
                 ))),
                 None => {
                     if let (FileKind::Kb, Some(record)) = (spec.kind, published) {
-                        ensure_index(target, &record.sha256).await;
+                        ensure_index(target, &record.sha256, deadline).await;
                     }
                     Ok((Outcome::Unchanged, None))
                 }
@@ -270,6 +289,7 @@ async fn fetch_verify_publish(
         progress,
         bytes,
         &mut sha_seen,
+        deadline,
     )
     .await;
     let offered_again = sha_seen.is_some()
@@ -297,6 +317,7 @@ async fn verify_and_publish(
     progress: &dyn Progress,
     bytes: &mut u64,
     sha_seen: &mut Option<String>,
+    deadline: &Deadline,
 ) -> Result<(Outcome, Option<Version>), SyncError> {
     if let Some(size) = dl.size
         && size > max_bytes
@@ -387,13 +408,14 @@ async fn verify_and_publish(
     let total = *bytes;
     let validators = dl.validators.clone();
     let published_sha = sha.clone();
+    let deadline = deadline.clone();
     let (outcome, identity) = tokio::task::spawn_blocking(move || -> Result<_, SyncError> {
         tmp.as_file().sync_all().map_err(|e| SyncError::Local(e.to_string()))?;
-        let summary = fleet_common::kind::verify(kind, tmp.path()).map_err(|e| SyncError::Verify(e.to_string()))?;
+        let summary = fleet_common::kind::verify(kind, tmp.path(), &deadline).map_err(|e| SyncError::Verify(e.to_string()))?;
         if kind == FileKind::Kb {
             // The search index pack goes in first, so no server ever sees
             // this KB without it; an index that does not open is refused.
-            let pack = kb_index::cache::prepare_for_publish(tmp.path(), &published_sha, &target_owned)
+            let pack = kb_index::cache::prepare_for_publish(tmp.path(), &published_sha, &target_owned, &deadline)
                 .map_err(|e| match e {
                     fleet_common::Error::Io { .. } => SyncError::Local(e.to_string()),
                     e => SyncError::Verify(e.to_string()),

@@ -134,8 +134,10 @@ async fn a_corrupt_index_in_a_valid_sqlite_file_is_never_published() {
     )
     .unwrap();
     drop(c);
-    assert!(kb_file::verify_vouched(&source).is_ok());
-    let err = kb_file::verify(&source).unwrap_err().to_string();
+    assert!(kb_file::verify_vouched(&source, &fleet_common::deadline::Deadline::none()).is_ok());
+    let err = kb_file::verify(&source, &fleet_common::deadline::Deadline::none())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("search index"), "{err}");
 
     let attempt = s.sync_file(0, &Quiet).await;

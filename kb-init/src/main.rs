@@ -1,15 +1,16 @@
 //! `kb-init`: an init container. Fetch the KB and auth files once, verify
 //! them, publish them atomically into the shared directory, and exit with
-//! one of [`Exit`]'s statuses: 0 all files published, 1 a source could not
+//! one of [`fleet_common::exit::Exit`]'s statuses: 0 all files published, 1 a source could not
 //! be fetched after retries, 2 usage or config error (or a destination it
 //! can never write), 3 a fetched file failed verification. The run itself
-//! is [`once::run`], shared with `kb-sync-sidecar --once`.
+//! is [`once::run`], shared with `kb-sync-sidecar --once`; it ends with the
+//! run, even while a file's verification is giving up
+//! ([`fleet_sync::start::run_main`]).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fleet_common::exit::Exit;
 use fleet_sync::cli::SyncArgs;
 use fleet_sync::once::{self, OnceOptions};
 
@@ -38,14 +39,5 @@ fn main() -> ExitCode {
         timeout: cli.timeout,
         ..OnceOptions::default()
     };
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(once::run(&cli.sync, opts)).into(),
-        Err(err) => {
-            eprintln!("kb-init: {err}");
-            Exit::Failed.into()
-        }
-    }
+    fleet_sync::start::run_main("kb-init", once::run(&cli.sync, opts))
 }

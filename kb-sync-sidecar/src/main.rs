@@ -102,16 +102,7 @@ fn main() -> ExitCode {
         return fleet_common::local_probe::healthcheck(listen, paths, *timeout).into();
     }
     fleet_common::logging::init(cli.sync.log_format(), "kb-sync-sidecar");
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(run(cli)).into(),
-        Err(err) => {
-            eprintln!("kb-sync-sidecar: {err}");
-            Exit::Failed.into()
-        }
-    }
+    fleet_sync::start::run_main("kb-sync-sidecar", run(cli))
 }
 
 async fn run(cli: Cli) -> Exit {

@@ -47,7 +47,11 @@ pub async fn push(items: &[PushItem], opts: &SourceOptions) -> Exit {
         let kind = FileKind::from_name(&name);
         let local = item.local.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            let summary = fleet_common::kind::verify(kind, &local)?;
+            let summary = fleet_common::kind::verify(
+                kind,
+                &local,
+                &fleet_common::deadline::Deadline::none(),
+            )?;
             let sha = fleet_common::sha256_file(&local)?;
             anyhow::Ok((summary, sha))
         })

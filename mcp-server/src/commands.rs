@@ -263,7 +263,11 @@ pub fn check(args: CheckArgs) -> ExitCode {
             }
             continue;
         }
-        match kind::verify(FileKind::from_name(&name), path) {
+        match kind::verify(
+            FileKind::from_name(&name),
+            path,
+            &fleet_common::deadline::Deadline::none(),
+        ) {
             Ok(summary) => println!("ok    {name}: {summary}"),
             Err(err) => {
                 println!("ERROR {err}");

@@ -142,13 +142,8 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config file {}", path.display()))?;
-                serde_norway::from_str::<ServeArgs>(&text).map_err(|e| {
-                    anyhow::anyhow!(
-                        "config file {}: {}",
-                        path.display(),
-                        fleet_common::yaml::describe(&e)
-                    )
-                })?
+                fleet_common::yaml::from_str::<ServeArgs>(&text)
+                    .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?
             }
             None => ServeArgs::default(),
         };

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use super::build::{BuildOptions, build_pack};
 use super::pack::{Checker, PackInfo};
 use super::{Pack, invalid, stored};
+use crate::deadline::Deadline;
 use crate::kb_file::{self, KbInfo};
 use crate::{Error, Result};
 
@@ -70,14 +71,16 @@ pub fn stored_is_usable(info: &KbInfo) -> bool {
 /// Write the pack of the KB at `kb` (described by `info`) into `out`, a
 /// new empty file: copied out of the KB when it stores a usable index,
 /// otherwise built from its chunks (tantivy's temporary files in
-/// `work_dir`). The copy is checked as it streams.
+/// `work_dir`). The copy is checked as it streams. Reading the KB stops
+/// once `deadline` passes.
 pub fn write_pack(
     kb: &Path,
     info: &KbInfo,
     work_dir: &Path,
     out: &mut File,
+    deadline: &Deadline,
 ) -> Result<(Origin, PackInfo)> {
-    let conn = kb_file::open_read_only(kb)?;
+    let conn = kb_file::open_read_only(kb, deadline)?;
     if stored_is_usable(info) {
         let mut tee = Tee {
             file: out,
@@ -122,8 +125,25 @@ pub struct Prepared {
 /// (whose content has that sha256 and `info`). A pack already there is
 /// kept if it passes its check; otherwise one is written under a temporary
 /// name in `dir`, opened with tantivy and checked (schema, document count
-/// equal to the KB's chunks, one search), and renamed into place.
-pub fn prepare(kb: &Path, sha256: &str, info: &KbInfo, dir: &Path) -> Result<Prepared> {
+/// equal to the KB's chunks, one search), and renamed into place. Gives up
+/// once `deadline` passes.
+pub fn prepare(
+    kb: &Path,
+    sha256: &str,
+    info: &KbInfo,
+    dir: &Path,
+    deadline: &Deadline,
+) -> Result<Prepared> {
+    prepare_within(kb, sha256, info, dir, deadline).map_err(|e| deadline.explain(e))
+}
+
+fn prepare_within(
+    kb: &Path,
+    sha256: &str,
+    info: &KbInfo,
+    dir: &Path,
+    deadline: &Deadline,
+) -> Result<Prepared> {
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid(format!("{sha256:?} is not a sha256")));
     }
@@ -135,7 +155,8 @@ pub fn prepare(kb: &Path, sha256: &str, info: &KbInfo, dir: &Path) -> Result<Pre
         return Ok(Prepared { path, made: None });
     }
     let mut tmp = crate::publish::temp_file_in(dir)?;
-    let (origin, _) = write_pack(kb, info, dir, tmp.as_file_mut())?;
+    let (origin, _) = write_pack(kb, info, dir, tmp.as_file_mut(), deadline)?;
+    deadline.check()?;
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io(tmp.path(), e))?;
@@ -158,10 +179,15 @@ pub fn prepare(kb: &Path, sha256: &str, info: &KbInfo, dir: &Path) -> Result<Pre
 /// `target`: make its pack in [`published_dir`] (`kb` is the verified
 /// temporary file, `sha256` its content's), so that no server ever sees the
 /// KB without it. An I/O failure is [`Error::Io`]; anything else means the
-/// KB's index is unusable.
-pub fn prepare_for_publish(kb: &Path, sha256: &str, target: &Path) -> Result<Prepared> {
-    let info = kb_file::verify_vouched(kb)?;
-    prepare(kb, sha256, &info, &published_dir(target))
+/// KB's index is unusable; [`Error::Interrupted`], that `deadline` passed.
+pub fn prepare_for_publish(
+    kb: &Path,
+    sha256: &str,
+    target: &Path,
+    deadline: &Deadline,
+) -> Result<Prepared> {
+    let info = kb_file::verify_vouched(kb, deadline)?;
+    prepare(kb, sha256, &info, &published_dir(target), deadline)
 }
 
 /// Remove what an interrupted run left in a pack directory: temporary

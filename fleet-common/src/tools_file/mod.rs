@@ -107,7 +107,10 @@ pub fn parse(bytes: &[u8]) -> Result<ToolsFile> {
     let raw: Option<RawFile> = if text.trim().is_empty() {
         None
     } else {
-        serde_norway::from_str(text).map_err(|e| crate::yaml::error(FILE, &e))?
+        crate::yaml::from_str(text).map_err(|message| Error::Parse {
+            file: FILE,
+            message,
+        })?
     };
     let Some(raw) = raw else {
         return Err(Error::invalid(

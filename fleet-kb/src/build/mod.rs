@@ -24,6 +24,7 @@ use anyhow::{Context, Result, bail, ensure};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
+use fleet_common::deadline::Deadline;
 use fleet_common::kb_file;
 use fleet_common::kb_index::{self, build::BuildOptions as IndexOptions};
 use fleet_common::publish::{publish, temp_file_in};
@@ -222,7 +223,7 @@ pub fn build(docs: &[SourceDoc], out: &Path, opts: &BuildOptions) -> Result<Buil
         .with_context(|| format!("creating a temporary file next to {}", out.display()))?;
     write_db(tmp.path(), &prepared, opts, &build_id)
         .with_context(|| format!("writing knowledge base {}", tmp.path().display()))?;
-    let info = kb_file::verify(tmp.path())
+    let info = kb_file::verify(tmp.path(), &Deadline::none())
         .with_context(|| format!("verifying the new knowledge base {}", tmp.path().display()))?;
     ensure!(
         info.chunk_count == chunks as u64
@@ -365,7 +366,7 @@ mod tests {
         assert_eq!(report.build_id.len(), 16);
         assert!(report.skipped.is_empty());
 
-        let info = kb_file::verify(&out).unwrap();
+        let info = kb_file::verify(&out, &fleet_common::deadline::Deadline::none()).unwrap();
         assert_eq!(info.chunk_count, 4);
         assert!(info.has_fts);
         assert_eq!(info.schema_version, Some(SCHEMA_VERSION));
@@ -530,7 +531,12 @@ mod tests {
                     )
                     .unwrap();
                 assert_eq!(nulls, 4);
-                assert_eq!(kb_file::verify(&a).unwrap().built_at, None);
+                assert_eq!(
+                    kb_file::verify(&a, &fleet_common::deadline::Deadline::none())
+                        .unwrap()
+                        .built_at,
+                    None
+                );
             }
         }
     }
@@ -544,7 +550,12 @@ mod tests {
         changed[1].content.push_str("\nOne more sentence.\n");
         let second = build(&changed, &out, &opts()).unwrap().build_id;
         assert_ne!(first, second);
-        assert_eq!(kb_file::verify(&out).unwrap().build_id, Some(second));
+        assert_eq!(
+            kb_file::verify(&out, &fleet_common::deadline::Deadline::none())
+                .unwrap()
+                .build_id,
+            Some(second)
+        );
         let other = BuildOptions {
             version: "2.0".into(),
             ..opts()

@@ -60,7 +60,7 @@ pub(super) fn load_index(
     // when it has one (a sync record naming the wrong sha256 must not pair
     // a KB with another KB's index).
     let stored_header = if cache::stored_is_usable(info) {
-        kb_index::stored::header(&kb_file::open_read_only(path)?)?
+        kb_index::stored::header(&kb_file::open_read_only(path, &opts.deadline)?)?
     } else {
         None
     };
@@ -87,22 +87,27 @@ pub(super) fn load_index(
         if let Some(dir) = &opts.index_cache_dir {
             // An unwritable cache directory is not fatal either: the
             // unnamed temporary file below does the same job.
-            if let Ok(prepared) = cache::prepare(path, sha, info, dir) {
-                let index = open_checked(Pack::open_file(&prepared.path)?)?;
-                let _ = cache::remove_others(dir, &[sha.as_str()]);
-                let source = match prepared.made {
-                    None => IndexSource::Cached,
-                    Some(cache::Origin::Stored) => IndexSource::CopiedAtLoad,
-                    Some(cache::Origin::Built) => IndexSource::BuiltAtLoad,
-                };
-                return Ok((index, source));
+            match cache::prepare(path, sha, info, dir, &opts.deadline) {
+                Err(e @ fleet_common::Error::Interrupted(_)) => return Err(e.into()),
+                Err(_) => {}
+                Ok(prepared) => {
+                    let index = open_checked(Pack::open_file(&prepared.path)?)?;
+                    let _ = cache::remove_others(dir, &[sha.as_str()]);
+                    let source = match prepared.made {
+                        None => IndexSource::Cached,
+                        Some(cache::Origin::Stored) => IndexSource::CopiedAtLoad,
+                        Some(cache::Origin::Built) => IndexSource::BuiltAtLoad,
+                    };
+                    return Ok((index, source));
+                }
             }
         }
     }
     let tmp_dir = std::env::temp_dir();
     match tempfile::tempfile_in(&tmp_dir) {
         Ok(mut file) => {
-            let (origin, _) = cache::write_pack(path, info, &tmp_dir, &mut file)
+            let (origin, _) = cache::write_pack(path, info, &tmp_dir, &mut file, &opts.deadline)
+                .map_err(|e| opts.deadline.explain(e))
                 .context("making the search index")?;
             let index = open_checked(Pack::open(&file, Path::new("temporary index file"))?)?;
             let source = match origin {
@@ -113,7 +118,7 @@ pub(super) fn load_index(
         }
         Err(e) if cache::stored_is_usable(info) => {
             let _ = e;
-            let conn = kb_file::open_read_only(path)?;
+            let conn = kb_file::open_read_only(path, &opts.deadline)?;
             let mut bytes = Vec::new();
             kb_index::stored::copy_to(&conn, &mut bytes)?;
             Ok((open_checked(Pack::from_vec(bytes)?)?, IndexSource::InMemory))
@@ -154,6 +159,7 @@ mod tests {
             vouched: false,
             index_cache_dir: Some(cache_dir.clone()),
             vectors: None,
+            deadline: Default::default(),
         };
         let pack = cache_dir.join(cache::file_name(&sha));
         // Made once into the cache directory, then reused from it.
@@ -182,7 +188,14 @@ mod tests {
         // A pack the sync tools published beside the KB comes first; a
         // corrupt one is passed over for a good one.
         let published = cache::published_dir(&p);
-        let prepared = cache::prepare(&p, &sha, &kb_file::verify(&p).unwrap(), &published).unwrap();
+        let prepared = cache::prepare(
+            &p,
+            &sha,
+            &kb_file::verify(&p, &fleet_common::deadline::Deadline::none()).unwrap(),
+            &published,
+            &fleet_common::deadline::Deadline::none(),
+        )
+        .unwrap();
         assert!(prepared.made.is_some());
         let kb = Kb::open_with(&p, &opts).unwrap();
         assert_eq!(kb.index_source(), IndexSource::Published);
@@ -203,9 +216,17 @@ mod tests {
         let mut rows = ROWS;
         rows[0][0] = "Zebra crossings and other stripes";
         make_kb_with(&other, Layout::Ours, &rows);
-        let other_info = kb_file::verify(&other).unwrap();
+        let other_info =
+            kb_file::verify(&other, &fleet_common::deadline::Deadline::none()).unwrap();
         let other_sha = fleet_common::sha256_file(&other).unwrap();
-        let foreign = cache::prepare(&other, &other_sha, &other_info, dir.path()).unwrap();
+        let foreign = cache::prepare(
+            &other,
+            &other_sha,
+            &other_info,
+            dir.path(),
+            &fleet_common::deadline::Deadline::none(),
+        )
+        .unwrap();
         std::fs::rename(&foreign.path, &prepared.path).unwrap();
         std::fs::remove_file(&pack).unwrap();
         let kb = Kb::open_with(&p, &opts).unwrap();

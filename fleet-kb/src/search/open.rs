@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Condvar, Mutex, OnceLock};
 
+use fleet_common::deadline::Deadline;
 use fleet_common::kb_file::{self, KbInfo};
 use fleet_common::kb_index::SearchIndex;
 use rusqlite::Connection;
@@ -48,6 +49,9 @@ pub struct OpenOptions {
     /// model or dimension make the load fail; a KB without any loads for
     /// keyword search ([`Kb::no_vectors`] says why).
     pub vectors: Option<VectorSource>,
+    /// When the load gives up: every statement that checks or loads the
+    /// file stops once it passes ([`fleet_common::deadline`]).
+    pub deadline: Deadline,
 }
 
 /// One loaded generation of the knowledge base.
@@ -100,12 +104,12 @@ impl Kb {
         // The schema first (milliseconds); the full check of every page, when
         // asked for, runs beside the index's copy or build, and its verdict
         // decides: a file that fails it is never loaded.
-        let info = kb_file::verify_vouched(path)?;
+        let info = kb_file::verify_vouched(path, &opts.deadline)?;
         if opts.vouched {
             return Self::load(path, info, opts);
         }
         std::thread::scope(|scope| {
-            let check = scope.spawn(|| kb_file::verify(path));
+            let check = scope.spawn(|| kb_file::verify(path, &opts.deadline));
             let kb = Self::load(path, info, opts);
             let checked = check
                 .join()
@@ -122,15 +126,25 @@ impl Kb {
     }
 
     fn load(path: &Path, info: KbInfo, opts: &OpenOptions) -> anyhow::Result<Kb> {
+        // The searches' connections: each statement of a search is
+        // bounded (rows by id, filters over the chunks), so no deadline.
         let mut conns = Vec::with_capacity(pool_size());
         for _ in 0..pool_size() {
-            conns.push(kb_file::open_read_only(path)?);
+            conns.push(kb_file::open_read_only(path, &Deadline::none())?);
         }
         // The vectors load beside the index (which a pgEdge KB builds now).
         let ((index, source), vectors) = std::thread::scope(|scope| {
             let vectors = opts.vectors.as_ref().map(|v| {
                 let dir = opts.index_cache_dir.as_deref();
-                scope.spawn(move || VectorIndex::load(&kb_file::open_read_only(path)?, v, dir))
+                let deadline = &opts.deadline;
+                scope.spawn(move || {
+                    VectorIndex::load(&kb_file::open_read_only(path, deadline)?, v, dir).map_err(
+                        |e| match deadline.passed() {
+                            Some(why) => anyhow::anyhow!("gave up: {why}"),
+                            None => e,
+                        },
+                    )
+                })
             });
             let index = load_index(path, &info, opts);
             let vectors = match vectors {

@@ -49,10 +49,12 @@ pub(crate) fn audit_vouched(state: Arc<AppState>, path: PathBuf, generation: u64
                 state.kb.store(undo.previous_kb);
                 // What the reloader knows of the file now stays as it is:
                 // its fingerprint, and whether a load of it is under way.
-                let (fingerprint, loading_since) = (s.fingerprint.take(), s.loading_since);
+                let (fingerprint, loading_since, attempt) =
+                    (s.fingerprint.take(), s.loading_since, s.attempt.take());
                 *s = undo.previous_status;
                 s.fingerprint = fingerprint;
                 s.loading_since = loading_since;
+                s.attempt = attempt;
                 s.last_error = Some(err.clone());
                 s.last_error_at = Some(now_rfc3339());
                 undone = true;

@@ -4,10 +4,18 @@
 //! the whole file with the same code the sync tools verify with, and swaps
 //! the store only on success; on failure the previous generation keeps
 //! serving and the error is recorded for `/health`.
+//!
+//! A load never holds up a later version of its file: each attempt runs
+//! under a [`Deadline`] that the reloader cancels as soon as the file moves
+//! on ([`crate::data::FileTable::supersede`]), and that ends anyway after
+//! [`KB_LOAD_LIMIT`] or at SIGTERM. (Only a KB's load can take long: YAML
+//! files are refused before parsing if they nest deeper than a few dozen
+//! levels, and are parsed in linear time otherwise.)
 
 use std::path::Path;
 use std::sync::Arc;
 
+use fleet_common::deadline::{Cancel, Deadline};
 use fleet_common::logging::now_rfc3339;
 use fleet_kb::search::{Kb, OpenOptions};
 
@@ -30,7 +38,14 @@ pub enum LoadError {
     Invalid(String),
     /// Replaced while it was being loaded; the newer file is loaded next.
     Replaced,
+    /// Given up: [`KB_LOAD_LIMIT`] passed, or the process is terminating.
+    Interrupted(String),
 }
+
+/// The longest a KB's load may take (the index of a pgEdge KB of millions
+/// of chunks is built in minutes); past it the load gives up, the previous
+/// generation keeps serving and the error shows until the file changes.
+pub const KB_LOAD_LIMIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,6 +53,7 @@ impl std::fmt::Display for LoadError {
             LoadError::Read(e) => write!(f, "{e}"),
             LoadError::Invalid(why) => f.write_str(why),
             LoadError::Replaced => f.write_str("replaced while loading; loading the newer file"),
+            LoadError::Interrupted(why) => write!(f, "gave up: {why}"),
         }
     }
 }
@@ -56,16 +72,24 @@ pub enum Loaded {
 }
 
 /// Load `which` on a thread of its own, unless a load of it is under way
-/// (then `false`). Each file loads independently: one that is slow to read
-/// never holds up another's reload, nor the process's exit (the thread is
-/// not waited for). If the file changed while it was being loaded, it is
-/// loaded again. `done` hears when the load has finished.
+/// (then `false`, and that load is stopped if the file has moved on since it
+/// began). Each file loads independently: one that is slow to read never
+/// holds up another's reload, nor the process's exit (the thread is not
+/// waited for). If the file changed while it was being loaded, it is loaded
+/// again. `done` hears when the load has finished.
 pub fn spawn_load(
     state: &Arc<AppState>,
     which: DataFile,
     done: Option<tokio::sync::mpsc::UnboundedSender<DataFile>>,
 ) -> bool {
     if !state.files.begin_load(which) {
+        let current = Fingerprint::of(which.path(&state.config.files));
+        if state.files.supersede(which, &current) {
+            tracing::info!(
+                file = which.name(),
+                "the file changed while it was loading: loading the newer one"
+            );
+        }
         return false;
     }
     let worker = state.clone();
@@ -73,13 +97,26 @@ pub fn spawn_load(
         let state = worker;
         let path = which.path(&state.config.files).to_path_buf();
         loop {
-            let _ = load(&state, which);
+            let cancel = Cancel::new();
+            let began = Fingerprint::of(&path);
+            state
+                .files
+                .update(which, |s| s.attempt = Some((began, cancel.clone())));
+            let deadline =
+                Deadline::after(KB_LOAD_LIMIT, "the KB load limit of").with_cancel(cancel);
+            let outcome = load(&state, which, &deadline);
+            if matches!(outcome, Err(LoadError::Interrupted(_))) {
+                break; // Tried again when the file changes.
+            }
             let loaded = state.files.get(which).and_then(|s| s.fingerprint);
-            if Fingerprint::of(&path) == loaded {
+            if Fingerprint::of(&path) == loaded && !matches!(outcome, Err(LoadError::Replaced)) {
                 break;
             }
         }
-        state.files.update(which, |s| s.loading_since = None);
+        state.files.update(which, |s| {
+            s.loading_since = None;
+            s.attempt = None;
+        });
         if let Some(done) = done {
             let _ = done.send(which);
         }
@@ -95,11 +132,16 @@ pub fn spawn_load(
     true
 }
 
-/// Read, validate and apply one file. Blocking (a KB load may take a while):
-/// call it from a thread of its own (see [`crate::data::reloader`]).
-pub fn load(state: &Arc<AppState>, which: DataFile) -> Result<Loaded, LoadError> {
+/// Read, validate and apply one file, giving up once `deadline` passes.
+/// Blocking (a KB load may take a while): call it from a thread of its own
+/// (see [`crate::data::reloader`]).
+pub fn load(
+    state: &Arc<AppState>,
+    which: DataFile,
+    deadline: &Deadline,
+) -> Result<Loaded, LoadError> {
     let path = which.path(&state.config.files).to_path_buf();
-    let result = read_and_apply(state, which, &path);
+    let result = read_and_apply(state, which, &path, deadline);
     let now = now_rfc3339();
     match &result {
         Ok(Loaded::Applied {
@@ -177,6 +219,7 @@ fn read_and_apply(
     state: &Arc<AppState>,
     which: DataFile,
     path: &Path,
+    deadline: &Deadline,
 ) -> Result<Loaded, LoadError> {
     let before = Fingerprint::of(path);
     state
@@ -186,7 +229,7 @@ fn read_and_apply(
         return Ok(Loaded::Absent);
     }
     let prepared = match which {
-        DataFile::Kb => prepare_kb(state, path, before.as_ref())?,
+        DataFile::Kb => prepare_kb(state, path, before.as_ref(), deadline)?,
         _ => prepare_whole(state, which, path)?,
     };
     let Some(Prepared { sha, apply, audit }) = prepared else {
@@ -279,6 +322,7 @@ fn prepare_kb<'a>(
     state: &'a Arc<AppState>,
     path: &Path,
     before: Option<&Fingerprint>,
+    deadline: &Deadline,
 ) -> Result<Option<Prepared<'a>>, LoadError> {
     let max = DataFile::Kb.kind().max_bytes();
     // Not a FIFO, a device or a directory, and within the limit: refused at
@@ -320,8 +364,16 @@ fn prepare_kb<'a>(
         vouched: vouched.is_some(),
         index_cache_dir: state.config.index_cache_dir.clone(),
         vectors: state.embedder.as_ref().map(|e| e.vector_source()),
+        deadline: deadline.clone(),
     };
-    let open = || Kb::open_with(path, &opts).map_err(|e| LoadError::Invalid(format!("{e:#}")));
+    let open = || {
+        Kb::open_with(path, &opts).map_err(|e| match deadline.passed() {
+            // Stopped because the file moved on: the newer one loads next.
+            Some(_) if Fingerprint::of(path).as_ref() != before => LoadError::Replaced,
+            Some(why) => LoadError::Interrupted(why),
+            None => LoadError::Invalid(format!("{e:#}")),
+        })
+    };
     let (sha, kb) = match sha {
         Some(sha) => (sha, open()?),
         None => std::thread::scope(|scope| {

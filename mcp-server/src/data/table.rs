@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use fleet_common::deadline::Cancel;
 use fleet_common::kind::FileKind;
 use serde::Serialize;
 
@@ -86,6 +87,10 @@ pub struct FileStatus {
     pub loading_seconds: Option<f64>,
     #[serde(skip)]
     pub loading_since: Option<Instant>,
+    /// The load attempt under way: the file's fingerprint when it began,
+    /// and what stops it once the file has moved on ([`FileTable::supersede`]).
+    #[serde(skip)]
+    pub attempt: Option<(Option<Fingerprint>, Cancel)>,
     #[serde(skip)]
     pub full_sha256: Option<String>,
     /// Fingerprint of the file at the last load attempt, good or bad; the
@@ -107,6 +112,7 @@ impl FileStatus {
             last_error_at: None,
             loading_seconds: None,
             loading_since: None,
+            attempt: None,
             full_sha256: None,
             fingerprint: None,
         }
@@ -155,6 +161,24 @@ impl FileTable {
             }
         });
         began
+    }
+
+    /// A load of `f` is under way and the file is now `current`: if that
+    /// is not the file the attempt began on, stop the attempt (its result
+    /// would be stale at once; the loader starts on the new file). Whether
+    /// it was stopped.
+    pub(crate) fn supersede(&self, f: DataFile, current: &Option<Fingerprint>) -> bool {
+        let mut stopped = false;
+        self.update(f, |s| {
+            if let Some((began, cancel)) = &s.attempt
+                && began != current
+                && !cancel.is_cancelled()
+            {
+                cancel.cancel();
+                stopped = true;
+            }
+        });
+        stopped
     }
 
     pub(crate) fn update(&self, f: DataFile, change: impl FnOnce(&mut FileStatus)) {

@@ -333,14 +333,35 @@ mod tests {
     #[test]
     fn errors_never_show_a_urls_userinfo_query_or_fragment() {
         let cases = [
-            ("http://user:SECRET@idp.example.com/", "https://mcp.example.com/mcp"),
-            ("https://user:SECRET@idp.example.com/", "https://mcp.example.com/mcp"),
-            ("https://idp.example.com/?t=SECRET", "https://mcp.example.com/mcp"),
+            (
+                "http://user:SECRET@idp.example.com/",
+                "https://mcp.example.com/mcp",
+            ),
+            (
+                "https://user:SECRET@idp.example.com/",
+                "https://mcp.example.com/mcp",
+            ),
+            (
+                "https://idp.example.com/?t=SECRET",
+                "https://mcp.example.com/mcp",
+            ),
             ("idp.example.com/?t=SECRET", "https://mcp.example.com/mcp"),
-            ("https://idp.example.com/", "https://mcp.example.com/mcp?token=SECRET"),
-            ("https://idp.example.com/", "https://mcp.example.com/mcp#SECRET"),
-            ("https://idp.example.com/", "http://u:SECRET@mcp.example.com/mcp"),
-            ("https://idp.example.com/", "ftp://SECRET@mcp.example.com/mcp"),
+            (
+                "https://idp.example.com/",
+                "https://mcp.example.com/mcp?token=SECRET",
+            ),
+            (
+                "https://idp.example.com/",
+                "https://mcp.example.com/mcp#SECRET",
+            ),
+            (
+                "https://idp.example.com/",
+                "http://u:SECRET@mcp.example.com/mcp",
+            ),
+            (
+                "https://idp.example.com/",
+                "ftp://SECRET@mcp.example.com/mcp",
+            ),
         ];
         for (issuer, resource) in cases {
             let e = resolve(given(issuer, resource)).unwrap_err();
@@ -354,7 +375,10 @@ mod tests {
             ..IssuerConfig::default()
         }]);
         let text = format!("{:#}", resolve(g).unwrap_err());
-        assert!(!text.contains("SECRET") && text.contains("idp.example.com"), "{text}");
+        assert!(
+            !text.contains("SECRET") && text.contains("idp.example.com"),
+            "{text}"
+        );
     }
 
     #[test]

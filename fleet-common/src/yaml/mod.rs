@@ -14,6 +14,14 @@
 //! comments only, or a `tokens:` with nothing under it is what a truncated
 //! write leaves, and loading it would silently revoke every credential.
 //! `tokens: {}` (or `[]`) loads an empty file on purpose.
+//!
+//! Every YAML document the fleet reads is parsed through [`from_str`] or
+//! [`entries`], which first refuse nesting deeper than
+//! [`nesting::MAX_DEPTH`] ([`nesting`]): parsers take time that grows
+//! faster than the depth, and a few hundred kilobytes of `[[[[` would hold
+//! a reload, a sync or a start-up for minutes.
+
+pub mod nesting;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -55,6 +63,9 @@ pub(crate) fn entries<T: DeserializeOwned>(
     if text.trim().is_empty() {
         return Err(empty());
     }
+    if let Some(why) = too_deep(text) {
+        return Err(Error::Parse { file, message: why });
+    }
     let de = serde_norway::Deserializer::from_str(text);
     let found = DocSeed::<T> {
         key,
@@ -63,6 +74,28 @@ pub(crate) fn entries<T: DeserializeOwned>(
     .deserialize(de)
     .map_err(|e| error(file, &e))?;
     found.ok_or_else(empty)
+}
+
+/// `text` as `T`: refused at once if it nests deeper than
+/// [`nesting::MAX_DEPTH`], else parsed; the error is [`describe`]'s (a
+/// location and what was expected, never a value).
+pub fn from_str<T: DeserializeOwned>(text: &str) -> std::result::Result<T, String> {
+    if let Some(why) = too_deep(text) {
+        return Err(why);
+    }
+    serde_norway::from_str(text).map_err(|e| describe(&e))
+}
+
+/// What is wrong with `text` if it nests too deep.
+fn too_deep(text: &str) -> Option<String> {
+    let max = nesting::MAX_DEPTH;
+    nesting::check(text.as_bytes(), max).err().map(|at| {
+        format!(
+            "line {} column {}: lists and mappings nested more than {max} deep; no file of \
+             the fleet needs more than a few levels",
+            at.line, at.column
+        )
+    })
 }
 
 /// A parse error of `file`, located and without any value from the file.
@@ -412,7 +445,7 @@ pub(crate) fn edit(
     let mut doc: Value = if existing.trim().is_empty() {
         Value::Mapping(Mapping::new())
     } else {
-        serde_norway::from_str(existing).map_err(|e| error(file, &e))?
+        from_str(existing).map_err(|message| Error::Parse { file, message })?
     };
     let root = doc
         .as_mapping_mut()
