@@ -8,7 +8,12 @@
 //! - `tools/list` answers are replayed per permissions: the unrestricted
 //!   token's list stays whole after the limited token listed, both times;
 //! - a token limited to one database is refused on the other, by name, and
-//!   its calls without a database go to its own.
+//!   its calls without a database go to its own;
+//! - issue 29: the `system_info` resource is neither listed nor read for a
+//!   credential whose tools leave out the Postgres tools (finding 4); a
+//!   prompt naming a tool the credential does not see is neither listed
+//!   nor given (5); lists say `cacheScope: private` once answers differ
+//!   between callers, `public` while they cannot (8).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,14 +68,27 @@ fn app() -> (App, Arc<AppState>) {
 
 /// POST one JSON-RPC message with `token`; the decoded answer.
 async fn rpc(app: &App, token: &str, method: &str, params: Value) -> Value {
+    rpc_with(app, token, method, params, &[]).await
+}
+
+/// [`rpc`] with more request headers.
+async fn rpc_with(
+    app: &App,
+    token: &str,
+    method: &str,
+    params: Value,
+    headers: &[(&str, &str)],
+) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let req = Request::post("/mcp")
+    let mut req = Request::post("/mcp")
         .header("host", "127.0.0.1")
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Body::from(body.to_string()))
-        .unwrap();
+        .header("authorization", format!("Bearer {token}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Body::from(body.to_string())).unwrap();
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let response = app.call(req, peer).await;
     assert_eq!(response.status(), 200, "{method} with {token}");
@@ -184,4 +202,132 @@ async fn a_database_limited_token_is_refused_on_another_database() {
     .await;
     assert!(text.starts_with("database b is unavailable"), "{text}");
     assert_eq!(denied(&state, "query_database"), "1");
+}
+
+/// Issue 29, finding 4: a search-only credential listed and read
+/// `pg://system_info`, which runs SQL on the first database.
+#[tokio::test]
+async fn a_search_only_token_reaches_no_database_through_system_info() {
+    let (app, _) = app();
+    let listed = rpc(&app, KB, "resources/list", json!({})).await;
+    assert_eq!(listed["result"]["resources"], json!([]), "{listed}");
+    let read = rpc(
+        &app,
+        KB,
+        "resources/read",
+        json!({"uri": "pg://system_info"}),
+    )
+    .await;
+    let message = read["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("may use none of the databases"), "{read}");
+    assert!(
+        !read.to_string().contains("unavailable"),
+        "it went to a database: {read}"
+    );
+    // The unrestricted token lists it, and its read goes to a (down here).
+    let listed = rpc(&app, ALL, "resources/list", json!({})).await;
+    assert_eq!(
+        listed["result"]["resources"][0]["uri"], "pg://system_info",
+        "{listed}"
+    );
+    let read = rpc(
+        &app,
+        ALL,
+        "resources/read",
+        json!({"uri": "pg://system_info"}),
+    )
+    .await;
+    assert!(
+        read.to_string().contains("database a is unavailable"),
+        "{read}"
+    );
+}
+
+/// Issue 29, finding 5: a KB-only token listed and got every prompt,
+/// including a curated one that names a tool it may not call.
+#[tokio::test]
+async fn prompts_naming_a_hidden_tool_are_neither_listed_nor_given() {
+    let (app, state) = app();
+    let tools = b"tools:\n  orders_by_day:\n    description: Orders per day\n    database: a\n    statement: SELECT 1\nprompts:\n  orders:\n    template: Call orders_by_day and plot the result.\n  ask:\n    template: Answer with search_knowledgebase.\n";
+    let catalog =
+        mcp_server::catalog::Catalog::new(fleet_common::tools_file::parse(tools).unwrap());
+    state.catalog.store(Arc::new(catalog));
+    let names = |answer: &Value| -> Vec<String> {
+        let mut n: Vec<String> = answer["result"]["prompts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"))
+            .iter()
+            .map(|p| p["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let kb = names(&rpc(&app, KB, "prompts/list", json!({})).await);
+    // design-schema names only search_knowledgebase; explore-database
+    // names the Postgres tools.
+    assert_eq!(kb, ["ask", "design-schema"], "{kb:?}");
+    let got = rpc(&app, KB, "prompts/get", json!({"name": "orders"})).await;
+    let message = got["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("may not use the prompt orders"), "{got}");
+    let all = names(&rpc(&app, ALL, "prompts/list", json!({})).await);
+    assert!(
+        all.contains(&"orders".to_string()) && all.contains(&"explore-database".to_string()),
+        "{all:?}"
+    );
+    let got = rpc(&app, ALL, "prompts/get", json!({"name": "orders"})).await;
+    assert!(
+        got["result"]["messages"][0]["content"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("orders_by_day")),
+        "{got}"
+    );
+}
+
+/// Issue 29, finding 8: a `tools/list` filtered per credential said
+/// `cacheScope: "public"`, which lets a gateway serve one caller's list to
+/// another.
+#[tokio::test]
+async fn lists_that_differ_between_callers_are_private() {
+    let meta = json!({"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}
+    }});
+    let list = |app: &App, token: &'static str, method: &'static str| {
+        let (app, meta) = (app.clone(), meta.clone());
+        async move {
+            let headers = [
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", method),
+            ];
+            let answer = rpc_with(&app, token, method, meta, &headers).await;
+            let result = &answer["result"];
+            assert_eq!(result["ttlMs"], json!(0), "{answer}");
+            result["cacheScope"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    // Limited tokens are loaded: every list is private, for every caller.
+    let (app, state) = app();
+    for method in ["tools/list", "prompts/list", "resources/list"] {
+        for token in [ALL, KB, ALL] {
+            assert_eq!(
+                list(&app, token, method).await,
+                "private",
+                "{method} for {token}"
+            );
+        }
+    }
+    // Only unrestricted tokens: the lists cannot differ, public; and a
+    // list replayed from before says what holds now.
+    let everyone = format!("tokens:\n  all:\n    hash: {}\n", hash(ALL));
+    let entries = fleet_common::tokens::parse(everyone.as_bytes()).unwrap();
+    state
+        .credentials
+        .tokens
+        .store(Arc::new(TokenStore::new(entries)));
+    for method in ["tools/list", "prompts/list", "resources/list"] {
+        assert_eq!(list(&app, ALL, method).await, "public", "{method}");
+    }
 }

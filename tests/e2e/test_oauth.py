@@ -463,8 +463,15 @@ oauth_permissions:
   - claim: groups
     value: dba
     tools: ["*"]
+    databases: [analytics]
 databases:
   - name: main
+    host: 127.0.0.1
+    port: {dead}
+    user: postgres
+    database: postgres
+    sslmode: disable
+  - name: analytics
     host: 127.0.0.1
     port: {dead}
     user: postgres
@@ -488,6 +495,21 @@ databases:
         dba = idp.token("mcp", resource=url, client=idp.clients[1])
         assert unverified(dba)[1].get("groups") == ["dba"]
         assert tool_names(url, dba) == everything
+
+        # Issue 29, finding 1: a grant without `databases:` (scope kb) beside
+        # one limited to analytics (group dba) opened every database to the
+        # dba grant's tools. Permissions are (tool, database) pairs: the
+        # dba token with scope kb too still reaches analytics only.
+        both = idp.token("mcp kb", resource=url, client=idp.clients[1])
+        assert tool_names(url, both) == everything
+        for database, refused in (("main", True), ("analytics", False), (None, False)):
+            args = {"query": "SELECT 1", **({"database": database} if database else {})}
+            status, _, body = rpc(url, "tools/call", {"name": "query_database", "arguments": args}, token=both)
+            text = " ".join(c.get("text", "") for c in body["result"]["content"])
+            if refused:
+                assert text == 'this credential may not use the database "main"', text
+            else:  # through the permissions, to analytics (down here)
+                assert text.startswith("database analytics is unavailable"), text
     finally:
         s.stop()
 

@@ -117,10 +117,10 @@ fn with_chunks_as(path: &Path, shape: &str) {
 #[test]
 fn chunks_that_are_not_a_table_are_refused_at_once() {
     const COLUMNS: &str = "id, text, title, section, project_name, project_version, file_path";
-    let endless = format!(
+    let endless = String::from(
         "CREATE VIEW chunks AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) \
          SELECT n AS id, 'x' AS text, 't' AS title, 's' AS section, 'p' AS project_name, \
-         '1' AS project_version, 'f' AS file_path FROM r;"
+         '1' AS project_version, 'f' AS file_path FROM r;",
     );
     let cases = [
         (endless.clone(), "`chunks` is a view, not an ordinary table"),
@@ -133,7 +133,7 @@ fn chunks_that_are_not_a_table_are_refused_at_once() {
             "`chunks` is an FTS5 index, not an ordinary table",
         ),
         (
-            format!("CREATE VIRTUAL TABLE chunks USING rtree(id, a, b);"),
+            "CREATE VIRTUAL TABLE chunks USING rtree(id, a, b);".to_string(),
             "`chunks` is a virtual table, not an ordinary table",
         ),
         (

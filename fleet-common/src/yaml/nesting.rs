@@ -14,7 +14,7 @@
 
 use std::mem::MaybeUninit;
 
-use unsafe_libyaml_norway as sys;
+use unsafe_libyaml_norway as unsafe_sys;
 
 /// The deepest nesting of lists and mappings a fleet file may have. The
 /// deepest real ones (a curated tool's `input_schema` in `tools.yaml`) use
@@ -36,7 +36,7 @@ pub fn check(text: &[u8], max: usize) -> Result<(), TooDeep> {
     let mut depth = 0usize;
     while let Some(event) = parser.next() {
         match event.kind {
-            sys::YAML_SEQUENCE_START_EVENT | sys::YAML_MAPPING_START_EVENT => {
+            unsafe_sys::YAML_SEQUENCE_START_EVENT | unsafe_sys::YAML_MAPPING_START_EVENT => {
                 depth += 1;
                 if depth > max {
                     return Err(TooDeep {
@@ -45,10 +45,10 @@ pub fn check(text: &[u8], max: usize) -> Result<(), TooDeep> {
                     });
                 }
             }
-            sys::YAML_SEQUENCE_END_EVENT | sys::YAML_MAPPING_END_EVENT => {
+            unsafe_sys::YAML_SEQUENCE_END_EVENT | unsafe_sys::YAML_MAPPING_END_EVENT => {
                 depth = depth.saturating_sub(1);
             }
-            sys::YAML_STREAM_END_EVENT => break,
+            unsafe_sys::YAML_STREAM_END_EVENT => break,
             _ => {}
         }
     }
@@ -57,7 +57,7 @@ pub fn check(text: &[u8], max: usize) -> Result<(), TooDeep> {
 
 /// One event's kind and where it starts (0-based).
 struct Event {
-    kind: sys::yaml_event_type_t,
+    kind: unsafe_sys::yaml_event_type_t,
     line: u64,
     column: u64,
 }
@@ -65,7 +65,7 @@ struct Event {
 /// A libyaml parser over borrowed input. Boxed: libyaml keeps a pointer to
 /// the parser itself for string input, so it must not move.
 struct Parser<'input> {
-    sys: Box<MaybeUninit<sys::yaml_parser_t>>,
+    sys: Box<MaybeUninit<unsafe_sys::yaml_parser_t>>,
     /// Whether `sys` was initialised (and so must be deleted).
     live: bool,
     /// The input libyaml reads; borrowed for as long as the parser lives.
@@ -74,17 +74,17 @@ struct Parser<'input> {
 
 impl<'input> Parser<'input> {
     fn new(input: &'input [u8]) -> Parser<'input> {
-        let mut sys = Box::new(MaybeUninit::<sys::yaml_parser_t>::uninit());
+        let mut sys = Box::new(MaybeUninit::<unsafe_sys::yaml_parser_t>::uninit());
         let p = sys.as_mut_ptr();
         // SAFETY: `p` points to memory that lives (and does not move) as
         // long as `Parser`; it is initialised by `yaml_parser_initialize`
         // before any other use, and `input` outlives the parser (`'input`).
         let live = unsafe {
-            if sys::yaml_parser_initialize(p).fail {
+            if unsafe_sys::yaml_parser_initialize(p).fail {
                 false
             } else {
-                sys::yaml_parser_set_encoding(p, sys::YAML_UTF8_ENCODING);
-                sys::yaml_parser_set_input_string(p, input.as_ptr(), input.len() as u64);
+                unsafe_sys::yaml_parser_set_encoding(p, unsafe_sys::YAML_UTF8_ENCODING);
+                unsafe_sys::yaml_parser_set_input_string(p, input.as_ptr(), input.len() as u64);
                 true
             }
         };
@@ -101,14 +101,14 @@ impl<'input> Parser<'input> {
         if !self.live {
             return None;
         }
-        let mut raw = MaybeUninit::<sys::yaml_event_t>::uninit();
+        let mut raw = MaybeUninit::<unsafe_sys::yaml_event_t>::uninit();
         // SAFETY: the parser is initialised; `raw` is written by a parse
         // that succeeds, and only then read and deleted.
         unsafe {
             let p = self.sys.as_mut_ptr();
-            if sys::yaml_parser_parse(p, raw.as_mut_ptr()).fail {
+            if unsafe_sys::yaml_parser_parse(p, raw.as_mut_ptr()).fail {
                 self.live = false;
-                sys::yaml_parser_delete(p);
+                unsafe_sys::yaml_parser_delete(p);
                 return None;
             }
             let e = raw.as_mut_ptr();
@@ -117,7 +117,7 @@ impl<'input> Parser<'input> {
                 line: (*e).start_mark.line,
                 column: (*e).start_mark.column,
             };
-            sys::yaml_event_delete(e);
+            unsafe_sys::yaml_event_delete(e);
             Some(event)
         }
     }
@@ -127,7 +127,7 @@ impl Drop for Parser<'_> {
     fn drop(&mut self) {
         if self.live {
             // SAFETY: initialised and not yet deleted.
-            unsafe { sys::yaml_parser_delete(self.sys.as_mut_ptr()) };
+            unsafe { unsafe_sys::yaml_parser_delete(self.sys.as_mut_ptr()) };
         }
     }
 }

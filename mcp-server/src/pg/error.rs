@@ -20,11 +20,11 @@ pub enum ToolError {
     Forbidden { bound: String, requested: String },
     #[error("this credential is bound to database {bound:?}, which is not configured here")]
     BoundDatabaseMissing { bound: String },
-    /// The credential's `databases:` permission leaves this one out.
+    /// No grant of the credential allows the tool on this database.
     #[error("this credential may not use the database {database:?}")]
     NotPermitted { database: String },
-    /// The credential's `databases:` permission leaves every configured
-    /// database out.
+    /// No grant of the credential allows the tool on any configured
+    /// database.
     #[error("this credential may use none of the databases configured on this server")]
     NoPermittedDatabase,
     /// The guard refused the SQL before anything was sent.
