@@ -1,13 +1,20 @@
 //! `fleet-fuzz`: the inputs for the property tests that fuzz every parser
 //! reading outside input (`tokens.yaml`, `users.yaml`, `session.key`,
-//! `tools.yaml`, the sync manifest, the JSON-RPC envelope); the tests are in `tests/`.
+//! `tools.yaml`, the sync manifest, the JSON-RPC envelope) and every reader
+//! of a `kb.db` from outside; the tests are in `tests/`.
 //!
-//! Two sources of inputs, both seeded so that a failure replays:
+//! Four sources of inputs, all seeded so that a failure replays:
 //! - [`mutate`]: seed documents broken at random, byte by byte and with the
 //!   syntax of YAML and JSON, for "never panics, always answers";
 //! - [`yaml_doc`]: well-formed documents of a file's shape whose every value
 //!   is drawn from a pool that includes [`SECRET`] in many disguises, for
-//!   "an error never quotes a value".
+//!   "an error never quotes a value";
+//! - [`nested_yaml`]: documents nested [`nesting_depth`] deep in every
+//!   style YAML has, for "deep nesting is refused at once, never parsed";
+//! - [`kb_schema`]: `kb.db` files whose tables are views (endless ones
+//!   too), virtual tables, tables computing columns as they are read, with
+//!   triggers and expression indexes, for "a hostile KB is refused or
+//!   loaded, never hangs a reader".
 //!
 //! `FUZZ_ITERS` sets how many inputs each test tries (default
 //! [`DEFAULT_ITERS`]); `FUZZ_SEED` picks another sequence.
@@ -300,4 +307,326 @@ pub fn value(rng: &mut impl Rng, good: &str) -> String {
         "{}".to_string(),
     ];
     pool[rng.random_range(0..pool.len())].clone()
+}
+
+/// How a [`nested_yaml`] document nests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nesting {
+    /// `[[[x]]]`
+    FlowLists,
+    /// `{a: {a: x}}`
+    FlowMaps,
+    /// `[{a: [{a: x}]}]`
+    FlowMixed,
+    /// `- - - x` on one line (compact block sequences)
+    CompactLists,
+    /// `a:\n a:\n  a: x`, one more space a level
+    BlockMaps,
+    /// `- a:\n   - a:` and so on
+    BlockMixed,
+}
+
+impl Nesting {
+    pub const ALL: [Nesting; 6] = [
+        Nesting::FlowLists,
+        Nesting::FlowMaps,
+        Nesting::FlowMixed,
+        Nesting::CompactLists,
+        Nesting::BlockMaps,
+        Nesting::BlockMixed,
+    ];
+}
+
+/// A well-formed YAML document `top: <value>` whose value nests `depth`
+/// lists and mappings inside each other in `style` (so the document's
+/// depth is `depth + 1`), with an anchor and an alias now and then, and a
+/// random line of text before and after.
+pub fn nested_yaml(rng: &mut impl Rng, top: &str, style: Nesting, depth: usize) -> String {
+    let leaf = match rng.random_range(0..4) {
+        0 => "x".to_string(),
+        1 => "*anchor".to_string(),
+        2 => format!("\"{SECRET}\""),
+        _ => "null".to_string(),
+    };
+    let anchor = if leaf == "*anchor" {
+        "anchor_source: &anchor [1, 2]\n"
+    } else {
+        ""
+    };
+    let body = match style {
+        Nesting::FlowLists => format!("{}{leaf}{}", "[".repeat(depth), "]".repeat(depth)),
+        Nesting::FlowMaps => format!("{}{leaf}{}", "{a: ".repeat(depth), "}".repeat(depth)),
+        Nesting::FlowMixed => {
+            let mut open = String::new();
+            let mut close = Vec::with_capacity(depth);
+            for i in 0..depth {
+                if i % 2 == 0 {
+                    open.push('[');
+                    close.push(']');
+                } else {
+                    open.push_str("{a: ");
+                    close.push('}');
+                }
+            }
+            let close: String = close.into_iter().rev().collect();
+            format!("{open}{leaf}{close}")
+        }
+        Nesting::CompactLists => format!("\n{}{leaf}", "- ".repeat(depth)),
+        Nesting::BlockMaps => {
+            let mut out = String::new();
+            for i in 0..depth {
+                out.push('\n');
+                out.push_str(&" ".repeat(i + 1));
+                out.push_str(if i + 1 == depth { "a: " } else { "a:" });
+            }
+            if depth == 0 {
+                return format!("{anchor}{top}: {leaf}\n");
+            }
+            out.push_str(&leaf);
+            out
+        }
+        Nesting::BlockMixed => {
+            // Each level is a list item holding a mapping: two levels for
+            // every "- a:".
+            let mut out = String::new();
+            let pairs = depth / 2;
+            for i in 0..pairs {
+                out.push('\n');
+                out.push_str(&" ".repeat(2 * i + 1));
+                out.push_str("- a:");
+            }
+            if depth % 2 == 1 {
+                out.push('\n');
+                out.push_str(&" ".repeat(2 * pairs + 1));
+                out.push_str("- ");
+                out.push_str(&leaf);
+            } else {
+                out.push(' ');
+                out.push_str(&leaf);
+            }
+            out
+        }
+    };
+    format!("# before\n{anchor}{top}: {body}\nafter: 1\n")
+}
+
+/// A nesting depth for [`nested_yaml`]: mostly around the limit of 64
+/// (documents of depth 63 to 66 often), sometimes hundreds of thousands
+/// deep, which is what the adversary sent. Block mappings grow with the
+/// square of their depth, so they stay below a few thousand.
+pub fn nesting_depth(rng: &mut impl Rng, style: Nesting) -> usize {
+    let depth = match rng.random_range(0..10) {
+        0..=3 => rng.random_range(60..=68),
+        4..=6 => rng.random_range(0..60),
+        7 | 8 => rng.random_range(68..5_000),
+        _ => rng.random_range(5_000..200_000),
+    };
+    match style {
+        Nesting::BlockMaps | Nesting::BlockMixed => depth.min(3_000),
+        _ => depth,
+    }
+}
+
+/// What a `kb.db` object is replaced with in [`kb_schema`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KbSchema {
+    /// SQL that makes the file, after the real rows are in `real_chunks`.
+    pub sql: String,
+    /// Whether every object a reader reads is what it must be (so the file
+    /// may verify); `false`: it must be refused.
+    pub well_shaped: bool,
+    /// What was done, for a failure's message.
+    pub what: Vec<String>,
+}
+
+/// The columns of pgEdge's `chunks`, as a reader needs them.
+const CHUNK_COLUMNS: &str = "id INTEGER PRIMARY KEY, text TEXT NOT NULL, title TEXT, section TEXT, \
+     project_name TEXT NOT NULL, project_version TEXT NOT NULL, file_path TEXT";
+const CHUNK_NAMES: &str = "id, text, title, section, project_name, project_version, file_path";
+/// A query that never ends.
+const ENDLESS: &str = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r)";
+
+/// The schema of a hostile or odd `kb.db`: its rows are in `real_chunks`
+/// (made by the caller), and each object a reader reads (`chunks`,
+/// `kb_meta`, `kb_search_index`, `kb_embeddings`, `chunks_fts`) is, at
+/// random, absent, what it should be, or something else in its place:
+/// views (finite, huge or endless), virtual tables (FTS5, R*Tree), tables
+/// with read-time generated columns, triggers, expression indexes, `WITHOUT
+/// ROWID`, names in other cases.
+pub fn kb_schema(rng: &mut impl Rng) -> KbSchema {
+    let mut sql = Vec::new();
+    let mut what = Vec::new();
+    let mut well = true;
+    let name = |rng: &mut _, n: &str| -> String {
+        if Rng::random_bool(rng, 0.2) {
+            n.to_ascii_uppercase()
+        } else {
+            n.to_string()
+        }
+    };
+    // chunks
+    let chunks = name(rng, "chunks");
+    match rng.random_range(0..11) {
+        0..=2 => {
+            sql.push(format!(
+                "CREATE TABLE {chunks} ({CHUNK_COLUMNS}); \
+                 INSERT INTO {chunks} SELECT {CHUNK_NAMES} FROM real_chunks;"
+            ));
+            what.push("chunks: table".into());
+        }
+        3 => {
+            sql.push(format!(
+                "CREATE TABLE {chunks} ({CHUNK_COLUMNS}) ; \
+                 INSERT INTO {chunks} SELECT {CHUNK_NAMES} FROM real_chunks; \
+                 CREATE TABLE log(x); \
+                 CREATE TRIGGER t AFTER INSERT ON {chunks} BEGIN INSERT INTO log VALUES (1); END; \
+                 CREATE INDEX ix ON {chunks}(length(text) * 2);"
+            ));
+            what.push("chunks: table with a trigger and an expression index".into());
+        }
+        4 => {
+            sql.push(format!(
+                "CREATE TABLE {chunks} (id INTEGER, text TEXT NOT NULL, title TEXT, section TEXT, \
+                 project_name TEXT NOT NULL, project_version TEXT NOT NULL, file_path TEXT, \
+                 PRIMARY KEY (id)) WITHOUT ROWID; \
+                 INSERT INTO {chunks} SELECT {CHUNK_NAMES} FROM real_chunks;"
+            ));
+            what.push("chunks: WITHOUT ROWID table".into());
+        }
+        5 => {
+            sql.push(format!(
+                "CREATE VIEW {chunks} AS SELECT {CHUNK_NAMES} FROM real_chunks;"
+            ));
+            well = false;
+            what.push("chunks: plain view".into());
+        }
+        6 => {
+            sql.push(format!(
+                "CREATE VIEW {chunks} AS {ENDLESS} SELECT n AS id, 'x' AS text, 't' AS title, \
+                 's' AS section, 'p' AS project_name, '1' AS project_version, 'f' AS file_path FROM r;"
+            ));
+            well = false;
+            what.push("chunks: endless view".into());
+        }
+        7 => {
+            sql.push(format!(
+                "CREATE VIEW {chunks} AS SELECT a.id * 1000000 + b.id * 1000 + c.id AS id, a.text, \
+                 a.title, a.section, a.project_name, a.project_version, a.file_path \
+                 FROM real_chunks a, real_chunks b, real_chunks c, real_chunks d;"
+            ));
+            well = false;
+            what.push("chunks: view over a cartesian product".into());
+        }
+        8 => {
+            sql.push(format!(
+                "CREATE VIRTUAL TABLE {chunks} USING fts5(id, text, title, section, project_name, \
+                 project_version, file_path); \
+                 INSERT INTO {chunks} SELECT {CHUNK_NAMES} FROM real_chunks;"
+            ));
+            well = false;
+            what.push("chunks: FTS5 virtual table".into());
+        }
+        9 => {
+            sql.push(format!(
+                "CREATE VIRTUAL TABLE {chunks} USING rtree(id, a, b);"
+            ));
+            well = false;
+            what.push("chunks: R*Tree virtual table".into());
+        }
+        _ => {
+            let stored = rng.random_bool(0.5);
+            let kind = if stored { "STORED" } else { "VIRTUAL" };
+            sql.push(format!(
+                "CREATE TABLE {chunks} (id INTEGER PRIMARY KEY, raw TEXT, title TEXT, section TEXT, \
+                 project_name TEXT NOT NULL, project_version TEXT NOT NULL, file_path TEXT, \
+                 text TEXT GENERATED ALWAYS AS (raw || printf('%.*c', 2000, 'x')) {kind}); \
+                 INSERT INTO {chunks}(id, raw, title, section, project_name, project_version, file_path) \
+                 SELECT id, text, title, section, project_name, project_version, file_path FROM real_chunks;"
+            ));
+            if !stored {
+                well = false;
+            }
+            what.push(format!("chunks: generated {kind} text"));
+        }
+    }
+    // kb_meta
+    let meta = name(rng, "kb_meta");
+    match rng.random_range(0..6) {
+        0 | 1 => what.push("kb_meta: absent".into()),
+        2 => {
+            sql.push(format!(
+                "CREATE TABLE {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL); \
+                 INSERT INTO {meta} VALUES ('schema_version', '1'), ('build_id', 'b');"
+            ));
+            what.push("kb_meta: table".into());
+        }
+        3 => {
+            sql.push(format!(
+                "CREATE VIEW {meta} AS {ENDLESS} SELECT 'k' || n AS key, 'v' AS value FROM r;"
+            ));
+            well = false;
+            what.push("kb_meta: endless view".into());
+        }
+        4 => {
+            sql.push(format!(
+                "CREATE VIRTUAL TABLE {meta} USING fts5(key, value);"
+            ));
+            well = false;
+            what.push("kb_meta: FTS5 virtual table".into());
+        }
+        _ => {
+            sql.push(format!(
+                "CREATE TABLE {meta} (key TEXT PRIMARY KEY, v TEXT, \
+                 value TEXT GENERATED ALWAYS AS (v || 'x') VIRTUAL);"
+            ));
+            well = false;
+            what.push("kb_meta: generated VIRTUAL value".into());
+        }
+    }
+    // kb_search_index and kb_embeddings: absent, or a view in their place.
+    for (table, columns) in [
+        ("kb_search_index", "1 AS part, x'00' AS data"),
+        ("kb_embeddings", "1 AS chunk_id, x'00' AS vector"),
+    ] {
+        if rng.random_bool(0.15) {
+            let t = name(rng, table);
+            sql.push(format!(
+                "CREATE VIEW {t} AS {ENDLESS} SELECT {columns} FROM r;"
+            ));
+            well = false;
+            what.push(format!("{table}: endless view"));
+        }
+    }
+    // chunks_fts
+    let fts = name(rng, "chunks_fts");
+    match rng.random_range(0..6) {
+        0..=2 => what.push("chunks_fts: absent".into()),
+        3 => {
+            sql.push(format!(
+                "CREATE VIRTUAL TABLE {fts} USING fts5(title, section, text, content='real_chunks', \
+                 content_rowid='id'); INSERT INTO {fts}({fts}) VALUES ('rebuild');"
+            ));
+            what.push("chunks_fts: FTS5 index".into());
+        }
+        4 => {
+            sql.push(format!(
+                "CREATE VIEW endless_content AS {ENDLESS} SELECT n AS id, 'x' AS title, 'x' AS section, \
+                 'x' AS text FROM r; \
+                 CREATE VIRTUAL TABLE {fts} USING fts5(title, section, text, content='endless_content', \
+                 content_rowid='id');"
+            ));
+            what.push("chunks_fts: FTS5 index over an endless view".into());
+        }
+        _ => {
+            sql.push(format!("CREATE TABLE {fts} (title, section, text);"));
+            well = false;
+            what.push("chunks_fts: ordinary table".into());
+        }
+    }
+    sql.push("DROP TABLE IF EXISTS real_chunks_keep;".into());
+    KbSchema {
+        sql: sql.join("\n"),
+        well_shaped: well,
+        what,
+    }
 }

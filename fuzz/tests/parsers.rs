@@ -392,3 +392,70 @@ fn json_rpc_envelope() {
         }
     }
 }
+
+/// Issue 29, finding 2: deep nesting cost every parser time that grows
+/// faster than the depth. Documents of every style, around the limit and
+/// far past it: a document deeper than 64 is refused as too deep by every
+/// parser of the fleet's YAML files (tokens, users, tools, the sync
+/// manifest), one within it never is, and none takes long.
+#[test]
+fn nesting_depth() {
+    use fleet_common::yaml::nesting::{MAX_DEPTH, check};
+    use fleet_fuzz::{Nesting, nested_yaml, nesting_depth};
+    let mut rng = rng("nesting_depth");
+    let mut tally = Tally::new("YAML nesting (every parser)");
+    let mut deep = 0usize;
+    // A tenth of the budget: these documents are up to 400 KB each.
+    for i in 0..budget() / 10 {
+        let style = Nesting::ALL[i % Nesting::ALL.len()];
+        let depth = nesting_depth(&mut rng, style);
+        let (top, parse): (&str, &dyn Fn(&str) -> Option<String>) = match i % 4 {
+            0 => ("tokens", &|t: &str| {
+                fleet_common::tokens::parse(t.as_bytes())
+                    .err()
+                    .map(|e| e.to_string())
+            }),
+            1 => ("users", &|t: &str| {
+                fleet_common::users::parse(t.as_bytes())
+                    .err()
+                    .map(|e| e.to_string())
+            }),
+            2 => ("tools", &|t: &str| {
+                fleet_common::tools_file::parse(t.as_bytes())
+                    .err()
+                    .map(|e| e.to_string())
+            }),
+            _ => ("files", &|t: &str| {
+                fleet_sync::manifest::Manifest::from_yaml(&format!("dest_dir: /d\n{t}"))
+                    .err()
+                    .map(|e| format!("{e:#}"))
+            }),
+        };
+        let doc = nested_yaml(&mut rng, top, style, depth);
+        let too_deep = depth + 1 > MAX_DEPTH;
+        let error = tally.time(|| no_panic("nested YAML", doc.as_bytes(), || parse(&doc)));
+        assert_eq!(
+            check(doc.as_bytes(), MAX_DEPTH).is_err(),
+            too_deep,
+            "{style:?} at depth {depth}"
+        );
+        let said_too_deep = error
+            .as_deref()
+            .is_some_and(|e| e.contains("nested more than"));
+        deep += usize::from(said_too_deep);
+        assert_eq!(
+            said_too_deep, too_deep,
+            "{style:?} at depth {depth}: {error:?}"
+        );
+        if let Some(e) = &error {
+            assert!(!e.contains(SECRET), "{e}");
+        }
+        if error.is_none() {
+            tally.accepted += 1;
+        }
+    }
+    eprintln!(
+        "fuzz YAML nesting: {deep} of {} inputs deeper than {MAX_DEPTH}, each refused as such",
+        tally.tried
+    );
+}
