@@ -393,6 +393,9 @@ fn json_rpc_envelope() {
     }
 }
 
+/// A parser of one of the fleet's YAML files: its error, if any.
+type Parser = dyn Fn(&str) -> Option<String>;
+
 /// Issue 29, finding 2: deep nesting cost every parser time that grows
 /// faster than the depth. Documents of every style, around the limit and
 /// far past it: a document deeper than 64 is refused as too deep by every
@@ -409,7 +412,7 @@ fn nesting_depth() {
     for i in 0..budget() / 10 {
         let style = Nesting::ALL[i % Nesting::ALL.len()];
         let depth = nesting_depth(&mut rng, style);
-        let (top, parse): (&str, &dyn Fn(&str) -> Option<String>) = match i % 4 {
+        let (top, parse): (&str, &Parser) = match i % 4 {
             0 => ("tokens", &|t: &str| {
                 fleet_common::tokens::parse(t.as_bytes())
                     .err()
