@@ -275,11 +275,13 @@ pub fn check_shapes(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// "a " before a bare kind (`view`, `trigger`), nothing before a phrase
-/// that has its own article.
+/// "a " or "an " before a bare kind (`view`, `index`), nothing before a
+/// phrase that has its own article.
 fn article(what: &str) -> &'static str {
     if what.starts_with("a ") || what.starts_with("an ") || what.starts_with("something") {
         ""
+    } else if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an "
     } else {
         "a "
     }

@@ -20,6 +20,9 @@ pub enum LoginFailure {
 #[derive(Debug, Default)]
 pub struct UserStore {
     by_name: HashMap<String, UserEntry>,
+    /// Some user has permissions (asked on every list request: kept, not
+    /// counted).
+    varied: bool,
 }
 
 /// A bcrypt hash (cost 12, like pgEdge's) of a random password, verified
@@ -28,8 +31,10 @@ const DUMMY_BCRYPT: &str = "$2b$12$C6UzMDM.H6dfI/f/IKxGhuS3tX4W3bQp1Zh5Jb1cG3wRK
 
 impl UserStore {
     pub fn new(users: Vec<UserEntry>) -> UserStore {
+        let varied = users.iter().any(|u| !u.permissions.is_unrestricted());
         UserStore {
             by_name: users.into_iter().map(|u| (u.username.clone(), u)).collect(),
+            varied,
         }
     }
 
@@ -40,9 +45,7 @@ impl UserStore {
     /// Whether two of its users may be answered differently: some user has
     /// permissions.
     pub fn varied(&self) -> bool {
-        self.by_name
-            .values()
-            .any(|u| !u.permissions.is_unrestricted())
+        self.varied
     }
 
     pub fn is_empty(&self) -> bool {
