@@ -52,12 +52,25 @@ pub struct Deadline {
     /// What the time limit is, for the message (`"--timeout 10s"`).
     limit: Option<String>,
     cancel: Option<Cancel>,
+    /// [`Deadline::never`]: not even termination ends it.
+    never: bool,
 }
 
 impl Deadline {
     /// No time limit: only termination ends it.
     pub fn none() -> Deadline {
         Deadline::default()
+    }
+
+    /// Nothing ends it, not even termination, and [`Deadline::guard`]
+    /// installs nothing: for the connections a server's searches read hits
+    /// with (each statement bounded), which must keep answering while the
+    /// server drains after SIGTERM.
+    pub fn never() -> Deadline {
+        Deadline {
+            never: true,
+            ..Deadline::default()
+        }
     }
 
     /// `limit` from now; `what` names the limit in the message when it
@@ -67,6 +80,7 @@ impl Deadline {
             at: Instant::now().checked_add(limit),
             limit: Some(format!("{what} {}", humantime::format_duration(limit))),
             cancel: None,
+            never: false,
         }
     }
 
@@ -87,6 +101,7 @@ impl Deadline {
             at,
             limit,
             cancel: self.cancel.or_else(|| other.cancel.clone()),
+            never: self.never && other.never,
         }
     }
 
@@ -98,6 +113,9 @@ impl Deadline {
 
     /// Why it has passed, if it has.
     pub fn passed(&self) -> Option<String> {
+        if self.never {
+            return None;
+        }
         if crate::signals::terminating() {
             return Some("the process is terminating".to_string());
         }
@@ -123,6 +141,9 @@ impl Deadline {
 
     /// Make every statement on `conn` stop once this deadline has passed.
     pub fn guard(&self, conn: &mut Connection) -> Result<()> {
+        if self.never {
+            return Ok(());
+        }
         let deadline = self.clone();
         conn.progress_handler(STEPS_PER_LOOK, Some(move || deadline.passed().is_some()))?;
         Ok(())
@@ -168,6 +189,24 @@ mod tests {
         cancel.cancel();
         let e = worker.join().unwrap().unwrap_err();
         assert!(e.to_string().contains("a newer version"), "{e}");
+    }
+
+    #[test]
+    fn a_never_deadline_guards_nothing() {
+        assert!(run(&Deadline::after(Duration::from_millis(20), "t")).is_err());
+        let never = Deadline::never();
+        assert!(never.passed().is_none() && never.check().is_ok());
+        let mut conn = Connection::open_in_memory().unwrap();
+        never.guard(&mut conn).unwrap();
+        let n: i64 = conn
+            .query_row(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000) \
+                 SELECT count(*) FROM c",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 300_000);
     }
 
     #[test]

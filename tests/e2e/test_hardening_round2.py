@@ -196,7 +196,7 @@ def test_a_huge_chunk_is_cut_in_the_answer(tmp_path):
     answer says what was cut."""
     d = tmp_path / "data"
     d.mkdir()
-    huge = "zeppelin sequence gaps " + "lorem ipsum dolor " * 600_000  # 10.8 MB
+    huge = "zeppelin sequence gaps " + "lorem ipsum dolor " * 140_000  # 2.5 MB
     chunks = [{"text": huge, "title": "Huge", "file_path": "huge.md"}]
     chunks += [{"text": f"sequence gaps {i} " + "filler words " * 700, "title": f"Page {i}", "file_path": f"p{i}.md"}
                for i in range(19)]
@@ -206,7 +206,7 @@ def test_a_huge_chunk_is_cut_in_the_answer(tmp_path):
     s = McpServer(d, name="round2-cut")
     try:
         text = search_text(s.url, token, "zeppelin", top_n=1)
-        assert "[passage cut: 8 KiB shown of 10.8 MB; read the source for the rest]" in text, text[-400:]
+        assert "[passage cut: 8 KiB shown of 2.5 MB; read the source for the rest]" in text, text[-400:]
         assert len(text.encode()) < 9 * 1024, len(text.encode())
         text = search_text(s.url, token, "sequence gaps", top_n=20)
         assert len(text.encode()) <= 64 * 1024, len(text.encode())
@@ -227,8 +227,9 @@ def test_oauth_settings_errors_never_show_url_secrets(tmp_path):
         (f"http://user:{secret}@idp.example.com/", "https://mcp.example.com/mcp"),
         ("https://idp.example.com/", f"https://mcp.example.com/mcp?token={secret}"),
     ]:
+        # Through the environment: the harness logs a command's arguments.
         p = run("mcp-server", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(d),
-                "--oauth-issuer", issuer, "--oauth-resource", resource, check=False)
+                env={"MCP_OAUTH_ISSUER": issuer, "MCP_OAUTH_RESOURCE": resource}, check=False)
         assert p.returncode != 0
         assert secret not in p.stderr + p.stdout, p.stderr
         assert "idp.example.com" in p.stderr or "mcp.example.com" in p.stderr, p.stderr

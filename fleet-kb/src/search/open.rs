@@ -127,10 +127,11 @@ impl Kb {
 
     fn load(path: &Path, info: KbInfo, opts: &OpenOptions) -> anyhow::Result<Kb> {
         // The searches' connections: each statement of a search is
-        // bounded (rows by id, filters over the chunks), so no deadline.
+        // bounded (rows by id, filters over the chunks), and searches go on
+        // while a server drains after SIGTERM, so no deadline at all.
         let mut conns = Vec::with_capacity(pool_size());
         for _ in 0..pool_size() {
-            conns.push(kb_file::open_read_only(path, &Deadline::none())?);
+            conns.push(kb_file::open_read_only(path, &Deadline::never())?);
         }
         // The vectors load beside the index (which a pgEdge KB builds now).
         let ((index, source), vectors) = std::thread::scope(|scope| {
