@@ -162,9 +162,10 @@ impl Syncer {
         let published = self.state.current(&spec.name, &source_id, &target).cloned();
         let mut bytes = 0u64;
         let rejected = &mut self.rejected[i];
-        // Starts when the cycle does: the download counts against it too
-        // (it is bounded by the request timeout besides).
-        let deadline = Deadline::after(self.verify_timeout, "--verify-timeout").min(&self.until);
+        let limits = Limits {
+            verify: self.verify_timeout,
+            until: &self.until,
+        };
         let result = fetch_verify_publish(
             spec,
             source,
@@ -174,7 +175,7 @@ impl Syncer {
             self.max_bytes,
             progress,
             &mut bytes,
-            &deadline,
+            &limits,
         )
         .await;
         if result.is_ok() {
@@ -232,6 +233,20 @@ async fn ensure_index(target: &Path, sha256: &str, deadline: &Deadline) {
     }
 }
 
+/// How long a cycle's verification may take: `verify` from its start (after
+/// the download, which the request timeout bounds), never past `until`.
+struct Limits<'a> {
+    verify: Duration,
+    until: &'a Deadline,
+}
+
+impl Limits<'_> {
+    /// The deadline of a verification starting now.
+    fn start(&self) -> Deadline {
+        Deadline::after(self.verify, "--verify-timeout").min(self.until)
+    }
+}
+
 /// The version a cycle ended with, to remember for the next one.
 struct Version {
     validators: Validators,
@@ -252,7 +267,7 @@ async fn fetch_verify_publish(
     max_bytes: u64,
     progress: &dyn Progress,
     bytes: &mut u64,
-    deadline: &Deadline,
+    limits: &Limits<'_>,
 ) -> Result<(Outcome, Option<Version>), SyncError> {
     // After a rejection, ask for anything but the rejected version: an
     // unchanged source then costs no body, as when nothing is wrong.
@@ -269,7 +284,7 @@ async fn fetch_verify_publish(
                 ))),
                 None => {
                     if let (FileKind::Kb, Some(record)) = (spec.kind, published) {
-                        ensure_index(target, &record.sha256, deadline).await;
+                        ensure_index(target, &record.sha256, &limits.start()).await;
                     }
                     Ok((Outcome::Unchanged, None))
                 }
@@ -289,7 +304,7 @@ async fn fetch_verify_publish(
         progress,
         bytes,
         &mut sha_seen,
-        deadline,
+        limits,
     )
     .await;
     let offered_again = sha_seen.is_some()
@@ -317,7 +332,7 @@ async fn verify_and_publish(
     progress: &dyn Progress,
     bytes: &mut u64,
     sha_seen: &mut Option<String>,
-    deadline: &Deadline,
+    limits: &Limits<'_>,
 ) -> Result<(Outcome, Option<Version>), SyncError> {
     if let Some(size) = dl.size
         && size > max_bytes
@@ -408,7 +423,7 @@ async fn verify_and_publish(
     let total = *bytes;
     let validators = dl.validators.clone();
     let published_sha = sha.clone();
-    let deadline = deadline.clone();
+    let deadline = limits.start();
     let (outcome, identity) = tokio::task::spawn_blocking(move || -> Result<_, SyncError> {
         tmp.as_file().sync_all().map_err(|e| SyncError::Local(e.to_string()))?;
         let summary = fleet_common::kind::verify(kind, tmp.path(), &deadline).map_err(|e| SyncError::Verify(e.to_string()))?;

@@ -37,13 +37,24 @@ struct FileState {
 pub struct Status {
     files: Mutex<Vec<(String, FileState)>>,
     last_progress: Mutex<Instant>,
+    /// When the file cycle under way began, if one is.
+    busy_since: Mutex<Option<Instant>>,
     /// Longest the loop may go without finishing a cycle before /healthz fails.
     stall_after: Duration,
+    /// Longest one file's cycle may take before /healthz fails: a stall,
+    /// plus `--verify-timeout` for a large KB's verification.
+    cycle_limit: Duration,
     pub metrics: Metrics,
 }
 
 impl Status {
-    pub fn new(names: Vec<String>, opts: &LoopOptions, request_timeout: Duration) -> Arc<Status> {
+    pub fn new(
+        names: Vec<String>,
+        opts: &LoopOptions,
+        request_timeout: Duration,
+        verify_timeout: Duration,
+    ) -> Arc<Status> {
+        let stall_after = opts.interval * 3 + request_timeout * 4 + Duration::from_secs(60);
         Arc::new(Status {
             files: Mutex::new(
                 names
@@ -52,7 +63,9 @@ impl Status {
                     .collect(),
             ),
             last_progress: Mutex::new(Instant::now()),
-            stall_after: opts.interval * 3 + request_timeout * 4 + Duration::from_secs(60),
+            busy_since: Mutex::new(None),
+            stall_after,
+            cycle_limit: stall_after + verify_timeout,
             metrics: Metrics::new(),
         })
     }
@@ -65,12 +78,25 @@ impl Status {
             .unwrap_or(false)
     }
 
-    /// The loop finished a cycle recently.
+    /// The loop finished a file's cycle recently, or is in one that has not
+    /// run for longer than a cycle may (a KB's verification may take up to
+    /// `--verify-timeout`).
     pub fn live(&self) -> bool {
+        if let Ok(busy) = self.busy_since.lock()
+            && let Some(since) = *busy
+        {
+            return since.elapsed() < self.cycle_limit;
+        }
         self.last_progress
             .lock()
             .map(|t| t.elapsed() < self.stall_after)
             .unwrap_or(false)
+    }
+
+    fn busy(&self, on: bool) {
+        if let Ok(mut busy) = self.busy_since.lock() {
+            *busy = on.then(Instant::now);
+        }
     }
 
     pub fn report(&self) -> serde_json::Value {
@@ -135,7 +161,10 @@ pub async fn run(
             if Instant::now() < due[i] {
                 continue;
             }
+            status.busy(true);
             let attempt = syncer.sync_file(i, progress.as_ref()).await;
+            status.busy(false);
+            status.tick();
             let file = names[i].clone();
             status
                 .metrics
@@ -205,4 +234,35 @@ fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file's cycle under way (a large KB's verification) keeps
+    /// `/healthz` green for as long as a cycle may take, not for ever; a
+    /// loop doing nothing goes red once it has stalled.
+    #[test]
+    fn liveness_allows_a_cycle_its_verification_time() {
+        let status = Status {
+            files: Mutex::new(Vec::new()),
+            last_progress: Mutex::new(Instant::now()),
+            busy_since: Mutex::new(None),
+            stall_after: Duration::from_millis(30),
+            cycle_limit: Duration::from_millis(300),
+            metrics: Metrics::new(),
+        };
+        assert!(status.live());
+        status.busy(true);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(status.live(), "verifying, within the cycle limit");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!status.live(), "a cycle past its limit is a stall");
+        status.busy(false);
+        status.tick();
+        assert!(status.live());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!status.live(), "no cycle finished for longer than a stall");
+    }
 }

@@ -143,7 +143,12 @@ async fn run(cli: Cli) -> Exit {
         jitter: cli.jitter,
     };
     let names = syncer.specs().map(|s| s.name.clone()).collect();
-    let status = Status::new(names, &opts, cli.sync.request_timeout);
+    let status = Status::new(
+        names,
+        &opts,
+        cli.sync.request_timeout,
+        cli.sync.verify_timeout,
+    );
     if let Some(addr) = cli.listen {
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
