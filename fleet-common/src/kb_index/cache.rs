@@ -72,7 +72,7 @@ pub fn stored_is_usable(info: &KbInfo) -> bool {
 /// new empty file: copied out of the KB when it stores a usable index,
 /// otherwise built from its chunks (tantivy's temporary files in
 /// `work_dir`). The copy is checked as it streams. Reading the KB stops
-/// once `deadline` passes.
+/// once `deadline` passes ([`Error::Interrupted`], with the reason).
 pub fn write_pack(
     kb: &Path,
     info: &KbInfo,
@@ -86,11 +86,12 @@ pub fn write_pack(
             file: out,
             checker: Checker::new(),
         };
-        stored::copy_to(&conn, &mut tee)?;
+        stored::copy_to(&conn, &mut tee).map_err(|e| deadline.explain(e))?;
         let info = tee.checker.finish()?;
         Ok((Origin::Stored, info))
     } else {
-        let info = build_pack(&conn, "main.chunks", work_dir, &BuildOptions::fast(), out)?;
+        let info = build_pack(&conn, "main.chunks", work_dir, &BuildOptions::fast(), out)
+            .map_err(|e| deadline.explain(e))?;
         Ok((Origin::Built, info))
     }
 }
@@ -128,16 +129,6 @@ pub struct Prepared {
 /// equal to the KB's chunks, one search), and renamed into place. Gives up
 /// once `deadline` passes.
 pub fn prepare(
-    kb: &Path,
-    sha256: &str,
-    info: &KbInfo,
-    dir: &Path,
-    deadline: &Deadline,
-) -> Result<Prepared> {
-    prepare_within(kb, sha256, info, dir, deadline).map_err(|e| deadline.explain(e))
-}
-
-fn prepare_within(
     kb: &Path,
     sha256: &str,
     info: &KbInfo,

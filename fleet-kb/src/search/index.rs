@@ -107,7 +107,6 @@ pub(super) fn load_index(
     match tempfile::tempfile_in(&tmp_dir) {
         Ok(mut file) => {
             let (origin, _) = cache::write_pack(path, info, &tmp_dir, &mut file, &opts.deadline)
-                .map_err(|e| opts.deadline.explain(e))
                 .context("making the search index")?;
             let index = open_checked(Pack::open(&file, Path::new("temporary index file"))?)?;
             let source = match origin {
