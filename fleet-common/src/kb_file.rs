@@ -206,10 +206,12 @@ fn open_checked_header(path: &Path, deadline: &Deadline) -> Result<Connection> {
     open_read_only(path, deadline)
 }
 
-/// The objects a reader of a KB reads, and whether each is an FTS5 index
-/// (else an ordinary table). SQLite matches names without regard to case.
-pub const SHAPES: [(&str, bool); 5] = [
+/// The objects a reader of a KB reads (and `source_files`, pgEdge's other
+/// table), and whether each is an FTS5 index (else an ordinary table).
+/// SQLite matches names without regard to case.
+pub const SHAPES: [(&str, bool); 6] = [
     ("chunks", false),
+    ("source_files", false),
     ("kb_meta", false),
     (crate::kb_index::stored::TABLE, false),
     (crate::kb_vectors::TABLE, false),
@@ -223,7 +225,7 @@ pub const SHAPES: [(&str, bool); 5] = [
 pub fn check_shapes(conn: &Connection) -> Result<()> {
     let mut stmt = conn.prepare(
         "SELECT lower(name), type, coalesce(sql, '') FROM sqlite_schema \
-         WHERE lower(name) IN (?1, ?2, ?3, ?4, ?5)",
+         WHERE lower(name) IN (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let names = SHAPES.map(|(n, _)| n);
     let found: Vec<(String, String, String)> = stmt

@@ -448,7 +448,8 @@ const ENDLESS: &str = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 F
 
 /// The schema of a hostile or odd `kb.db`: its rows are in `real_chunks`
 /// (made by the caller), and each object a reader reads (`chunks`,
-/// `kb_meta`, `kb_search_index`, `kb_embeddings`, `chunks_fts`) is, at
+/// `source_files`, `kb_meta`, `kb_search_index`, `kb_embeddings`,
+/// `chunks_fts`) is, at
 /// random, absent, what it should be, or something else in its place:
 /// views (finite, huge or endless), virtual tables (FTS5, R*Tree), tables
 /// with read-time generated columns, triggers, expression indexes, `WITHOUT
@@ -583,10 +584,15 @@ pub fn kb_schema(rng: &mut impl Rng) -> KbSchema {
             what.push("kb_meta: generated VIRTUAL value".into());
         }
     }
-    // kb_search_index and kb_embeddings: absent, or a view in their place.
+    // kb_search_index, kb_embeddings, source_files: absent, or a view in
+    // their place.
     for (table, columns) in [
         ("kb_search_index", "1 AS part, x'00' AS data"),
         ("kb_embeddings", "1 AS chunk_id, x'00' AS vector"),
+        (
+            "source_files",
+            "'c' || n AS checksum, 'f' AS file_path, 'p' AS project_name, '1' AS project_version",
+        ),
     ] {
         if rng.random_bool(0.15) {
             let t = name(rng, table);

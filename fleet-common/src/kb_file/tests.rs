@@ -170,6 +170,19 @@ fn chunks_that_are_not_a_table_are_refused_at_once() {
         .unwrap();
     let err = verify(&p, &Deadline::none()).unwrap_err().to_string();
     assert!(err.contains("`kb_meta` is a view"), "{err}");
+    let p = dir.path().join("sources.db");
+    pgedge_kb(&p);
+    Connection::open(&p)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE source_files; CREATE VIRTUAL TABLE source_files USING fts5(file_path);",
+        )
+        .unwrap();
+    let err = verify(&p, &Deadline::none()).unwrap_err().to_string();
+    assert!(
+        err.contains("`source_files` is an FTS5 index, not an ordinary table"),
+        "{err}"
+    );
     let p = dir.path().join("fts.db");
     pgedge_kb(&p);
     Connection::open(&p)
