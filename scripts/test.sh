@@ -150,11 +150,12 @@ MCP_BIN_DIR="$ROOT/target/debug" scripts/validate-deploy.sh
 step "cargo test"
 cargo test --workspace --locked
 
+# The 25 slowest tests are listed at the end: where the command's time goes.
 step "end-to-end tests (pytest; the container tests last)"
 rm -rf target/e2e-logs
 status=0
 MCP_BIN_DIR="$ROOT/target/debug" MCP_RELEASE_DIR="$ROOT/target/release" \
-  .venv/bin/python -m pytest -q "$@" || status=$?
+  .venv/bin/python -m pytest -q --durations=25 "$@" || status=$?
 if [ -n "$RELEASE_PID" ]; then
   if wait "$RELEASE_PID"; then
     tail -n 1 "$RELEASE_LOG"
