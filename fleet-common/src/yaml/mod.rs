@@ -16,7 +16,7 @@
 //! `tokens: {}` (or `[]`) loads an empty file on purpose.
 //!
 //! Every YAML document the fleet reads is parsed through [`from_str`] or
-//! [`entries`], which first refuse nesting deeper than
+//! `entries`, which first refuse nesting deeper than
 //! [`nesting::MAX_DEPTH`] ([`nesting`]): parsers take time that grows
 //! faster than the depth, and a few hundred kilobytes of `[[[[` would hold
 //! a reload, a sync or a start-up for minutes.

@@ -27,7 +27,7 @@
 //!   only where the credential may run one of the built-in Postgres tools
 //!   ([`Purpose::SystemInfo`]), so a credential whose tools leave them out
 //!   reaches no database at all.
-//! - a prompt is shown when every tool it names is ([`prompt_visible`]).
+//! - a prompt is shown when every tool it names is ([`visible_prompts`]).
 //!
 //! Every refusal by permissions is counted in
 //! `mcp_tool_calls_denied_total{tool}`, the label being a built-in or
@@ -182,8 +182,8 @@ pub fn database<'a>(
     let requested = requested.map(str::trim).filter(|s| !s.is_empty());
     let bound = bound.map(str::trim).filter(|s| !s.is_empty());
     let Some(name) = requested.or(bound) else {
-        let first = first_permitted(databases, &Some(allowed.clone()))
-            .ok_or(ToolError::NoPermittedDatabase)?;
+        let first =
+            first_permitted(databases, Some(&allowed)).ok_or(ToolError::NoPermittedDatabase)?;
         return databases.pick(Some(&first), None);
     };
     if !allowed.contains(name) {
@@ -211,15 +211,15 @@ pub fn database<'a>(
 /// may run it nowhere, nor `system_info` to one that may run none of them.
 pub fn reaches(databases: &Databases, principal: Option<&Principal>, purpose: Purpose<'_>) -> bool {
     let allowed = purpose.databases(permissions_of(principal));
-    allowed.is_none() || first_permitted(databases, &allowed).is_some()
+    allowed.is_none() || first_permitted(databases, allowed.as_ref()).is_some()
 }
 
-/// The first configured database of `allowed`.
-fn first_permitted(databases: &Databases, allowed: &Names) -> Option<String> {
+/// The first configured database of `allowed` (`None`: any).
+fn first_permitted(databases: &Databases, allowed: Option<&BTreeSet<String>>) -> Option<String> {
     databases
         .names()
         .into_iter()
-        .find(|n| allowed.as_ref().is_none_or(|a| a.contains(n)))
+        .find(|n| allowed.is_none_or(|a| a.contains(n)))
 }
 
 /// Count a call of `name` refused by a credential's permissions, labelled
@@ -271,7 +271,7 @@ fn offered(
                 tool.name
             ))
         })?,
-        None => match first_permitted(databases, &permissions.databases_for(&tool.name)) {
+        None => match first_permitted(databases, permissions.databases_for(&tool.name).as_ref()) {
             Some(name) => databases.pick(Some(&name), None),
             None if databases.is_empty() => Err(ToolError::NoDatabase),
             None => Err(ToolError::NoPermittedDatabase),

@@ -7,7 +7,7 @@
 //!
 //! A load never holds up a later version of its file: each attempt runs
 //! under a [`Deadline`] that the reloader cancels as soon as the file moves
-//! on ([`crate::data::FileTable::supersede`]), and that ends anyway after
+//! on (`FileTable::supersede`), and that ends anyway after
 //! [`KB_LOAD_LIMIT`] or at SIGTERM. (Only a KB's load can take long: YAML
 //! files are refused before parsing if they nest deeper than a few dozen
 //! levels, and are parsed in linear time otherwise.)

@@ -88,7 +88,7 @@ pub struct FileStatus {
     #[serde(skip)]
     pub loading_since: Option<Instant>,
     /// The load attempt under way: the file's fingerprint when it began,
-    /// and what stops it once the file has moved on ([`FileTable::supersede`]).
+    /// and what stops it once the file has moved on (`FileTable::supersede`).
     #[serde(skip)]
     pub attempt: Option<(Option<Fingerprint>, Cancel)>,
     #[serde(skip)]
