@@ -233,3 +233,22 @@ def test_oauth_settings_errors_never_show_url_secrets(tmp_path):
         assert p.returncode != 0
         assert secret not in p.stderr + p.stdout, p.stderr
         assert "idp.example.com" in p.stderr or "mcp.example.com" in p.stderr, p.stderr
+
+
+def test_a_newer_kb_stops_the_load_of_an_older_one(live):
+    """3. "A verification must never hold up a later version of the same
+    file": a KB published while a large one is still loading stops that
+    load at once and is served, instead of waiting for it to finish."""
+    s, d, stable, c = live
+    big = d.parent / "big.db"
+    words = "vacuum analyze replication slot checkpoint wal archive standby index "
+    write_pgedge_kb(big, [{"text": f"{words * 12} page {i}", "title": f"Big {i}", "file_path": f"big/{i % 500}.md"}
+                          for i in range(60_000)])
+    publish(d / "kb.db", big.read_bytes())
+    wait_until(lambda: s.health()[1]["files"]["kb"]["loading_seconds"] is not None, QUICK)
+    small = d.parent / "small.db"
+    write_pgedge_kb(small, [{"text": "Zeppelins are rigid airships.", "title": "Airships", "file_path": "z.md"}])
+    publish(d / "kb.db", small.read_bytes())
+    wait_until(lambda: "Zeppelins" in search_text(s.url, stable, "zeppelin airships", top_n=1), QUICK)
+    log = s.log_path.read_text()
+    assert "the file changed while it was loading" in log, "the large KB's load was not stopped"

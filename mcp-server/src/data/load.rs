@@ -109,7 +109,7 @@ pub fn spawn_load(
                 break; // Tried again when the file changes.
             }
             let loaded = state.files.get(which).and_then(|s| s.fingerprint);
-            if Fingerprint::of(&path) == loaded && !matches!(outcome, Err(LoadError::Replaced)) {
+            if Fingerprint::of(&path) == loaded {
                 break;
             }
         }

@@ -638,12 +638,7 @@ impl ServerHandler for McpHandler {
             gate::Purpose::SystemInfo,
             None,
         )
-        .map_err(|e| {
-            if e.is_denied() {
-                self.state.metrics.tool_denied("unknown");
-            }
-            ErrorData::invalid_params(e.to_string(), None)
-        })?;
+        .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
         let text = db
             .system_info()
             .await
