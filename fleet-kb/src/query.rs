@@ -135,6 +135,9 @@ mod tests {
         // A multi-byte character straddling the cut is not split.
         let text = format!("{}é tail", "a".repeat(MAX_QUERY_BYTES - 1));
         assert_eq!(head(&text, MAX_QUERY_BYTES).len(), MAX_QUERY_BYTES - 1);
+        assert_eq!(head("héllo", 2), "h");
+        assert_eq!(head("héllo", 3), "hé");
+        assert_eq!(head("abc", 8), "abc");
         let big = "é".repeat(1 << 20);
         assert!(words(&big).is_empty());
     }

@@ -20,9 +20,7 @@ pub(crate) mod fixtures;
 pub use index::IndexSource;
 pub use open::{Kb, OpenOptions};
 pub(crate) use types::HIT_ROW_SQL;
-pub use types::{
-    DEFAULT_TOP_N, Hit, MAX_HIT_TEXT_BYTES, MAX_TOP_N, Mode, Product, SearchQuery, cut,
-};
+pub use types::{DEFAULT_TOP_N, Hit, MAX_HIT_TEXT_BYTES, MAX_TOP_N, Mode, Product, SearchQuery};
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;

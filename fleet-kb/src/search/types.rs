@@ -73,7 +73,7 @@ pub struct Hit {
     pub project_version: String,
     pub file_path: String,
     /// The chunk's text, or its first [`MAX_HIT_TEXT_BYTES`] (cut at a
-    /// character boundary) when it is longer.
+    /// character boundary by [`crate::query::head`]) when it is longer.
     pub text: String,
     /// The length of the chunk's whole text in bytes: more than
     /// `text.len()` when it was cut.
@@ -109,7 +109,11 @@ impl Hit {
             project_name: row.get(2)?,
             project_version: row.get(3)?,
             file_path: row.get(4)?,
-            text: cut(row.get(5)?, MAX_HIT_TEXT_BYTES),
+            text: {
+                let mut text: String = row.get(5)?;
+                text.truncate(crate::query::head(&text, MAX_HIT_TEXT_BYTES).len());
+                text
+            },
             text_bytes: row.get::<_, Option<i64>>(6)?.unwrap_or(0).max(0) as u64,
             score,
         })
@@ -121,18 +125,6 @@ impl Hit {
     }
 }
 
-/// `text` cut to at most `max` bytes, at a character boundary.
-pub fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,8 +132,5 @@ mod tests {
     #[test]
     fn the_hit_query_reads_one_character_past_the_cap() {
         assert!(HIT_ROW_SQL.contains(&format!("substr(text, 1, {})", MAX_HIT_TEXT_BYTES + 1)));
-        assert_eq!(cut("héllo".into(), 2), "h");
-        assert_eq!(cut("héllo".into(), 3), "hé");
-        assert_eq!(cut("abc".into(), 8), "abc");
     }
 }

@@ -49,8 +49,8 @@ pub fn render(query: &str, label: &str, hits: &[Hit]) -> String {
             break;
         }
         out.push_str(&head);
-        let text = fleet_kb::search::cut(h.text.clone(), room);
-        out.push_str(&text);
+        let text = fleet_kb::query::head(&h.text, room);
+        out.push_str(text);
         out.push('\n');
         if text.len() < h.text.len() || h.is_cut() {
             out.push_str(&note(text.len()));
