@@ -120,7 +120,7 @@ impl KbInfo {
 }
 
 /// Open a knowledge base read-only and immutable; every statement on the
-/// connection stops once `deadline` passes ([`Deadline::none`] for the
+/// connection stops once `deadline` passes ([`Deadline::never`] for the
 /// connections searches read hits with, whose statements are bounded).
 pub fn open_read_only(path: &Path, deadline: &Deadline) -> Result<Connection> {
     deadline.check()?;
@@ -169,7 +169,7 @@ fn verify_whole(path: &Path, deadline: &Deadline) -> Result<KbInfo> {
             format!("quick_check failed: {result}"),
         ));
     }
-    let info = inspect(&conn)?;
+    let info = inspect_shaped(&conn)?;
     if info.stores_usable_index() {
         let pack = crate::kb_index::stored::check(&conn)?;
         if pack.docs != info.chunk_count {
@@ -302,6 +302,11 @@ fn read_header(path: &Path) -> Result<Vec<u8>> {
 /// once its shape is checked ([`check_shapes`]).
 pub fn inspect(conn: &Connection) -> Result<KbInfo> {
     check_shapes(conn)?;
+    inspect_shaped(conn)
+}
+
+/// [`inspect`] of a knowledge base whose shape is checked already.
+fn inspect_shaped(conn: &Connection) -> Result<KbInfo> {
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('chunks')")?;
     let columns: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
