@@ -12,32 +12,17 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from harness import (
-    BIN, McpServer, KeepAlive, build_fixture_kb, publish, remember_secret, run, search_text,
-    tokens_yaml, wait_until, write_pgedge_kb,
+    BIN, McpServer, build_fixture_kb, publish, remember_secret, run, search_text, tokens_yaml,
+    wait_until, write_pgedge_kb,
 )
-
-QUICK = 5.0
+# The first round's server with a stable token, polling every 100 ms.
+from test_hardening import QUICK, live  # noqa: F401 - `live` is a fixture
 
 
 def nested(depth: int) -> str:
     """A tokens.yaml whose `tokens:` is `depth` lists inside each other."""
     return "tokens: " + "[" * depth + "]" * depth + "\n"
-
-
-@pytest.fixture
-def live(tmp_path):
-    d = tmp_path / "data"
-    build_fixture_kb(d)
-    stable = "round2-stable-token-0000000000000"
-    (d / "tokens.yaml").write_text(tokens_yaml(stable))
-    s = McpServer(d, name="round2", extra=["--poll-interval", "100ms"])
-    c = KeepAlive(s.port)
-    yield s, d, stable, c
-    c.close()
-    s.stop()
 
 
 def test_deep_yaml_never_holds_up_the_next_version(live):
