@@ -38,6 +38,17 @@ pub enum ToolError {
          set allow_writers for it"
     )]
     WritersOff { database: String },
+    /// The call's transaction could not take the credential's role.
+    #[error(
+        "database {database}: this credential's role {role:?} cannot be assumed: {reason}; \
+         ask an operator to `GRANT {role} TO` the server's login role, or fix the role named \
+         in the credential"
+    )]
+    Role {
+        database: String,
+        role: String,
+        reason: String,
+    },
     #[error("database {database} is unavailable: {reason}")]
     Unavailable { database: String, reason: String },
     #[error(
@@ -65,6 +76,7 @@ impl ToolError {
             ToolError::Rejected(_) => "rejected",
             ToolError::InvalidArgument(_) => "invalid_argument",
             ToolError::WritersOff { .. } => "writers_off",
+            ToolError::Role { .. } => "role",
             ToolError::Unavailable { .. } => "unavailable",
             ToolError::Timeout { .. } => "timeout",
             ToolError::Postgres { .. } => "postgres",
@@ -123,6 +135,21 @@ pub(crate) fn connect_reason(e: &(dyn std::error::Error + 'static)) -> String {
         cur = err.source();
     }
     last_msg.unwrap_or_else(|| "unknown error".to_string())
+}
+
+/// A failure of the statements that open a call's transaction as the
+/// caller's role: PostgreSQL's refusal of the role (it does not exist, or
+/// the login role is not a member of it) becomes [`ToolError::Role`];
+/// anything else (the connection broke) is reported as usual.
+pub(crate) fn role_refused(database: &str, role: &str, e: tokio_postgres::Error) -> ToolError {
+    match e.as_db_error() {
+        Some(db) if matches!(db.code().code(), "42704" | "42501" | "22023") => ToolError::Role {
+            database: database.to_string(),
+            role: role.to_string(),
+            reason: db.message().to_string(),
+        },
+        _ => from_pg(database, Duration::ZERO, e),
+    }
 }
 
 /// Turn a driver error during a call into a [`ToolError`].

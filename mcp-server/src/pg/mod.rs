@@ -86,6 +86,7 @@ pub mod bind;
 mod config;
 mod error;
 mod ops;
+pub mod role;
 mod schema;
 pub mod statement;
 pub mod tools;
@@ -376,9 +377,7 @@ impl Database {
             .start()
             .await
             .map_err(|e| self.pg_error(e))?;
-        tx.batch_execute(&self.pin_sql)
-            .await
-            .map_err(|e| self.pg_error(e))?;
+        self.pin(&tx, &self.pin_sql).await?;
         Ok(tx)
     }
 
@@ -406,10 +405,28 @@ impl Database {
             .start()
             .await
             .map_err(|e| self.pg_error(e))?;
-        tx.batch_execute(&self.writer_pin_sql)
-            .await
-            .map_err(|e| self.pg_error(e))?;
+        self.pin(&tx, &self.writer_pin_sql).await?;
         Ok(tx)
+    }
+
+    /// Run a transaction's fixed opening statements, first taking the
+    /// caller's role ([`role::current`]) when the call has one: one round
+    /// trip either way. A role that cannot be assumed is its own error.
+    async fn pin(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        pin_sql: &str,
+    ) -> Result<(), ToolError> {
+        let Some(role) = role::current() else {
+            return tx
+                .batch_execute(pin_sql)
+                .await
+                .map_err(|e| self.pg_error(e));
+        };
+        let sql = format!("{}; {pin_sql}", role::set_local(&role));
+        tx.batch_execute(&sql)
+            .await
+            .map_err(|e| error::role_refused(&self.name, &role, e))
     }
 
     /// End a writer tool's call that succeeded: release session advisory
