@@ -112,6 +112,8 @@ check "kubectl kustomize k8s/overlays/gke (Workload Identity)" \
   kustomize_to k8s/overlays/gke "$OUT/kustomize-gke.yaml"
 check "kubectl kustomize k8s/overlays/aks (workload identity)" \
   kustomize_to k8s/overlays/aks "$OUT/kustomize-aks.yaml"
+check "kubectl kustomize k8s/overlays/pg-tls (components/pg-tls)" \
+  kustomize_to k8s/overlays/pg-tls "$OUT/kustomize-pg-tls.yaml"
 
 # Helm through helm-python-sdk: lint (strict: warnings fail) and render with
 # the defaults (must match the kustomize base) and with the S3-auth variant.
@@ -161,6 +163,15 @@ check "helm lint (GCS, Workload Identity)" helm_py lint "$CHART" - "$K8S_FLOOR" 
 check "helm lint (Azure, workload identity)" helm_py lint "$CHART" - "$K8S_FLOOR" "$HELM_AZURE_VALUES"
 check "helm render (GCS, Workload Identity)" helm_py render "$CHART" "$OUT/helm-gcs.yaml" "$K8S_FLOOR" "$HELM_GCS_VALUES"
 check "helm render (Azure, workload identity)" helm_py render "$CHART" "$OUT/helm-azure.yaml" "$K8S_FLOOR" "$HELM_AZURE_VALUES"
+# PostgreSQL TLS files from a Secret (postgresTLS): must match the kustomize
+# base plus components/pg-tls.
+HELM_PG_TLS_VALUES='{"postgresTLS":{"secretName":"pg-tls","mountPath":"/etc/pg-tls"}}'
+check "helm lint (postgresTLS)" helm_py lint "$CHART" - "$K8S_FLOOR" "$HELM_PG_TLS_VALUES"
+check "helm render (postgresTLS)" helm_py render "$CHART" "$OUT/helm-pg-tls.yaml" "$K8S_FLOOR" "$HELM_PG_TLS_VALUES"
+check "helm refuses postgresTLS.mountPath=/data" helm_py render-must-fail "$CHART" - "$K8S_FLOOR" \
+  '{"postgresTLS":{"secretName":"pg-tls","mountPath":"/data"}}'
+check "helm refuses a relative postgresTLS.mountPath" helm_py render-must-fail "$CHART" - "$K8S_FLOOR" \
+  '{"postgresTLS":{"secretName":"pg-tls","mountPath":"etc/pg-tls"}}'
 check "helm refuses store=bogus" helm_py render-must-fail "$CHART" - "$K8S_FLOOR" '{"store":"bogus"}'
 check "helm refuses auth.source=bogus" helm_py render-must-fail "$CHART" - "$K8S_FLOOR" '{"auth":{"source":"bogus"}}'
 
@@ -179,7 +190,8 @@ kv_strict() {
   echo "  $passed checks passed ($docs documents x 2 versions)"
   [ "$passed" -eq $((docs * 2)) ]
 }
-for f in kustomize-base kustomize-example kustomize-gke kustomize-aks helm-default helm-s3 helm-gcs helm-azure; do
+for f in kustomize-base kustomize-example kustomize-gke kustomize-aks kustomize-pg-tls \
+         helm-default helm-s3 helm-gcs helm-azure helm-pg-tls; do
   check "kubernetes-validate --strict $f.yaml" kv_strict "$OUT/$f.yaml"
 done
 must_fail_without_sidecars() {
@@ -431,6 +443,7 @@ rm -rf "$WORK/run"
 check "every container's command, flags and env accepted by the binaries" runtime_check \
   "$OUT/kustomize-base.yaml" "$OUT/kustomize-example.yaml" \
   "$OUT/helm-default.yaml" "$OUT/helm-s3.yaml" \
+  "$OUT/kustomize-pg-tls.yaml" "$OUT/helm-pg-tls.yaml" \
   "$OUT/compose.yaml" "$OUT/compose-manifest.yaml"
 
 # ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //!
 //! The binaries cooperate only through files, so this crate owns those files:
 //! how each one is parsed and validated ([`tokens`], [`users`] and the
-//! [`permissions`] their entries may carry,
+//! [`permissions`] and [`role`] their entries may carry,
 //! [`session_key`], [`kb_file`], the search index and vectors a KB
 //! carries, [`kb_index`] and [`kb_vectors`], and the curated tools and
 //! prompts of [`tools_file`], whose SQL is read as PostgreSQL reads it by
@@ -43,6 +43,7 @@ pub mod publish;
 pub mod published;
 pub mod read;
 pub mod redact;
+pub mod role;
 pub mod session_key;
 pub mod signals;
 pub mod sql;

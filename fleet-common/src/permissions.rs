@@ -342,19 +342,24 @@ pub(crate) fn from_entry(
 }
 
 /// Permission lists as an operator gives them (`token add --tools a,b`),
-/// to write into an entry of `tokens.yaml` or `users.yaml`.
+/// and the PostgreSQL role (`--role`, see [`crate::role`]), to write into
+/// an entry of `tokens.yaml` or `users.yaml`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EntryLists<'a> {
     /// Written as `tools:`; `None`: the field is not written.
     pub tools: Option<&'a [String]>,
     /// Written as `databases:`; `None`: the field is not written.
     pub databases: Option<&'a [String]>,
+    /// Written as `role:`; `None`: the field is not written; `Some("")`:
+    /// the field is removed (no role).
+    pub role: Option<&'a str>,
 }
 
 impl EntryLists<'_> {
     /// Write the lists into an entry being added or edited: each list
     /// given replaces its field (`["*"]` is written as is: "all",
-    /// explicitly); a list not given leaves the field as it was.
+    /// explicitly); a list not given leaves the field as it was. So does
+    /// the role.
     pub(crate) fn write(&self, entry: &mut serde_norway::Mapping) {
         for (field, list) in [("tools", self.tools), ("databases", self.databases)] {
             if let Some(list) = list {
@@ -363,6 +368,15 @@ impl EntryLists<'_> {
                     .map(|s| serde_norway::Value::String(s.trim().to_string()))
                     .collect();
                 entry.insert(field.into(), serde_norway::Value::Sequence(items));
+            }
+        }
+        match self.role.map(str::trim) {
+            None => {}
+            Some("") => {
+                entry.remove("role");
+            }
+            Some(role) => {
+                entry.insert("role".into(), role.into());
             }
         }
     }

@@ -11,6 +11,7 @@
 //!     database: prod            # optional binding to a configured database
 //!     tools: [search_knowledgebase]   # optional: only these tools
 //!     databases: [prod]               # optional: Postgres tools only here
+//!     role: analyst                   # optional: the PostgreSQL role its calls run as
 //! ```
 //! ```yaml
 //! tokens:                       # list form
@@ -19,7 +20,8 @@
 //! ```
 //! `tools:` and `databases:` are the token's [`Permissions`]: absent, every
 //! tool and database (pgEdge's behaviour); `"*"` in a list, all; an empty
-//! list, none. Unknown fields are ignored. Two entries with the same hash are an error:
+//! list, none. `role:` is the PostgreSQL role every tool call of the token
+//! runs as ([`crate::role`]); absent, the server's login role. Unknown fields are ignored. Two entries with the same hash are an error:
 //! the file would be ambiguous about expiry and database binding. A file
 //! with no entries must say `tokens: {}`: an empty or truncated file is
 //! refused rather than read as "revoke every token".
@@ -32,6 +34,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::permissions::{EntryLists, Permissions};
+use crate::role::RoleName;
 use crate::yaml::{Text, checked_text};
 use crate::{Error, Result};
 
@@ -51,6 +54,9 @@ pub struct TokenEntry {
     /// The tools and databases the token may use (`tools:`, `databases:`);
     /// one shared value for every unrestricted token.
     pub permissions: Arc<Permissions>,
+    /// The PostgreSQL role its tool calls run as (`role:`); `None`: the
+    /// server's login role.
+    pub role: Option<Arc<str>>,
 }
 
 impl TokenEntry {
@@ -78,6 +84,8 @@ struct RawEntry {
     tools: Option<Vec<Text>>,
     #[serde(default)]
     databases: Option<Vec<Text>>,
+    #[serde(default)]
+    role: Option<RoleName>,
 }
 
 /// Parse and validate a whole `tokens.yaml`. An empty file, or one whose
@@ -117,6 +125,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<TokenEntry>> {
             annotation: e.annotation.map(|t| t.0),
             database: e.database.map(|t| t.0).filter(|d| !d.is_empty()),
             permissions,
+            role: e.role.map(|r| r.0),
         });
     }
     Ok(out)
@@ -178,7 +187,8 @@ pub fn mint(random: [u8; 32], now: OffsetDateTime) -> NewToken {
 /// Add an entry to an existing `tokens.yaml` text (or an empty one), keeping
 /// every other entry and unknown field as it was. Returns the new text, which
 /// has been checked to parse. `grant`'s lists become the token's `tools:`
-/// and `databases:`; without them the token may use everything.
+/// and `databases:`; without them the token may use everything. Its role,
+/// if any, becomes the token's `role:`.
 pub fn add_entry(
     existing: &str,
     new: &NewToken,
@@ -288,7 +298,7 @@ mod tests {
         assert_eq!(t[1].expires_at.unwrap().year(), 2030);
         // No permission fields: every tool and database, as before.
         for e in &t {
-            assert!(e.permissions.is_unrestricted(), "{e:?}");
+            assert!(e.permissions.is_unrestricted() && e.role.is_none(), "{e:?}");
         }
         assert!(Arc::ptr_eq(&t[0].permissions, &t[1].permissions));
     }
@@ -334,6 +344,35 @@ mod tests {
             let err = parse(doc.as_bytes()).unwrap_err().to_string();
             assert!(!err.contains("SECRET"), "{doc:?} → {err}");
             assert!(err.contains(want), "{doc:?} → {err}");
+        }
+    }
+
+    #[test]
+    fn a_role_in_the_map_and_list_forms_and_bad_ones_refuse_the_file() {
+        let map = format!(
+            "tokens:\n  a:\n    hash: {H1}\n    role: analyst\n  b:\n    hash: {H2}\n    role: null\n"
+        );
+        let t = parse(map.as_bytes()).unwrap();
+        assert_eq!(t[0].role.as_deref(), Some("analyst"));
+        assert!(t[1].role.is_none());
+        let list = format!("tokens:\n  - token: {H1}\n    role: \"Mixed Case\"\n  - hash: {H2}\n");
+        let t = parse(list.as_bytes()).unwrap();
+        assert_eq!(t[0].role.as_deref(), Some("Mixed Case"));
+        assert!(t[1].role.is_none());
+        let long = "SECRET".repeat(11);
+        for (bad, at) in [
+            ("\"\"".to_string(), "line 4 column 11"),
+            (long, "line 4 column 11"),
+            ("\"SECRET\\u0000x\"".to_string(), "line 4 column 11"),
+            ("[SECRET]".to_string(), "line 4"),
+        ] {
+            let doc = format!("tokens:\n  a:\n    hash: {H1}\n    role: {bad}\n");
+            let err = parse(doc.as_bytes()).unwrap_err().to_string();
+            assert!(!err.contains("SECRET"), "{doc:?} → {err}");
+            assert!(err.contains(at), "{doc:?} → {err}");
+            if !bad.starts_with('[') {
+                assert!(err.contains(crate::role::INVALID), "{doc:?} → {err}");
+            }
         }
     }
 
@@ -429,11 +468,14 @@ mod tests {
         let grant = EntryLists {
             tools: Some(&tools),
             databases: Some(&dbs),
+            role: Some("analyst"),
         };
         let newer = mint([8u8; 32], now);
         let text = add_entry(&text, &newer, "kb", None, None, grant, now).unwrap();
         let t = parse(text.as_bytes()).unwrap();
         assert_eq!(t.len(), 3);
+        assert_eq!(t[2].role.as_deref(), Some("analyst"));
+        assert!(t[0].role.is_none() && t[1].role.is_none());
         let p = &t[2].permissions;
         assert!(p.allows_tool("search_knowledgebase") && !p.allows_tool("query_database"));
         assert!(p.allows("search_knowledgebase", "analytics"));

@@ -9,11 +9,14 @@
 //!     annotation: on-call DBA
 //!     tools: [search_knowledgebase, query_database]   # optional
 //!     databases: [analytics]                          # optional
+//!     role: analyst                    # optional: the PostgreSQL role of its calls
 //!     last_login: ...                  # unknown fields are ignored
 //! ```
 //! `tools:` and `databases:` are the user's [`Permissions`], which their
 //! sessions carry: absent, everything (pgEdge's behaviour); `"*"`, all; an
-//! empty list, none. Only the shape of the hash is checked here; verifying a password against
+//! empty list, none. `role:` is the PostgreSQL role every tool call of the
+//! user's sessions runs as ([`crate::role`]); absent, the server's login
+//! role. Only the shape of the hash is checked here; verifying a password against
 //! it is the server's job.
 
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::permissions::{EntryLists, Permissions};
+use crate::role::RoleName;
 use crate::yaml::{Text, checked_text};
 use crate::{Error, Result};
 
@@ -44,6 +48,9 @@ pub struct UserEntry {
     /// The tools and databases the user's sessions may use; one shared
     /// value for every unrestricted user.
     pub permissions: Arc<Permissions>,
+    /// The PostgreSQL role its sessions' tool calls run as (`role:`);
+    /// `None`: the server's login role.
+    pub role: Option<Arc<str>>,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +68,8 @@ struct RawUser {
     tools: Option<Vec<Text>>,
     #[serde(default)]
     databases: Option<Vec<Text>>,
+    #[serde(default)]
+    role: Option<RoleName>,
 }
 
 /// A stored password hash: bcrypt or argon2id, refused without being
@@ -131,6 +140,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<UserEntry>> {
             enabled: raw.enabled.unwrap_or(true),
             annotation: raw.annotation.map(|t| t.0),
             permissions,
+            role: raw.role.map(|r| r.0),
         });
     }
     Ok(out)
@@ -139,7 +149,8 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<UserEntry>> {
 /// Set `username`'s password hash (adding the user if new) in a
 /// `users.yaml` text, keeping every other user and field as it was. Each
 /// list of `grant` given replaces the user's `tools:` / `databases:`; a
-/// list not given leaves the field as it was.
+/// list not given leaves the field as it was. So does its role (`role:`;
+/// an empty one removes the field).
 /// Returns the new text, checked to parse.
 pub fn upsert(
     existing: &str,
@@ -223,6 +234,7 @@ mod tests {
         assert!(!u[1].enabled);
         // No permission fields: every tool and database, as before.
         assert!(u[0].permissions.is_unrestricted() && u[1].permissions.is_unrestricted());
+        assert!(u[0].role.is_none() && u[1].role.is_none());
         assert!(Arc::ptr_eq(&u[0].permissions, &u[1].permissions));
     }
 
@@ -247,11 +259,35 @@ mod tests {
         let grant = EntryLists {
             tools: Some(&all),
             databases: None,
+            role: Some("analyst"),
         };
         let text = upsert(&text, "alice", BCRYPT, true, "", grant).unwrap();
         let p = parse(text.as_bytes()).unwrap()[0].permissions.clone();
         assert!(p.allows_tool("count_rows") && !p.allows("count_rows", "prod"));
         assert!(p.allows("count_rows", "analytics"));
+        // The role is written; a new password keeps it; an empty one removes it.
+        assert_eq!(
+            parse(text.as_bytes()).unwrap()[0].role.as_deref(),
+            Some("analyst")
+        );
+        let text = upsert(&text, "alice", BCRYPT, true, "", EntryLists::default()).unwrap();
+        assert_eq!(
+            parse(text.as_bytes()).unwrap()[0].role.as_deref(),
+            Some("analyst")
+        );
+        let clear = EntryLists {
+            role: Some(""),
+            ..EntryLists::default()
+        };
+        let text = upsert(&text, "alice", BCRYPT, true, "", clear).unwrap();
+        assert!(parse(text.as_bytes()).unwrap()[0].role.is_none());
+        assert!(!text.contains("role"), "{text}");
+        let bad = format!("users:\n  alice:\n    password_hash: \"{BCRYPT}\"\n    role: \"\"\n");
+        let err = parse(bad.as_bytes()).unwrap_err().to_string();
+        assert!(
+            err.contains("line 4 column 11") && err.contains("role name"),
+            "{err}"
+        );
         let bad = format!("users:\n  alice:\n    password_hash: \"{BCRYPT}\"\n    tools: [\"\"]\n");
         let err = parse(bad.as_bytes()).unwrap_err().to_string();
         assert!(

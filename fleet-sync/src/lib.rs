@@ -7,9 +7,10 @@
 //!   `https://ACCOUNT.blob.core.windows.net/...`), `https://`/`http://` and
 //!   `file://`, each answering "is there a newer version, and what are its
 //!   bytes" without transferring a body when nothing changed; the cloud
-//!   stores' credentials (`source::google_auth`, `source::azure_auth`), the
-//!   client code GCS and Azure share (`source::cloud`, `source::token`), and
-//!   uploads with the sha256 metadata for `kb-sync-sidecar push`.
+//!   stores' credentials (`source::google_auth`, `source::azure_auth`, on
+//!   the identity providers of `fleet_cloud`), the client code GCS and
+//!   Azure share (`source::cloud`), and uploads with the sha256 metadata
+//!   for `kb-sync-sidecar push`.
 //! - [`sync`]: one file's cycle: conditional fetch into a temporary file in
 //!   the destination, verification with the server's own parsers, pinned and
 //!   published sha256 checks, atomic publish; a rejected version is not

@@ -150,6 +150,11 @@ serve_settings! {
     /// everything].
     #[arg(skip)]
     oauth_permissions: Vec<crate::auth::oauth::settings::GrantConfig>,
+    /// Comma-separated PostgreSQL roles that an oauth_permissions grant's
+    /// `role_claim:` may name; a token whose claim names another role gets
+    /// nothing from that grant [default: none].
+    #[arg(long, env = "MCP_OAUTH_ROLE_CLAIM_ALLOWED", value_delimiter = ',')]
+    oauth_role_claim_allowed: Vec<String>,
     /// How often each issuer's keys are fetched again; an unknown key id
     /// fetches them sooner [default: 10m].
     #[arg(long, env = "MCP_OAUTH_JWKS_REFRESH", value_parser = humantime::parse_duration)]
@@ -338,6 +343,10 @@ pub struct TokenAddArgs {
     /// for all, `""` for none). Without it: every database.
     #[arg(long, value_delimiter = ',')]
     pub databases: Option<Vec<String>>,
+    /// The PostgreSQL role the token's tool calls run as (`SET LOCAL
+    /// ROLE`). Without it: the server's login role.
+    #[arg(long)]
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +381,10 @@ pub struct UserAddArgs {
     /// every database).
     #[arg(long, value_delimiter = ',')]
     pub databases: Option<Vec<String>>,
+    /// The PostgreSQL role the user's tool calls run as (`""`: none, the
+    /// server's login role). Without it: kept as it is (a new user: none).
+    #[arg(long)]
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -93,6 +93,7 @@ pub fn token_add(args: TokenAddArgs) -> anyhow::Result<()> {
     let grant = EntryLists {
         tools: tools.as_deref(),
         databases: databases.as_deref(),
+        role: role_flag(args.role.as_deref())?,
     };
     let secret = add_token_to_file(
         &args.file,
@@ -120,6 +121,17 @@ fn names(flag: Option<Vec<String>>) -> Option<Vec<String>> {
     })
 }
 
+/// A `--role` flag, checked: `""` (no role) or a PostgreSQL role name.
+fn role_flag(role: Option<&str>) -> anyhow::Result<Option<&str>> {
+    if let Some(r) = role.map(str::trim)
+        && !r.is_empty()
+        && !fleet_common::role::valid_name(r)
+    {
+        anyhow::bail!("--role: {}", fleet_common::role::INVALID);
+    }
+    Ok(role)
+}
+
 /// Mint a token into `file` (created if missing); returns the secret.
 pub fn add_token_to_file(
     file: &Path,
@@ -142,8 +154,8 @@ pub fn add_token_to_file(
     Ok(new.secret)
 }
 
-/// `token list`: one line per token (id, expiry, database, permissions,
-/// annotation), never its hash.
+/// `token list`: one line per token (id, expiry, database, role,
+/// permissions, annotation), never its hash.
 pub fn token_list(args: TokenListArgs) -> anyhow::Result<()> {
     print!("{}", list_tokens(&args.file, OffsetDateTime::now_utc())?);
     Ok(())
@@ -159,7 +171,7 @@ pub fn list_tokens(file: &Path, now: OffsetDateTime) -> anyhow::Result<String> {
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
     };
-    let mut out = String::from("ID\tEXPIRES\tDATABASE\tPERMISSIONS\tANNOTATION\n");
+    let mut out = String::from("ID\tEXPIRES\tDATABASE\tROLE\tPERMISSIONS\tANNOTATION\n");
     for e in &entries {
         let expires = match e.expires_at {
             None => "never".to_string(),
@@ -167,10 +179,11 @@ pub fn list_tokens(file: &Path, now: OffsetDateTime) -> anyhow::Result<String> {
             Some(t) => fmt(t),
         };
         out.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
             e.id,
             expires,
             e.database.as_deref().unwrap_or("-"),
+            e.role.as_deref().unwrap_or("-"),
             e.permissions.describe(),
             e.annotation.as_deref().unwrap_or("")
         ));
@@ -221,6 +234,7 @@ pub fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
     let grant = EntryLists {
         tools: tools.as_deref(),
         databases: databases.as_deref(),
+        role: role_flag(args.role.as_deref())?,
     };
     let text = fleet_common::users::upsert(
         &existing,
@@ -332,6 +346,7 @@ mod tests {
         let grant = EntryLists {
             tools: tools.as_deref(),
             databases: none.as_deref(),
+            role: role_flag(Some("analyst")).unwrap(),
         };
         let secret = add_token_to_file(&file, "kb only", None, None, grant).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
@@ -342,11 +357,27 @@ mod tests {
         let p = store.authenticate(&secret, now).unwrap().permissions;
         assert!(p.allows_tool("search_knowledgebase") && !p.allows_tool("query_database"));
         assert!(!p.allows("search_knowledgebase", "prod"));
+        assert_eq!(
+            store
+                .authenticate(&secret, now)
+                .unwrap()
+                .role_for("t", "d")
+                .as_deref(),
+            Some("analyst")
+        );
         let listed = list_tokens(&file, now).unwrap();
         assert!(
-            listed.contains("\t-\ttools=search_knowledgebase databases=none\tkb only\n"),
+            listed.contains("\t-\tanalyst\ttools=search_knowledgebase databases=none\tkb only\n"),
             "{listed}"
         );
+        assert!(
+            listed.starts_with("ID\tEXPIRES\tDATABASE\tROLE\tPERMISSIONS\t"),
+            "{listed}"
+        );
+        // A bad name is refused before the file is touched, never quoted.
+        let e = role_flag(Some("SECRET\u{7}")).unwrap_err().to_string();
+        assert!(e.contains("role name") && !e.contains("SECRET"), "{e}");
+        assert_eq!(role_flag(Some("")).unwrap(), Some(""));
     }
 
     #[test]
@@ -361,7 +392,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let listed = list_tokens(&file, now).unwrap();
         assert_eq!(listed.lines().count(), 3, "{listed}");
-        assert!(listed.contains("\tprod\tall\tsecond\n"), "{listed}");
+        assert!(listed.contains("\tprod\t-\tall\tsecond\n"), "{listed}");
         for e in &entries {
             assert!(!listed.contains(&hex::encode(e.hash)), "a hash is listed");
         }

@@ -234,6 +234,7 @@ impl Config {
                 scopes: s.oauth_scopes,
                 issuers: s.oauth_issuers,
                 permissions: s.oauth_permissions,
+                role_claim_allowed: s.oauth_role_claim_allowed,
                 jwks_refresh: s.oauth_jwks_refresh,
                 clock_skew: s.oauth_clock_skew,
             })?,

@@ -6,7 +6,8 @@
 //! by file and outcome, the live generation of each file, the knowledge
 //! base's size, knowledge-base searches by mode and query embeddings
 //! (their time, their failures by provider and reason), OAuth issuers' key
-//! fetches and keys held, and build information.
+//! fetches and keys held, each database's new connections, health and
+//! cloud-identity and TLS-file state, and build information.
 
 use std::sync::atomic::AtomicU64;
 
@@ -72,6 +73,8 @@ pub struct IssuerLabel {
 pub struct OAuthMetrics {
     pub key_fetches: Family<IssuerFetchLabels, Counter>,
     pub keys: Family<IssuerLabel, Gauge>,
+    /// Grants with `role_claim:` left out of a token, by reason.
+    pub role_claim_refusals: Family<ReasonLabel, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -113,6 +116,64 @@ pub struct Metrics {
     pub embedding_failures: Family<EmbeddingFailureLabels, Counter>,
     pub embedding_seconds: Histogram,
     pub oauth: OAuthMetrics,
+    pub databases: DatabaseMetrics,
+}
+
+/// A configured database, by its name in the config (no host, no user).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatabaseLabel {
+    pub database: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatabaseOutcomeLabels {
+    pub database: String,
+    pub outcome: &'static str,
+}
+
+/// The databases' connection metrics, handed to [`crate::pg::Databases`]
+/// (cheap to clone).
+#[derive(Clone, Default)]
+pub struct DatabaseMetrics {
+    pub connects: Family<DatabaseOutcomeLabels, Counter>,
+    pub up: Family<DatabaseLabel, Gauge>,
+    pub credential_ok: Family<DatabaseLabel, Gauge>,
+    pub tls_files_error: Family<DatabaseLabel, Gauge>,
+}
+
+impl DatabaseMetrics {
+    fn label(database: &str) -> DatabaseLabel {
+        DatabaseLabel {
+            database: database.to_string(),
+        }
+    }
+
+    /// A new connection was made (`ok`) or could not be (`error`).
+    pub fn connect(&self, database: &str, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.connects
+            .get_or_create(&DatabaseOutcomeLabels {
+                database: database.to_string(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn set_up(&self, database: &str, up: bool) {
+        self.up.get_or_create(&Self::label(database)).set(up.into());
+    }
+
+    pub fn set_credential_ok(&self, database: &str, ok: bool) {
+        self.credential_ok
+            .get_or_create(&Self::label(database))
+            .set(ok.into());
+    }
+
+    pub fn set_tls_files_error(&self, database: &str, error: bool) {
+        self.tls_files_error
+            .get_or_create(&Self::label(database))
+            .set(error.into());
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -232,6 +293,32 @@ impl Metrics {
             "Signing keys held for an OAuth issuer (0: none of its tokens can be checked)",
             oauth.keys.clone(),
         );
+        r.register(
+            "oauth_role_claim_refusals",
+            "oauth_permissions grants with role_claim left out of an accepted token (it grants nothing), by reason (missing, not_a_string, not_allowed)",
+            oauth.role_claim_refusals.clone(),
+        );
+        let databases = DatabaseMetrics::default();
+        r.register(
+            "database_connects",
+            "New connections to each configured database, by outcome (ok, error); errors include a host that is not the kind target_session_attrs asks for and a cloud identity that gave no password",
+            databases.connects.clone(),
+        );
+        r.register(
+            "database_up",
+            "1 when the database answered its last health ping",
+            databases.up.clone(),
+        );
+        r.register(
+            "database_credential_ok",
+            "For a database with cloud identity (auth: aws-rds-iam, gcp-iam, azure-entra): 1 when the last token fetch worked; 0 while the token endpoint fails (existing connections keep working, /health says why)",
+            databases.credential_ok.clone(),
+        );
+        r.register(
+            "database_tls_files_error",
+            "1 while a database's TLS files changed on disk and do not load (the last good ones keep serving; /health says why)",
+            databases.tls_files_error.clone(),
+        );
         let kb_chunks = Gauge::default();
         r.register(
             "kb_chunks",
@@ -276,6 +363,7 @@ impl Metrics {
             embedding_failures,
             embedding_seconds,
             oauth,
+            databases,
         }
     }
 

@@ -84,6 +84,7 @@ impl AppState {
             .transpose()?
             .map(Arc::new);
         let databases = crate::pg::Databases::new(config.databases.clone())?;
+        databases.attach_metrics(metrics.databases.clone());
         Ok(Arc::new(AppState {
             config,
             started_at: Instant::now(),

@@ -7,7 +7,9 @@ config, nginx -t, and every container's command/env against the real
 binaries) and leaves the rendered manifests in DEPLOY_OUT. These tests read
 them with PyYAML and check the structure: containers, probes, security
 context, autoscaling, disruption budget, Service, the compose topology and
-the nginx configuration, and that kustomize and Helm render the same objects.
+the nginx configuration, and that kustomize and Helm render the same objects
+(also with PostgreSQL TLS files from a Secret: components/pg-tls and the
+chart's postgresTLS).
 
 Nothing is deployed here; the container tests (test_containers_*.py) run
 these artifacts in a real Docker engine.
@@ -15,6 +17,7 @@ these artifacts in a real Docker engine.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import os
 import re
@@ -119,6 +122,9 @@ def sync_manifest(docs: list[dict]) -> dict:
 
 
 K8S_RENDERS = ["kustomize-base", "kustomize-example", "helm-default", "helm-s3"]
+# The base with components/pg-tls (k8s/overlays/pg-tls), and the chart's
+# defaults with postgresTLS.secretName=pg-tls.
+PG_TLS_RENDERS = ["kustomize-pg-tls", "helm-pg-tls"]
 
 
 # --------------------------------------------------------------------------
@@ -127,7 +133,7 @@ K8S_RENDERS = ["kustomize-base", "kustomize-example", "helm-default", "helm-s3"]
 
 def test_validation_script_passes(rendered):
     names = {p.name for p in rendered.iterdir()}
-    assert {f"{n}.yaml" for n in K8S_RENDERS + ["compose", "compose-manifest", "compose-demo"]} <= names
+    assert {f"{n}.yaml" for n in K8S_RENDERS + PG_TLS_RENDERS + ["compose", "compose-manifest", "compose-demo"]} <= names
 
 
 @pytest.mark.parametrize("render", K8S_RENDERS)
@@ -309,6 +315,62 @@ def test_kustomize_and_helm_render_the_same_objects(rendered):
         ["ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "ServiceAccount"])
     for key in base:
         assert base[key] == helm[key], key
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL TLS files from a Secret
+
+
+def without_pg_tls(docs: list[dict]) -> list[dict]:
+    """A copy of the render without the pg-tls volume and its mounts."""
+    docs = copy.deepcopy(docs)
+    spec = pod_spec(docs)
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "pg-tls"]
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        c["volumeMounts"] = [m for m in c.get("volumeMounts", []) if m["name"] != "pg-tls"]
+    return docs
+
+
+@pytest.mark.parametrize("render", PG_TLS_RENDERS)
+def test_pg_tls_secret_mounted_as_a_directory(rendered, render):
+    """The CA bundle and client certificate reach mcp-server as a Secret
+    volume mounted whole and read-only: kubelet's ..data swap then brings a
+    renewed certificate to the server's next connection. A subPath mount
+    would pin the first version forever."""
+    docs = load(rendered, render)
+    spec = pod_spec(docs)
+    (vol,) = [v for v in spec["volumes"] if v["name"] == "pg-tls"]
+    assert vol["secret"]["secretName"] == "pg-tls"
+    assert "items" not in vol["secret"]  # every key: ca.crt, tls.crt, tls.key
+    assert vol["secret"]["defaultMode"] == 0o440  # group-readable through fsGroup
+    assert spec["securityContext"]["fsGroup"] == RUNTIME_UID
+    mounts = {name: [m for m in c.get("volumeMounts", []) if m["name"] == "pg-tls"]
+              for name, c in containers(docs).items()}
+    (mount,) = mounts.pop("mcp-server")
+    assert mount == {"name": "pg-tls", "mountPath": "/etc/pg-tls", "readOnly": True}
+    assert all(found == [] for found in mounts.values()), "only mcp-server reads the TLS files"
+
+
+def test_pg_tls_changes_nothing_else(rendered):
+    base, helm = load(rendered, "kustomize-base"), load(rendered, "helm-default")
+    for docs in (base, helm):  # off by default
+        assert all(v["name"] != "pg-tls" for v in pod_spec(docs)["volumes"])
+    kustomize_tls, helm_tls = load(rendered, "kustomize-pg-tls"), load(rendered, "helm-pg-tls")
+    assert essence(without_pg_tls(kustomize_tls)) == essence(base)
+    assert essence(without_pg_tls(helm_tls)) == essence(helm)
+    # The component and the chart value render the same Pod.
+    a, b = essence(kustomize_tls), essence(helm_tls)
+    for key in a:
+        assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize("render", K8S_RENDERS + PG_TLS_RENDERS)
+def test_no_subpath_mounts(rendered, render):
+    """Every file the server reloads (auth files, TLS files) or the sync tools
+    read comes from a whole-volume mount."""
+    for name, c in containers(load(rendered, render)).items():
+        for m in c.get("volumeMounts", []):
+            assert "subPath" not in m and "subPathExpr" not in m, (render, name, m)
 
 
 def test_overlay_example(rendered):

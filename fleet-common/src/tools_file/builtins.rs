@@ -27,9 +27,11 @@ pub const TOOLS: &[&str] = &[
     AUTHENTICATE_USER,
     "count_rows",
     "execute_explain",
+    "generate_embedding",
     "get_schema_info",
     "query_database",
     "search_knowledgebase",
+    "similarity_search",
 ];
 
 /// The built-in resources (`pg://system_info`).
@@ -38,11 +40,9 @@ pub const RESOURCES: &[&str] = &["system_info"];
 /// pgEdge's built-in tools that this server does not have: a pgEdge file
 /// switching one of them loads unchanged, and the switch does nothing.
 const PGEDGE_ONLY_TOOLS: &[&str] = &[
-    "generate_embedding",
     "list_database_connections",
     "read_resource",
     "select_database_connection",
-    "similarity_search",
 ];
 
 /// Which built-ins are off.

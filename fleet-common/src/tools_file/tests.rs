@@ -143,7 +143,7 @@ prompts:
           type: text
           text: Analyze {{table_name}} with get_schema_info(table_name="{{table_name}}").
 builtins:
-  tools: {similarity_search: false, generate_embedding: false}
+  tools: {similarity_search: false, list_database_connections: false}
   resources: {system_info: false}
   prompts: {explore_database: true}
 "#);
@@ -152,6 +152,7 @@ builtins:
     assert!(!t.params[0].required && t.params[1].required);
     assert_eq!(f.prompts[0].arguments[0].name, "table_name");
     assert!(!f.builtins.resource("system_info"));
+    assert!(!f.builtins.tool("similarity_search"));
     assert_eq!(
         f.builtins.off(),
         3,

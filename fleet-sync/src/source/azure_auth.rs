@@ -6,27 +6,25 @@
 //!    or `EndpointSuffix`, or `UseDevelopmentStorage=true`).
 //! 3. `AZURE_STORAGE_ACCOUNT` with `AZURE_STORAGE_KEY` (shared key) or
 //!    `AZURE_STORAGE_SAS_TOKEN`.
-//! 4. Workload identity (what AKS's webhook injects:
-//!    `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`,
-//!    `AZURE_AUTHORITY_HOST`): the pod's service account token is exchanged
-//!    with Microsoft Entra ID for a storage token.
-//! 5. Managed identity from the instance metadata service (with
-//!    `AZURE_CLIENT_ID` for a user-assigned one).
+//! 4. The pod's or machine's identity, for the storage audience:
+//!    workload identity, else managed identity (`fleet_cloud::azure`, which
+//!    the server's Entra ID database logins use too).
 //!
 //! A shared key signs each request (HMAC-SHA256 of the canonical request);
-//! tokens are cached until shortly before they expire. No key, SAS or token
-//! appears in any error or log line.
+//! identity tokens are cached until shortly before they expire. No key,
+//! SAS or token appears in any error or log line.
 
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use fleet_cloud::Token;
+use fleet_cloud::azure::{self, EntraCredential};
 use hmac::{KeyInit, Mac};
 
 use super::SourceError;
-use super::cloud;
-use super::google_auth::token_answer;
-use super::token::{Token, TokenCache};
+
+pub use fleet_cloud::env::{Env, process_env};
 
 /// The REST API version every request names.
 pub const API_VERSION: &str = "2021-12-02";
@@ -37,12 +35,6 @@ const DEV_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 const DEV_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
 
-/// What storage tokens are for.
-const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
-const STORAGE_RESOURCE: &str = "https://storage.azure.com/";
-const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
-const IMDS_TOKEN_URL: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
-
 /// How requests to one account are authorised.
 pub enum AzureAuth {
     SharedKey {
@@ -51,19 +43,8 @@ pub enum AzureAuth {
     },
     /// The SAS query string, without the leading `?`.
     Sas(String),
-    WorkloadIdentity {
-        tenant: String,
-        client_id: String,
-        token_file: String,
-        authority: String,
-        cache: TokenCache,
-    },
-    ManagedIdentity {
-        /// The IMDS token URL.
-        url: String,
-        client_id: Option<String>,
-        cache: TokenCache,
-    },
+    /// A bearer token of the pod's or machine's identity.
+    Identity(Arc<EntraCredential>),
 }
 
 impl std::fmt::Debug for AzureAuth {
@@ -71,8 +52,7 @@ impl std::fmt::Debug for AzureAuth {
         f.write_str(match self {
             AzureAuth::SharedKey { .. } => "SharedKey",
             AzureAuth::Sas(_) => "Sas",
-            AzureAuth::WorkloadIdentity { .. } => "WorkloadIdentity",
-            AzureAuth::ManagedIdentity { .. } => "ManagedIdentity",
+            AzureAuth::Identity(c) => c.kind(),
         })
     }
 }
@@ -85,14 +65,6 @@ pub struct AzureAccount {
     /// such as Azurite's `http://127.0.0.1:10000/devstoreaccount1`.
     pub endpoint: String,
     pub auth: Arc<AzureAuth>,
-}
-
-/// Reads one environment variable (the process's, or a test's).
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// The process environment, blank values treated as unset.
-pub fn process_env(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// The identity-based credential (workload or managed identity) is one per
@@ -256,7 +228,8 @@ fn shared_key(account: &str, key: &str, what: &str) -> Result<AzureAuth, SourceE
     })
 }
 
-/// Workload identity when its variables are set, else managed identity.
+/// Workload identity when its variables are set, else managed identity:
+/// one per process.
 fn identity(env: Env) -> Result<Arc<AzureAuth>, SourceError> {
     let mut shared = IDENTITY
         .lock()
@@ -264,124 +237,26 @@ fn identity(env: Env) -> Result<Arc<AzureAuth>, SourceError> {
     if let Some(a) = shared.as_ref() {
         return Ok(a.clone());
     }
-    let auth = match (
-        env("AZURE_FEDERATED_TOKEN_FILE"),
-        env("AZURE_CLIENT_ID"),
-        env("AZURE_TENANT_ID"),
-    ) {
-        (Some(token_file), Some(client_id), Some(tenant)) => {
-            let mut authority =
-                env("AZURE_AUTHORITY_HOST").unwrap_or_else(|| DEFAULT_AUTHORITY.to_string());
-            if !authority.ends_with('/') {
-                authority.push('/');
-            }
-            AzureAuth::WorkloadIdentity {
-                tenant,
-                client_id,
-                token_file,
-                authority,
-                cache: TokenCache::default(),
-            }
-        }
-        (Some(_), _, _) => {
-            return Err(SourceError::Permanent(
-                "AZURE_FEDERATED_TOKEN_FILE is set but AZURE_CLIENT_ID or AZURE_TENANT_ID is not \
-                 (workload identity needs all three)"
-                    .to_string(),
-            ));
-        }
-        _ => AzureAuth::ManagedIdentity {
-            url: IMDS_TOKEN_URL.to_string(),
-            client_id: env("AZURE_CLIENT_ID"),
-            cache: TokenCache::default(),
-        },
-    };
-    let auth = Arc::new(auth);
+    let auth = Arc::new(new_identity(env)?);
     *shared = Some(auth.clone());
     Ok(auth)
+}
+
+fn new_identity(env: Env) -> Result<AzureAuth, SourceError> {
+    Ok(AzureAuth::Identity(Arc::new(EntraCredential::from_env(
+        azure::STORAGE,
+        env,
+    )?)))
 }
 
 impl AzureAuth {
     /// The bearer token for identity credentials; `None` for shared key and
     /// SAS, which authorise each request themselves.
     pub async fn token(&self, http: &reqwest::Client) -> Result<Option<Token>, SourceError> {
-        let token = match self {
-            AzureAuth::SharedKey { .. } | AzureAuth::Sas(_) => return Ok(None),
-            AzureAuth::WorkloadIdentity {
-                tenant,
-                client_id,
-                token_file,
-                authority,
-                cache,
-            } => {
-                cache
-                    .get(|| async {
-                        // Read every time: the kubelet rotates it.
-                        let assertion =
-                            tokio::fs::read_to_string(token_file).await.map_err(|e| {
-                                SourceError::Permanent(format!(
-                                    "AZURE_FEDERATED_TOKEN_FILE {token_file}: {e}"
-                                ))
-                            })?;
-                        let url = format!("{authority}{tenant}/oauth2/v2.0/token");
-                        let who = format!("Microsoft Entra ID token endpoint {url}");
-                        let mut form = form_urlencoded::Serializer::new(String::new());
-                        form.append_pair("grant_type", "client_credentials")
-                            .append_pair("client_id", client_id)
-                            .append_pair("scope", STORAGE_SCOPE)
-                            .append_pair(
-                                "client_assertion_type",
-                                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                            )
-                            .append_pair("client_assertion", assertion.trim());
-                        let resp = http
-                            .post(&url)
-                            .header("content-type", "application/x-www-form-urlencoded")
-                            .body(form.finish())
-                            .send()
-                            .await
-                            .map_err(|e| cloud::transport_error(&who, e))?;
-                        token_answer(&who, resp).await
-                    })
-                    .await?
-            }
-            AzureAuth::ManagedIdentity {
-                url,
-                client_id,
-                cache,
-            } => {
-                cache
-                    .get(|| async {
-                        let mut u = reqwest::Url::parse(url).map_err(|e| {
-                            SourceError::Permanent(format!("managed identity endpoint: {e}"))
-                        })?;
-                        u.query_pairs_mut()
-                            .append_pair("api-version", "2018-02-01")
-                            .append_pair("resource", STORAGE_RESOURCE);
-                        if let Some(id) = client_id {
-                            u.query_pairs_mut().append_pair("client_id", id);
-                        }
-                        let who = "the Azure instance metadata service (managed identity)";
-                        let resp = http
-                        .get(u)
-                        .header("Metadata", "true")
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            cloud::transport_error(
-                                &format!(
-                                    "no Azure credentials: no SAS, key or connection string, no \
-                                         workload identity variables, and {who} did not answer"
-                                ),
-                                e,
-                            )
-                        })?;
-                        token_answer(who, resp).await
-                    })
-                    .await?
-            }
-        };
-        Ok(Some(token))
+        match self {
+            AzureAuth::SharedKey { .. } | AzureAuth::Sas(_) => Ok(None),
+            AzureAuth::Identity(c) => Ok(Some(c.token(http).await?)),
+        }
     }
 }
 
@@ -433,230 +308,4 @@ pub fn shared_key_authorization(account: &str, key: &[u8], p: &SignedParts) -> S
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn connection_strings() {
-        let cs = parse_connection_string(
-            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5==;EndpointSuffix=core.windows.net",
-        )
-        .unwrap();
-        assert_eq!(cs.account.as_deref(), Some("acct"));
-        assert_eq!(cs.key.as_deref(), Some("a2V5=="));
-        assert_eq!(
-            cs.blob_endpoint.as_deref(),
-            Some("https://acct.blob.core.windows.net")
-        );
-
-        let cs = parse_connection_string("UseDevelopmentStorage=true").unwrap();
-        assert_eq!(cs.account.as_deref(), Some(DEV_ACCOUNT));
-        assert_eq!(cs.blob_endpoint.as_deref(), Some(DEV_ENDPOINT));
-
-        let cs = parse_connection_string(
-            "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=?sv=1&sig=s3cret",
-        )
-        .unwrap();
-        assert_eq!(cs.account.as_deref(), Some("acct"));
-        assert_eq!(cs.sas.as_deref(), Some("sv=1&sig=s3cret"));
-        assert_eq!(
-            cs.blob_endpoint.as_deref(),
-            Some("https://acct.blob.core.windows.net")
-        );
-
-        let cs = parse_connection_string(
-            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=k;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;",
-        )
-        .unwrap();
-        assert_eq!(cs.blob_endpoint.as_deref(), Some(DEV_ENDPOINT));
-
-        let cs = parse_connection_string(
-            "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;SharedAccessSignature=sv=1&sig=x",
-        )
-        .unwrap();
-        assert_eq!(cs.account.as_deref(), Some(DEV_ACCOUNT));
-
-        for bad in ["AccountKey=s3cret", "garbage s3cret"] {
-            let e = parse_connection_string(bad).unwrap_err().to_string();
-            assert!(!e.contains("s3cret"), "{e}");
-        }
-    }
-
-    #[test]
-    fn credential_order() {
-        let a = AzureAccount::from_env(&env_of(&[(
-            "AZURE_STORAGE_CONNECTION_STRING",
-            "AccountName=acct;AccountKey=a2V5",
-        )]))
-        .unwrap();
-        assert_eq!(a.name, "acct");
-        assert!(matches!(*a.auth, AzureAuth::SharedKey { .. }));
-
-        let a = AzureAccount::from_env(&env_of(&[
-            ("AZURE_STORAGE_ACCOUNT", "acct"),
-            ("AZURE_STORAGE_SAS_TOKEN", "?sv=1&sig=x"),
-        ]))
-        .unwrap();
-        assert_eq!(a.endpoint, "https://acct.blob.core.windows.net");
-        assert!(matches!(&*a.auth, AzureAuth::Sas(s) if s == "sv=1&sig=x"));
-
-        // The URL's own SAS wins over everything.
-        let a = AzureAccount::named(
-            "acct".into(),
-            "https://acct.blob.core.windows.net".into(),
-            Some("sig=url".into()),
-            &env_of(&[
-                ("AZURE_STORAGE_ACCOUNT", "acct"),
-                ("AZURE_STORAGE_KEY", "a2V5"),
-            ]),
-        )
-        .unwrap();
-        assert!(matches!(&*a.auth, AzureAuth::Sas(s) if s == "sig=url"));
-
-        // A key for another account is not used.
-        let a = AzureAccount::named(
-            "acct".into(),
-            "https://acct.blob.core.windows.net".into(),
-            None,
-            &env_of(&[
-                ("AZURE_STORAGE_ACCOUNT", "other"),
-                ("AZURE_STORAGE_KEY", "a2V5"),
-                ("AZURE_STORAGE_SAS_TOKEN", "sig=x"),
-            ]),
-        )
-        .unwrap();
-        assert!(matches!(&*a.auth, AzureAuth::Sas(_)));
-
-        assert!(matches!(
-            AzureAccount::from_env(&env_of(&[])),
-            Err(SourceError::Permanent(_))
-        ));
-        let e = AzureAccount::from_env(&env_of(&[
-            ("AZURE_STORAGE_ACCOUNT", "acct"),
-            ("AZURE_STORAGE_KEY", "not base64 s3cret!"),
-        ]))
-        .unwrap_err()
-        .to_string();
-        assert!(!e.contains("s3cret"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn workload_identity_and_managed_identity_tokens() {
-        use crate::source::token::test_endpoint::{form_value, serve};
-        let (base, log) = serve(|req| {
-            let assertion = form_value(&req.body, "client_assertion");
-            if req.target.ends_with("/tenant-1/oauth2/v2.0/token")
-                && assertion.as_deref() == Some("k8s-sa-token")
-                && form_value(&req.body, "scope").as_deref() == Some(STORAGE_SCOPE)
-                && form_value(&req.body, "client_id").as_deref() == Some("client-1")
-            {
-                (
-                    200,
-                    r#"{"access_token":"eyJ.entra","expires_in":3599,"token_type":"Bearer"}"#
-                        .into(),
-                )
-            } else if req.target.starts_with("/metadata/identity/oauth2/token?")
-                && req.headers.get("metadata").is_some()
-                && req
-                    .target
-                    .contains("resource=https%3A%2F%2Fstorage.azure.com%2F")
-            {
-                (
-                    200,
-                    r#"{"access_token":"eyJ.imds","expires_in":"3599","token_type":"Bearer"}"#
-                        .into(),
-                )
-            } else {
-                (
-                    400,
-                    r#"{"error":"invalid_client","error_description":"AADSTS700016"}"#.into(),
-                )
-            }
-        })
-        .await;
-        let dir = tempfile::tempdir().unwrap();
-        let token_file = dir.path().join("token");
-        std::fs::write(&token_file, "k8s-sa-token\n").unwrap();
-        let http = cloud::client(std::time::Duration::from_secs(5)).unwrap();
-        let wi = AzureAuth::WorkloadIdentity {
-            tenant: "tenant-1".into(),
-            client_id: "client-1".into(),
-            token_file: token_file.display().to_string(),
-            authority: format!("{base}/"),
-            cache: TokenCache::default(),
-        };
-        assert_eq!(
-            wi.token(&http).await.unwrap().unwrap().secret(),
-            "eyJ.entra"
-        );
-        assert_eq!(
-            wi.token(&http).await.unwrap().unwrap().secret(),
-            "eyJ.entra"
-        );
-        assert_eq!(log.lock().unwrap().len(), 1, "the token is cached");
-
-        let mi = AzureAuth::ManagedIdentity {
-            url: format!("{base}/metadata/identity/oauth2/token"),
-            client_id: None,
-            cache: TokenCache::default(),
-        };
-        assert_eq!(mi.token(&http).await.unwrap().unwrap().secret(), "eyJ.imds");
-
-        // The wrong client: refused for good, with the OAuth error code only.
-        let wrong = AzureAuth::WorkloadIdentity {
-            tenant: "tenant-1".into(),
-            client_id: "client-2".into(),
-            token_file: token_file.display().to_string(),
-            authority: format!("{base}/"),
-            cache: TokenCache::default(),
-        };
-        match wrong.token(&http).await {
-            Err(SourceError::Permanent(m)) => {
-                assert!(
-                    m.contains("invalid_client") && !m.contains("k8s-sa-token"),
-                    "{m}"
-                )
-            }
-            other => panic!("expected a permanent refusal, got {other:?}"),
-        }
-        assert!(matches!(
-            AzureAuth::Sas("sig=x".into()).token(&http).await,
-            Ok(None)
-        ));
-    }
-
-    #[test]
-    fn shared_key_signature_matches_the_documented_algorithm() {
-        // Computed independently (Python hmac/hashlib, the string-to-sign of
-        // the Storage Services docs) for these inputs.
-        let key = STANDARD.decode(DEV_KEY).unwrap();
-        let auth = shared_key_authorization(
-            DEV_ACCOUNT,
-            &key,
-            &SignedParts {
-                method: "GET",
-                path: "/devstoreaccount1/kbs/dir/kb.db",
-                content_length: None,
-                content_type: None,
-                if_none_match: Some("\"0x1\""),
-                ms_headers: &[
-                    ("x-ms-version", API_VERSION),
-                    ("x-ms-date", "Wed, 25 Nov 2026 14:29:01 GMT"),
-                ],
-            },
-        );
-        assert_eq!(
-            auth,
-            "SharedKey devstoreaccount1:lmtO2npb08+em3JjJDNIULPZPk2RA0j4lZL0sOUBwdU="
-        );
-    }
-}
+mod tests;

@@ -4,52 +4,31 @@
 //!
 //! Both speak their store's REST API over the `reqwest` the HTTP source
 //! already uses; what differs between them (URLs, headers, credentials) is
-//! in `gcs`/`google_auth` and `azure`/`azure_auth`.
+//! in `gcs`/`google_auth` and `azure`/`azure_auth`. The client itself and
+//! the transport error classes are `fleet_cloud::http`'s, which the token
+//! endpoints use too.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
 use super::SourceError;
-use super::chain;
 
-/// Clients already built in this process, by timeout: one connection pool
-/// for every file of a manifest and for the token endpoints.
-static CLIENTS: Mutex<Vec<(Duration, reqwest::Client)>> = Mutex::new(Vec::new());
+pub use fleet_cloud::http::short;
 
-/// The shared client with connect and per-read timeouts of `timeout`. It
-/// follows no redirect: the stores' APIs do not send them, and a followed
-/// one could carry credentials elsewhere.
+const USER_AGENT: &str = concat!("kb-sync/", env!("CARGO_PKG_VERSION"));
+
+/// The shared client with connect and per-read timeouts of `timeout`; it
+/// follows no redirect (see `fleet_cloud::http::client`).
 pub fn client(timeout: Duration) -> Result<reqwest::Client, SourceError> {
-    let mut clients = CLIENTS
-        .lock()
-        .map_err(|_| SourceError::Permanent("HTTP client cache poisoned".into()))?;
-    if let Some((_, c)) = clients.iter().find(|(t, _)| *t == timeout) {
-        return Ok(c.clone());
-    }
-    let client = reqwest::Client::builder()
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("kb-sync/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| SourceError::Permanent(format!("building an HTTP client: {}", chain(&e))))?;
-    clients.push((timeout, client.clone()));
-    Ok(client)
+    Ok(fleet_cloud::http::client(timeout, USER_AGENT)?)
 }
 
 /// A request that failed before an answer: `what` says which (it must hold
 /// no secret); the URL, which may carry a signature, is left out.
 pub fn transport_error(what: &str, e: reqwest::Error) -> SourceError {
-    let permanent = e.is_builder() || e.is_redirect();
-    let msg = format!("{what}: {}", chain(&e.without_url()));
-    if permanent {
-        SourceError::Permanent(msg)
-    } else {
-        SourceError::Transient(msg)
-    }
+    fleet_cloud::http::transport_error(what, e).into()
 }
 
 /// An unexpected answer: `detail` is the store's own error code or message.
@@ -69,17 +48,6 @@ pub fn status_error(what: &str, status: StatusCode, detail: &str) -> SourceError
     }
 }
 
-/// The first line of an error body, at most 300 characters: enough to say
-/// why, never a whole document.
-pub fn short(text: &str) -> String {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    line.chars().take(300).collect()
-}
-
 /// A local file to upload: its length and its bytes as a stream.
 pub async fn file_stream(
     path: &Path,
@@ -94,9 +62,9 @@ pub async fn file_stream(
     ))
 }
 
-/// Read a whole (small) answer body: token and metadata answers.
+/// Read a whole (small) answer body: metadata answers.
 pub async fn small_body(what: &str, resp: reqwest::Response) -> Result<bytes::Bytes, SourceError> {
-    resp.bytes().await.map_err(|e| transport_error(what, e))
+    Ok(fleet_cloud::http::small_body(what, resp).await?)
 }
 
 #[cfg(test)]
@@ -134,11 +102,5 @@ mod tests {
             e.to_string(),
             "gs://b/k GET: HTTP 403 Forbidden: AuthorizationFailure"
         );
-    }
-
-    #[test]
-    fn short_detail() {
-        assert_eq!(short("\n  first line\nsecond"), "first line");
-        assert_eq!(short(&"x".repeat(1000)).len(), 300);
     }
 }

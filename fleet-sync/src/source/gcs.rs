@@ -84,7 +84,7 @@ impl GcsSource {
         what: &str,
     ) -> Result<reqwest::Response, SourceError> {
         let mut req = req;
-        if let Some(token) = self.endpoint.auth.token(&self.http).await? {
+        if let Some(token) = self.endpoint.token(&self.http).await? {
             req = req.bearer_auth(token.secret());
         }
         req.send()

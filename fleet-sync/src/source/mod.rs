@@ -14,8 +14,11 @@
 //!
 //! - [`s3`], [`gcs`], [`azure`], [`http`], [`file`](mod@file): one source each.
 //! - [`cloud`]: what the GCS and Azure clients share (HTTP client, status
-//!   classes, uploads of a local file); [`token`]: cached bearer tokens;
-//!   [`google_auth`] and [`azure_auth`]: each platform's own credentials.
+//!   classes, uploads of a local file); [`google_auth`] and [`azure_auth`]:
+//!   each platform's storage credentials. The identity-based ones (Google
+//!   ADC, Entra ID workload and managed identity) and their token cache are
+//!   `fleet_cloud`'s, shared with the server; their [`fleet_cloud::CloudError`]
+//!   becomes a [`SourceError`] of the same class.
 
 pub mod azure;
 pub mod azure_auth;
@@ -25,7 +28,6 @@ pub mod gcs;
 pub mod google_auth;
 pub mod http;
 pub mod s3;
-pub mod token;
 
 use std::path::Path;
 
@@ -110,6 +112,15 @@ pub enum SourceError {
     Permanent(String),
 }
 
+impl From<fleet_cloud::CloudError> for SourceError {
+    fn from(e: fleet_cloud::CloudError) -> SourceError {
+        match e {
+            fleet_cloud::CloudError::Transient(m) => SourceError::Transient(m),
+            fleet_cloud::CloudError::Permanent(m) => SourceError::Permanent(m),
+        }
+    }
+}
+
 /// A response header as trimmed text, if it is there and is text.
 pub(crate) fn header_str(headers: &::http::HeaderMap, name: &str) -> Option<String> {
     headers
@@ -125,19 +136,7 @@ pub(crate) fn redacted(url: &reqwest::Url) -> String {
 
 /// An error and its sources, `: `-separated (what every client library's
 /// error needs to be told in one line).
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        src = s.source();
-    }
-    out
-}
+pub(crate) use fleet_cloud::error::chain;
 
 /// The outcome of asking a source for a newer version.
 // One `Fetch` per sync cycle, moved once: boxing the download gains nothing.

@@ -6,9 +6,10 @@
 //! `users.yaml` ([`users`]), or an API token of `tokens.yaml` ([`tokens`]).
 //! An OAuth access token from a trusted issuer is checked by [`oauth`]
 //! (see `AppState::authenticate`, which picks the path by the token's shape).
-//! The [`Principal`] carries the credential's permissions: the token's, or
-//! the user's in the live `users.yaml` (so a change to a user's `tools:`
-//! applies to their sessions at the next reload, without a new login).
+//! The [`Principal`] carries the credential's permissions and PostgreSQL
+//! role ([`Roles`]): the token's, or the user's in the live `users.yaml`
+//! (so a change to a user's `tools:` or `role:` applies to their sessions
+//! at the next reload, without a new login).
 //! [`Credentials::login`] is `authenticate_user`'s password check and
 //! session issue. Wrong guesses are limited per client ([`rate_limit`]),
 //! whose address is taken from the peer or a trusted proxy's
@@ -41,6 +42,98 @@ pub struct Principal {
     pub database: Option<String>,
     /// The tools and databases this credential may use.
     pub permissions: Arc<Permissions>,
+    /// The PostgreSQL role its calls run as ([`Principal::role_for`]).
+    pub roles: Roles,
+}
+
+/// The PostgreSQL role(s) a credential's tool calls run as (see
+/// [`crate::pg::role`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Roles {
+    /// The server's own login role: no `role:` anywhere (as before roles).
+    #[default]
+    Login,
+    /// This role for every call: the `role:` of a `tokens.yaml` or
+    /// `users.yaml` entry.
+    Always(Arc<str>),
+    /// An OAuth token's matching `oauth_permissions` grants, in
+    /// configuration order, each with what it allows and its role (`None`:
+    /// the login role). A call runs as the role of the first grant that
+    /// allows it by itself: permissions merge pair by pair and a merge
+    /// never grants what no single grant does, so a role is never taken
+    /// from a grant that does not allow the call.
+    ByGrant(Arc<[(Permissions, Option<Arc<str>>)]>),
+}
+
+impl Roles {
+    /// An entry's `role:`: that role always, or the login role.
+    pub fn of(role: Option<&Arc<str>>) -> Roles {
+        role.map_or(Roles::Login, |r| Roles::Always(r.clone()))
+    }
+}
+
+impl Principal {
+    /// The role a call of `tool` on `database` runs as (`None`: the login
+    /// role). For a call the permissions allow, as the gate checks first.
+    pub fn role_for(&self, tool: &str, database: &str) -> Option<Arc<str>> {
+        self.role_for_any(&[tool], database)
+    }
+
+    /// The role of a read of `database` open to any of `tools` (the
+    /// `system_info` resource): that of the first grant allowing one.
+    pub fn role_for_any(&self, tools: &[&str], database: &str) -> Option<Arc<str>> {
+        match &self.roles {
+            Roles::Login => None,
+            Roles::Always(role) => Some(role.clone()),
+            Roles::ByGrant(grants) => grants
+                .iter()
+                .find(|(allows, _)| tools.iter().any(|t| allows.allows(t, database)))
+                .and_then(|(_, role)| role.clone()),
+        }
+    }
+
+    /// Bytes that differ between two credentials whose answers may differ:
+    /// the permissions' [`Permissions::fingerprint`] (empty when
+    /// unrestricted) and, when some call runs as a role, the roles. Two
+    /// credentials with equal permissions but other roles may see other
+    /// rows, so nothing keyed by this is shared between them; credentials
+    /// without a role keep the fingerprint they had before roles.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        let permissions = self.permissions.fingerprint();
+        if self.roles == Roles::Login {
+            return permissions;
+        }
+        let role = |out: &mut Vec<u8>, role: Option<&Arc<str>>| match role {
+            None => out.push(0),
+            Some(r) => {
+                out.push(1);
+                out.extend_from_slice(&(r.len() as u64).to_le_bytes());
+                out.extend_from_slice(r.as_bytes());
+            }
+        };
+        // `R` starts no permissions fingerprint (`-`, `[`, `*` or empty).
+        let mut out = vec![b'R'];
+        out.extend_from_slice(&(permissions.len() as u64).to_le_bytes());
+        out.extend_from_slice(&permissions);
+        match &self.roles {
+            Roles::Login => {}
+            Roles::Always(r) => {
+                out.push(b'1');
+                role(&mut out, Some(r));
+            }
+            Roles::ByGrant(grants) => {
+                out.push(b'G');
+                out.extend_from_slice(&(grants.len() as u64).to_le_bytes());
+                for (allows, r) in grants.iter() {
+                    let fp = allows.fingerprint();
+                    out.extend_from_slice(&(fp.len() as u64).to_le_bytes());
+                    out.extend_from_slice(&fp);
+                    role(&mut out, r.as_ref());
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Why a credential was refused; the label is used in logs and metrics.
@@ -128,14 +221,15 @@ impl Credentials {
             let user = sessions::verify(token, &self.session_keys.load(), &users, now)
                 .map_err(AuthFailure::Session)?;
             // `verify` found the user in this same generation.
-            let permissions = users
+            let (permissions, roles) = users
                 .get(&user)
-                .map(|u| u.permissions.clone())
+                .map(|u| (u.permissions.clone(), Roles::of(u.role.as_ref())))
                 .ok_or(AuthFailure::Session(SessionFailure::UnknownUser))?;
             return Ok(Principal {
                 subject: format!("user:{user}"),
                 database: None,
                 permissions,
+                roles,
             });
         }
         self.tokens.load().authenticate(token, now)
@@ -166,7 +260,7 @@ impl Credentials {
     }
 
     /// Whether two credentials may get different answers to the same
-    /// request: some token or user has permissions or a binding.
+    /// request: some token or user has permissions, a binding or a role.
     pub fn vary_by_caller(&self) -> bool {
         self.tokens.load().varied() || self.users.load().varied()
     }
@@ -222,6 +316,7 @@ mod tests {
             enabled: true,
             annotation: None,
             permissions: Permissions::from_lists(tools, None).shared(),
+            role: None,
         };
         let creds = Credentials::default();
         let key = vec![7u8; 32];
@@ -249,5 +344,122 @@ mod tests {
                 .permissions
                 .is_unrestricted()
         );
+    }
+
+    fn lists(l: &[&str]) -> Option<Vec<String>> {
+        Some(l.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn by_grant(grants: &[(Permissions, Option<&str>)]) -> Principal {
+        let list: Vec<(Permissions, Option<Arc<str>>)> = grants
+            .iter()
+            .map(|(p, r)| (p.clone(), r.map(Arc::from)))
+            .collect();
+        Principal {
+            subject: "oauth:x".into(),
+            database: None,
+            permissions: Permissions::from_grants(
+                &list
+                    .iter()
+                    .flat_map(|(p, _)| p.grants())
+                    .collect::<Vec<_>>(),
+            )
+            .shared(),
+            roles: Roles::ByGrant(list.into()),
+        }
+    }
+
+    #[test]
+    fn merged_grants_take_the_role_of_the_first_grant_that_allows_the_call() {
+        let q = |dbs: &[&str]| Permissions::from_lists(lists(&["query_database"]), lists(dbs));
+        // Two grants, two roles, distinct pairs: each pair its grant's role.
+        let p = by_grant(&[(q(&["sales"]), Some("seller")), (q(&["hr"]), Some("clerk"))]);
+        assert_eq!(
+            p.role_for("query_database", "sales").as_deref(),
+            Some("seller")
+        );
+        assert_eq!(p.role_for("query_database", "hr").as_deref(), Some("clerk"));
+        // A pair no single grant allows has no grant's role.
+        assert_eq!(p.role_for("count_rows", "sales"), None);
+        assert_eq!(p.role_for("query_database", "other"), None);
+        // The same pair in both: the first in configuration order.
+        let p = by_grant(&[
+            (q(&["sales"]), Some("first")),
+            (q(&["sales", "hr"]), Some("second")),
+        ]);
+        assert_eq!(
+            p.role_for("query_database", "sales").as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            p.role_for("query_database", "hr").as_deref(),
+            Some("second")
+        );
+        // A grant without a role beside one with: each on its own pairs
+        // (the first decides where both allow).
+        let everything_on_kb = Permissions::from_lists(None, lists(&["kb"]));
+        let p = by_grant(&[
+            (everything_on_kb, None),
+            (q(&["sales", "kb"]), Some("seller")),
+        ]);
+        assert_eq!(p.role_for("count_rows", "kb"), None);
+        assert_eq!(p.role_for("query_database", "kb"), None);
+        assert_eq!(
+            p.role_for("query_database", "sales").as_deref(),
+            Some("seller")
+        );
+        // The system_info resource: the first grant allowing one of the tools.
+        let tools = ["count_rows", "query_database"];
+        assert_eq!(p.role_for_any(&tools, "sales").as_deref(), Some("seller"));
+        assert_eq!(p.role_for_any(&tools, "kb"), None);
+        // A token or user entry: its role everywhere; none: the login role.
+        let mut one = p.clone();
+        one.roles = Roles::of(Some(&Arc::from("analyst")));
+        assert_eq!(
+            one.role_for("anything", "anywhere").as_deref(),
+            Some("analyst")
+        );
+        one.roles = Roles::of(None);
+        assert_eq!(one.role_for("query_database", "sales"), None);
+    }
+
+    #[test]
+    fn the_fingerprint_tells_roles_apart_and_is_unchanged_without_one() {
+        let principal = |roles: Roles| Principal {
+            subject: "token:t".into(),
+            database: None,
+            permissions: Permissions::unrestricted(),
+            roles,
+        };
+        let login = principal(Roles::Login);
+        assert!(
+            login.fingerprint().is_empty(),
+            "unrestricted, no role: shared as before"
+        );
+        let limited = Principal {
+            permissions: Permissions::from_lists(lists(&["query_database"]), None).shared(),
+            ..login.clone()
+        };
+        assert_eq!(limited.fingerprint(), limited.permissions.fingerprint());
+        let a = principal(Roles::of(Some(&Arc::from("alice"))));
+        let b = principal(Roles::of(Some(&Arc::from("bob"))));
+        let fps = [
+            login.fingerprint(),
+            a.fingerprint(),
+            b.fingerprint(),
+            limited.fingerprint(),
+        ];
+        for (i, x) in fps.iter().enumerate() {
+            for y in &fps[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+        // Grants: the same union with the roles on other pairs differs.
+        let q = |db: &str| Permissions::from_lists(lists(&["query_database"]), lists(&[db]));
+        let one = by_grant(&[(q("x"), Some("r")), (q("y"), None)]);
+        let other = by_grant(&[(q("x"), None), (q("y"), Some("r"))]);
+        assert_eq!(one.permissions, other.permissions);
+        assert_ne!(one.fingerprint(), other.fingerprint());
+        assert_eq!(one.fingerprint(), one.clone().fingerprint());
     }
 }

@@ -150,6 +150,7 @@ mod tests {
             enabled,
             annotation: None,
             permissions: fleet_common::permissions::Permissions::unrestricted(),
+            role: None,
         }])
     }
 

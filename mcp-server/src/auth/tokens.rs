@@ -19,7 +19,7 @@ use super::{AuthFailure, Principal};
 pub struct TokenStore {
     buckets: HashMap<u64, Vec<TokenEntry>>,
     len: usize,
-    /// Some token has permissions or a database binding.
+    /// Some token has permissions, a database binding or a role.
     varied: bool,
 }
 
@@ -28,7 +28,7 @@ impl TokenStore {
         let len = entries.len();
         let varied = entries
             .iter()
-            .any(|e| e.database.is_some() || !e.permissions.is_unrestricted());
+            .any(|e| e.database.is_some() || e.role.is_some() || !e.permissions.is_unrestricted());
         let mut buckets: HashMap<u64, Vec<TokenEntry>> = HashMap::with_capacity(len);
         for e in entries {
             buckets.entry(bucket_of(&e.hash)).or_default().push(e);
@@ -41,7 +41,7 @@ impl TokenStore {
     }
 
     /// Whether two of its tokens may be answered differently: some token
-    /// has permissions or a database binding.
+    /// has permissions, a database binding or a role.
     pub fn varied(&self) -> bool {
         self.varied
     }
@@ -80,6 +80,7 @@ impl TokenStore {
             subject: format!("token:{}", entry.id),
             database: entry.database.clone(),
             permissions: entry.permissions.clone(),
+            roles: super::Roles::of(entry.role.as_ref()),
         })
     }
 }
@@ -103,6 +104,7 @@ mod tests {
             annotation: None,
             database: Some("prod".into()),
             permissions: Permissions::unrestricted(),
+            role: None,
         }
     }
 
@@ -124,6 +126,26 @@ mod tests {
                 .permissions
                 .is_unrestricted()
         );
+    }
+
+    #[test]
+    fn a_token_carries_its_role_and_makes_answers_vary() {
+        let now = OffsetDateTime::now_utc();
+        let mut plain = entry("plain", "secret-plain", None);
+        plain.database = None;
+        assert!(!TokenStore::new(vec![plain.clone()]).varied());
+        let mut analyst = plain.clone();
+        analyst.hash = Sha256::digest(b"secret-analyst").into();
+        analyst.role = Some("analyst".into());
+        let store = TokenStore::new(vec![plain, analyst]);
+        assert!(store.varied(), "a role alone makes answers per caller");
+        let p = store.authenticate("secret-analyst", now).unwrap();
+        assert_eq!(
+            p.role_for("query_database", "any").as_deref(),
+            Some("analyst")
+        );
+        let p = store.authenticate("secret-plain", now).unwrap();
+        assert_eq!(p.roles, super::super::Roles::Login);
     }
 
     #[test]

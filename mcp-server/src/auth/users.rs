@@ -20,8 +20,8 @@ pub enum LoginFailure {
 #[derive(Debug, Default)]
 pub struct UserStore {
     by_name: HashMap<String, UserEntry>,
-    /// Some user has permissions (asked on every list request: kept, not
-    /// counted).
+    /// Some user has permissions or a role (asked on every list request:
+    /// kept, not counted).
     varied: bool,
 }
 
@@ -31,7 +31,9 @@ const DUMMY_BCRYPT: &str = "$2b$12$C6UzMDM.H6dfI/f/IKxGhuS3tX4W3bQp1Zh5Jb1cG3wRK
 
 impl UserStore {
     pub fn new(users: Vec<UserEntry>) -> UserStore {
-        let varied = users.iter().any(|u| !u.permissions.is_unrestricted());
+        let varied = users
+            .iter()
+            .any(|u| u.role.is_some() || !u.permissions.is_unrestricted());
         UserStore {
             by_name: users.into_iter().map(|u| (u.username.clone(), u)).collect(),
             varied,
@@ -43,7 +45,7 @@ impl UserStore {
     }
 
     /// Whether two of its users may be answered differently: some user has
-    /// permissions.
+    /// permissions or a role.
     pub fn varied(&self) -> bool {
         self.varied
     }
@@ -140,6 +142,7 @@ mod tests {
             enabled,
             annotation: None,
             permissions: fleet_common::permissions::Permissions::unrestricted(),
+            role: None,
         }
     }
 
@@ -172,6 +175,7 @@ mod tests {
             enabled: true,
             annotation: None,
             permissions: fleet_common::permissions::Permissions::unrestricted(),
+            role: None,
         }]);
         assert!(store.login("alice", &long[..72]).is_ok());
         assert_eq!(

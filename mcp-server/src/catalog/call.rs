@@ -5,7 +5,9 @@
 //! database is picked as for the built-in tools, by
 //! [`crate::catalog::gate::database`] (a credential bound to a database may
 //! use only that one, and only databases its permissions allow), and the values are bound by declared
-//! type ([`crate::pg::bind`]), never spliced into the SQL.
+//! type ([`crate::pg::bind`]), never spliced into the SQL. The call runs as
+//! the credential's PostgreSQL role for it ([`Principal::role_for`]),
+//! writer tools included.
 
 use fleet_common::tools_file::SqlTool;
 use rmcp::model::JsonObject;
@@ -25,7 +27,8 @@ pub async fn run(
     let values = bind(tool, args).map_err(ToolError::InvalidArgument)?;
     let purpose = super::gate::Purpose::Tool(&tool.name);
     let db = super::gate::database(databases, principal, purpose, tool.database.as_deref())?;
-    db.run_statement(&tool.sql, &values, tool.writer).await
+    let role = principal.and_then(|p| p.role_for(&tool.name, db.name()));
+    crate::pg::role::scope(role, db.run_statement(&tool.sql, &values, tool.writer)).await
 }
 
 /// The arguments checked and bound, in the parameters' order.

@@ -307,11 +307,12 @@ fn is_builtin(name: &str) -> bool {
 }
 
 /// The built-in tools that run on a database.
-pub const POSTGRES_TOOLS: [&str; 4] = [
+pub const POSTGRES_TOOLS: [&str; 5] = [
     pgt::QUERY_DATABASE,
     pgt::GET_SCHEMA_INFO,
     pgt::EXECUTE_EXPLAIN,
     pgt::COUNT_ROWS,
+    pgt::SIMILARITY_SEARCH,
 ];
 
 fn is_postgres_tool(name: &str) -> bool {

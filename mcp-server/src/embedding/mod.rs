@@ -98,12 +98,56 @@ impl Embedder {
         }
     }
 
+    /// The model's name: the local model's directory name, or the
+    /// provider's model.
+    pub fn model_name(&self) -> &str {
+        match &self.active {
+            Active::Local(m) => &m.identity().name,
+            Active::Http(c) => &c.settings().model,
+        }
+    }
+
+    /// How many dimensions the model gives, when known (always for the
+    /// local model; for a provider, when configured or well known).
+    pub fn dimensions(&self) -> Option<usize> {
+        match &self.active {
+            Active::Local(m) => Some(m.dimensions()),
+            Active::Http(c) => c.settings().dimensions,
+        }
+    }
+
     /// The unit vector of `text`, which must have `dims` dimensions (the
     /// KB's); a provider gets at most the timeout. Counts and logs failures.
     pub async fn embed(
         &self,
         text: &str,
         dims: usize,
+        metrics: &Metrics,
+    ) -> Result<Vec<f32>, Failure> {
+        self.embed_as(
+            text,
+            Some(dims),
+            "the knowledge base's vectors have",
+            metrics,
+        )
+        .await
+    }
+
+    /// The unit vector of `text` as the model gives it (of the model's
+    /// [`Embedder::dimensions`] when they are known), for the pgvector
+    /// tools. Counted and logged as [`Embedder::embed`].
+    pub async fn embed_text(&self, text: &str, metrics: &Metrics) -> Result<Vec<f32>, Failure> {
+        self.embed_as(text, self.dimensions(), "the configured model has", metrics)
+            .await
+    }
+
+    /// Embed `text`; a vector of other dimensions than `dims` is a failure
+    /// that says `whose` dimensions they are.
+    async fn embed_as(
+        &self,
+        text: &str,
+        dims: Option<usize>,
+        whose: &str,
         metrics: &Metrics,
     ) -> Result<Vec<f32>, Failure> {
         let text = fleet_kb::query::head(text, MAX_EMBED_BYTES);
@@ -118,9 +162,11 @@ impl Embedder {
             },
         };
         let result = result.and_then(|mut v| {
-            if v.len() != dims {
+            if let Some(dims) = dims
+                && v.len() != dims
+            {
                 return Err(Failure::Invalid(format!(
-                    "{} dimensions, the knowledge base's vectors have {dims}",
+                    "{} dimensions, {whose} {dims}",
                     v.len()
                 )));
             }

@@ -184,7 +184,7 @@ where
             state.answers_vary_by_caller(),
             &principal
                 .as_ref()
-                .map(|p| p.permissions.fingerprint())
+                .map(crate::auth::Principal::fingerprint)
                 .unwrap_or_default(),
         ),
         _ => None,

@@ -5,8 +5,9 @@
 //! changes only when a new `tools.yaml` loads, whose catalog epoch is part
 //! of the key (an answer learned for one catalog is never replayed for
 //! another), and with the caller's permissions, whose fingerprint is part
-//! of the key too (empty for an unrestricted caller: every unrestricted
-//! credential shares one answer; see [`crate::catalog::gate`]). rmcp's stateless mode still builds a service, spawns a task and
+//! of the key too, with the PostgreSQL roles its calls run as (empty for an
+//! unrestricted caller without a role: every such credential shares one
+//! answer; see [`crate::catalog::gate`] and [`crate::auth::Principal::fingerprint`]). rmcp's stateless mode still builds a service, spawns a task and
 //! serialises the tool schemas for each one, which costs several times what
 //! the HTTP exchange does. So the first such request goes to rmcp as usual,
 //! and its answer's `result` is kept; later requests that rmcp would see as
@@ -63,8 +64,8 @@ impl Replayable {
     /// `epoch` is the live catalog's ([`crate::catalog::Catalog::epoch`]),
     /// read before the request goes to rmcp, which answers from that
     /// catalog or a newer one. `permissions` is the caller's
-    /// [`fleet_common::permissions::Permissions::fingerprint`] (empty when
-    /// unrestricted, or without a credential). `varied` is
+    /// [`crate::auth::Principal::fingerprint`]: its permissions' and roles'
+    /// (empty when unrestricted without a role, or without a credential). `varied` is
     /// [`crate::state::AppState::answers_vary_by_caller`], which decides
     /// the answer's `cacheScope`.
     pub fn of(

@@ -5,9 +5,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::connect::SessionAttrs;
+use super::conninfo;
+use super::identity::AuthMethod;
+use super::tls::{RootCert, SslMode, TlsSettings};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Deserializer};
-use tokio_postgres::config::SslMode;
 
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -27,7 +30,15 @@ pub const APPLICATION_NAME: &str = "pg-mcp-fleet";
 ///     database: app                   # alias: dbname
 ///     user: mcp_reader                # alias: username
 ///     password_file: /run/secrets/pg  # or password_env: PROD_PGPASSWORD, or password: ...
-///     sslmode: disable                # disable | allow | prefer (TLS is not built in)
+///     sslmode: verify-full            # disable | allow | prefer (default) | require | verify-ca | verify-full
+///     sslrootcert: /etc/pg-tls/ca.crt # a PEM file of trusted CAs, or `system`
+///     sslcert: /etc/pg-tls/tls.crt    # client certificate (PEM), with sslkey
+///     sslkey: /etc/pg-tls/tls.key     # PKCS#8, PKCS#1 RSA or SEC1 EC (PEM)
+///     sslnegotiation: postgres        # or direct (PostgreSQL 17+)
+///     auth: password                  # or aws-rds-iam | gcp-iam | azure-entra
+///     region: eu-west-1               # aws-rds-iam only; default: the AWS chain's region
+///     hosts: [pg-0:5432, pg-1:5432]   # several hosts (or host: "a,b"), tried in order
+///     target_session_attrs: read-write # any | read-write | primary | read-only | standby | prefer-standby
 ///     statement_timeout: 30s          # default 30s
 ///     connect_timeout: 3s             # default 3s
 ///     max_rows: 1000                  # cap on `limit`; default 1000
@@ -69,6 +80,28 @@ pub struct DatabaseConfig {
     pub password_env: Option<String>,
     #[serde(default)]
     pub sslmode: Option<String>,
+    /// A PEM file of the CA certificates to trust, or `system`.
+    #[serde(default)]
+    pub sslrootcert: Option<String>,
+    #[serde(default)]
+    pub sslcert: Option<PathBuf>,
+    #[serde(default)]
+    pub sslkey: Option<PathBuf>,
+    /// `postgres` (default) or `direct`.
+    #[serde(default)]
+    pub sslnegotiation: Option<String>,
+    /// Several hosts, each `host` or `host:port`, tried in order.
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+    #[serde(default)]
+    pub target_session_attrs: Option<String>,
+    /// How the password is had: `password` (default: `password`,
+    /// `password_file`, `password_env`, the URL), or a cloud identity.
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// The AWS region of an `aws-rds-iam` database.
+    #[serde(default)]
+    pub region: Option<String>,
     #[serde(default, deserialize_with = "duration_opt")]
     pub statement_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration_opt")]
@@ -98,6 +131,14 @@ impl fmt::Debug for DatabaseConfig {
             .field("password_file", &self.password_file)
             .field("password_env", &self.password_env)
             .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
+            .field("sslnegotiation", &self.sslnegotiation)
+            .field("hosts", &self.hosts)
+            .field("target_session_attrs", &self.target_session_attrs)
+            .field("auth", &self.auth)
+            .field("region", &self.region)
             .field("statement_timeout", &self.statement_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("max_rows", &self.max_rows)
@@ -125,8 +166,10 @@ fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 }
 
 /// One database from the libpq environment variables (`PGHOST`, `PGPORT`,
-/// `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGCONNECT_TIMEOUT`),
-/// named `default`; `None` unless `PGHOST` or `PGDATABASE` is set.
+/// `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`,
+/// `PGSSLCERT`, `PGSSLKEY`, `PGSSLNEGOTIATION`, `PGTARGETSESSIONATTRS`,
+/// `PGCONNECT_TIMEOUT`), named `default`; `None` unless `PGHOST` or
+/// `PGDATABASE` is set.
 pub fn configs_from_env() -> Option<DatabaseConfig> {
     config_from_vars(|k| std::env::var(k).ok())
 }
@@ -147,6 +190,11 @@ pub fn config_from_vars(get: impl Fn(&str) -> Option<String>) -> Option<Database
         user: get("PGUSER"),
         password: get("PGPASSWORD"),
         sslmode: get("PGSSLMODE"),
+        sslrootcert: get("PGSSLROOTCERT"),
+        sslcert: get("PGSSLCERT").map(PathBuf::from),
+        sslkey: get("PGSSLKEY").map(PathBuf::from),
+        sslnegotiation: get("PGSSLNEGOTIATION"),
+        target_session_attrs: get("PGTARGETSESSIONATTRS"),
         connect_timeout: get("PGCONNECT_TIMEOUT")
             .and_then(|s| s.trim().parse::<u64>().ok())
             .map(Duration::from_secs),
@@ -167,7 +215,11 @@ pub struct Limits {
 
 /// What a [`DatabaseConfig`] resolves to.
 pub(crate) struct Resolved {
+    /// Every host; the password when it is a stored one.
     pub pg: tokio_postgres::Config,
+    pub tls: TlsSettings,
+    pub attrs: SessionAttrs,
+    pub auth: AuthMethod,
     pub limits: Limits,
     /// `host:port/dbname` for operators (no user, no password).
     pub target: String,
@@ -190,15 +242,25 @@ impl DatabaseConfig {
         if !valid_name(name) {
             bail!("database name {name:?} is invalid: use 1-64 letters, digits, `_`, `-` or `.`");
         }
-        let mut pg = match &self.url {
-            Some(url) => url.trim().parse::<tokio_postgres::Config>().map_err(|e| {
-                // The parse error names an option, never a value.
-                anyhow::anyhow!("database {name}: the url/conninfo is invalid: {e}")
-            })?,
-            None => tokio_postgres::Config::new(),
+        let (mut pg, from_url) = match &self.url {
+            Some(url) => {
+                // libpq's options tokio-postgres does not know are read here;
+                // the split and parse errors name an option, never a value.
+                let split = conninfo::split(url)
+                    .map_err(|e| anyhow::anyhow!("database {name}: the url/conninfo: {e}"))?;
+                let pg = split.rest.parse::<tokio_postgres::Config>().map_err(|e| {
+                    anyhow::anyhow!("database {name}: the url/conninfo is invalid: {e}")
+                })?;
+                (pg, split)
+            }
+            None => (tokio_postgres::Config::new(), conninfo::Split::default()),
         };
-        if self.url.is_some() && !pg.get_hosts().is_empty() && self.host.is_some() {
-            bail!("database {name}: give the host either in `url` or in `host`, not both");
+        let hosts_given = self.host.is_some() || self.hosts.is_some();
+        if self.host.is_some() && self.hosts.is_some() {
+            bail!("database {name}: give either `host` or `hosts`, not both");
+        }
+        if self.url.is_some() && !pg.get_hosts().is_empty() && hosts_given {
+            bail!("database {name}: give the host either in `url` or in `host`/`hosts`, not both");
         }
         if self.url.is_some() && !pg.get_ports().is_empty() && self.port.is_some() {
             bail!("database {name}: give the port either in `url` or in `port`, not both");
@@ -208,11 +270,34 @@ impl DatabaseConfig {
                 pg.host(h);
             }
         }
+        if let Some(hosts) = &self.hosts {
+            let mut ports = Vec::new();
+            for entry in hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()) {
+                let (host, port) = split_host_port(entry)
+                    .with_context(|| format!("database {name}: hosts entry {entry:?}"))?;
+                pg.host(host);
+                ports.push(port);
+            }
+            if ports.iter().any(Option::is_some) {
+                if self.port.is_some() {
+                    bail!("database {name}: give ports either in `hosts` or in `port`, not both");
+                }
+                for p in ports {
+                    pg.port(p.unwrap_or(5432));
+                }
+            }
+        }
         if pg.get_hosts().is_empty() {
             pg.host("localhost");
         }
         if let Some(port) = self.port {
             pg.port(port);
+        }
+        let (hosts, ports) = (pg.get_hosts().len(), pg.get_ports().len());
+        if ports > 1 && ports != hosts {
+            bail!(
+                "database {name}: {hosts} hosts but {ports} ports: give one port, or one per host"
+            );
         }
         if let Some(db) = &self.database {
             pg.dbname(db);
@@ -223,27 +308,57 @@ impl DatabaseConfig {
         if pg.get_user().is_none() {
             bail!("database {name}: `user` is required");
         }
-        if let Some(pw) = self.password_from_sources()? {
-            pg.password(pw);
+        let auth = AuthMethod::parse(self.auth.as_deref(), self.region.as_deref())
+            .with_context(|| format!("database {name}"))?;
+        let password = self.password_from_sources()?;
+        match (&auth, password) {
+            (AuthMethod::Password, Some(pw)) => {
+                pg.password(pw);
+            }
+            (AuthMethod::Password, None) => {}
+            (cloud, Some(_)) => bail!(
+                "database {name}: auth: {} makes the password; remove the password, \
+                 password_file or password_env",
+                cloud.label()
+            ),
+            (_, None) if pg.get_password().is_some() => bail!(
+                "database {name}: auth: {} makes the password; remove it from the url",
+                auth.label()
+            ),
+            (_, None) => {}
         }
-        if let Some(mode) = &self.sslmode {
-            pg.ssl_mode(match mode.trim().to_ascii_lowercase().as_str() {
-                "disable" | "allow" => SslMode::Disable,
-                "prefer" => SslMode::Prefer,
-                "require" | "verify-ca" | "verify-full" => SslMode::Require,
-                other => bail!(
-                    "database {name}: sslmode {other:?} is not one of disable, allow, prefer, \
-                     require, verify-ca, verify-full"
-                ),
-            });
-        }
-        if pg.get_ssl_mode() == SslMode::Require {
+        let tls = self
+            .tls_settings(&from_url)
+            .with_context(|| format!("database {name}"))?;
+        if auth != AuthMethod::Password && !tls.mode.requires_tls() {
             bail!(
-                "database {name}: sslmode require/verify-* needs TLS, which this build does not \
-                 include; use sslmode=disable or prefer on a trusted network, or a TLS-terminating \
-                 proxy"
+                "database {name}: auth: {} sends a token as the password: use sslmode=require, \
+                 verify-ca or verify-full",
+                auth.label()
             );
         }
+        pg.ssl_mode(match tls.mode {
+            SslMode::Disable | SslMode::Allow => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        if tls.direct {
+            pg.ssl_negotiation(tokio_postgres::config::SslNegotiation::Direct);
+        }
+        let attrs = self
+            .target_session_attrs
+            .as_deref()
+            .or(from_url.get("target_session_attrs"))
+            .map(|v| {
+                SessionAttrs::parse(v).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "database {name}: target_session_attrs {v:?} is not one of any, \
+                         read-write, primary, read-only, standby, prefer-standby"
+                    )
+                })
+            })
+            .transpose()?
+            .unwrap_or(SessionAttrs::Any);
         let statement_timeout = self.statement_timeout.unwrap_or(DEFAULT_STATEMENT_TIMEOUT);
         if statement_timeout < Duration::from_millis(100)
             || statement_timeout > Duration::from_secs(3600)
@@ -286,6 +401,9 @@ impl DatabaseConfig {
         let target = describe_target(&pg);
         Ok(Resolved {
             pg,
+            tls,
+            attrs,
+            auth,
             limits: Limits {
                 statement_timeout,
                 lock_timeout,
@@ -296,6 +414,56 @@ impl DatabaseConfig {
             },
             target,
         })
+    }
+
+    /// The TLS settings: each field from the entry, else from the URL.
+    fn tls_settings(&self, url: &conninfo::Split) -> anyhow::Result<TlsSettings> {
+        let pick = |entry: Option<&str>, key: &str| -> Option<String> {
+            entry
+                .or(url.get(key))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+        };
+        let root = pick(self.sslrootcert.as_deref(), "sslrootcert").map(|v| {
+            if v == "system" {
+                RootCert::System
+            } else {
+                RootCert::File(PathBuf::from(v))
+            }
+        });
+        let mode = match pick(self.sslmode.as_deref(), "sslmode") {
+            Some(m) => SslMode::parse(&m).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "sslmode {m:?} is not one of disable, allow, prefer, require, verify-ca, \
+                     verify-full"
+                )
+            })?,
+            // libpq 16: `sslrootcert=system` makes verify-full the default.
+            None if root == Some(RootCert::System) => SslMode::VerifyFull,
+            None => SslMode::Prefer,
+        };
+        let path = |entry: &Option<PathBuf>, key: &str| {
+            entry
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .or_else(|| pick(None, key))
+                .map(PathBuf::from)
+        };
+        let direct = match pick(self.sslnegotiation.as_deref(), "sslnegotiation").as_deref() {
+            None | Some("postgres") => false,
+            Some("direct") => true,
+            Some(other) => bail!("sslnegotiation {other:?} is not one of postgres, direct"),
+        };
+        let settings = TlsSettings {
+            mode,
+            root,
+            cert: path(&self.sslcert, "sslcert"),
+            key: path(&self.sslkey, "sslkey"),
+            direct,
+        };
+        settings.validate()?;
+        Ok(settings)
     }
 
     fn password_from_sources(&self) -> anyhow::Result<Option<String>> {
@@ -313,6 +481,28 @@ impl DatabaseConfig {
             return Ok(Some(value));
         }
         Ok(self.password.clone())
+    }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn split_host_port(entry: &str) -> anyhow::Result<(&str, Option<u16>)> {
+    let parse = |p: &str| -> anyhow::Result<u16> {
+        p.parse()
+            .map_err(|_| anyhow::anyhow!("the port is not a number from 1 to 65535"))
+    };
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| anyhow::anyhow!("`[` without `]`"))?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host, Some(parse(p)?))),
+            None if after.is_empty() => Ok((host, None)),
+            None => bail!("unexpected text after `]`"),
+        };
+    }
+    match entry.rsplit_once(':') {
+        Some((host, p)) if !host.contains(':') => Ok((host, Some(parse(p)?))),
+        _ => Ok((entry, None)),
     }
 }
 
@@ -372,18 +562,104 @@ mod tests {
 
     #[test]
     fn bad_configs_are_refused_without_secrets() {
+        let refused = |c: &DatabaseConfig| format!("{:#}", c.resolve().err().expect("refused"));
         let mut c = DatabaseConfig {
             name: "x".into(),
-            url: Some("postgres://u:topsecret@h/db?sslmode=require".into()),
+            url: Some("postgres://u:topsecret@h/db?sslmode=verify-full".into()),
             ..Default::default()
         };
-        let e = format!("{:#}", c.resolve().err().unwrap());
-        assert!(e.contains("TLS") && !e.contains("topsecret"), "{e}");
+        let e = refused(&c);
+        assert!(e.contains("sslrootcert") && !e.contains("topsecret"), "{e}");
         c.url = Some("postgres://u:topsecret@h/db?bogus=1".into());
-        let e = format!("{:#}", c.resolve().err().unwrap());
-        assert!(!e.contains("topsecret"), "{e}");
+        assert!(!refused(&c).contains("topsecret"));
+        c.url = Some("postgres://u:topsecret@h/db?sslmode=sometimes".into());
+        let e = refused(&c);
+        assert!(e.contains("sometimes") && !e.contains("topsecret"), "{e}");
+        c.url = Some("postgres://u:topsecret@h/db?sslmode=require".into());
+        c.auth = Some("gcp-iam".into());
+        let e = refused(&c);
+        assert!(
+            e.contains("remove it from the url") && !e.contains("topsecret"),
+            "{e}"
+        );
         c.url = None;
         c.name = "bad name".into();
         assert!(c.resolve().is_err());
+    }
+
+    #[test]
+    fn tls_settings_come_from_the_entry_then_the_url() {
+        let c = DatabaseConfig {
+            name: "x".into(),
+            user: Some("u".into()),
+            url: Some(
+                "host=db sslmode=verify-ca sslrootcert=/url/ca.pem sslcert=/url/c.pem \
+                 sslkey=/url/k.pem target_session_attrs=prefer-standby"
+                    .into(),
+            ),
+            sslrootcert: Some("/entry/ca.pem".into()),
+            ..Default::default()
+        };
+        let r = c.resolve().unwrap();
+        assert_eq!(r.tls.mode, SslMode::VerifyCa);
+        assert_eq!(r.tls.root, Some(RootCert::File("/entry/ca.pem".into())));
+        assert_eq!(r.tls.cert, Some(PathBuf::from("/url/c.pem")));
+        assert_eq!(r.attrs, SessionAttrs::PreferStandby);
+        assert_eq!(
+            r.pg.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        // The default is libpq's: prefer.
+        let plain = DatabaseConfig {
+            name: "p".into(),
+            user: Some("u".into()),
+            ..Default::default()
+        };
+        let r = plain.resolve().unwrap();
+        assert_eq!(r.tls.mode, SslMode::Prefer);
+        assert_eq!(r.pg.get_ssl_mode(), tokio_postgres::config::SslMode::Prefer);
+        // `system` makes verify-full the default.
+        let sys = DatabaseConfig {
+            sslrootcert: Some("system".into()),
+            ..plain.clone()
+        };
+        assert_eq!(sys.resolve().unwrap().tls.mode, SslMode::VerifyFull);
+        // A token as the password travels only over TLS.
+        let cloud = DatabaseConfig {
+            auth: Some("azure-entra".into()),
+            sslmode: Some("prefer".into()),
+            ..plain
+        };
+        assert!(format!("{:#}", cloud.resolve().err().unwrap()).contains("sslmode=require"));
+    }
+
+    #[test]
+    fn hosts_with_ports_in_order() {
+        let c = DatabaseConfig {
+            name: "x".into(),
+            user: Some("u".into()),
+            hosts: Some(vec!["pg-0:6432".into(), "[::1]:6433".into(), "pg-2".into()]),
+            ..Default::default()
+        };
+        let r = c.resolve().unwrap();
+        assert_eq!(r.pg.get_hosts().len(), 3);
+        assert_eq!(r.pg.get_ports(), &[6432, 6433, 5432]);
+        let both = DatabaseConfig {
+            host: Some("a".into()),
+            ..c.clone()
+        };
+        assert!(both.resolve().is_err());
+        let bad = DatabaseConfig {
+            hosts: Some(vec!["pg-0:http".into()]),
+            ..c
+        };
+        assert!(format!("{:#}", bad.resolve().err().unwrap()).contains("pg-0:http"));
+        let mismatch = DatabaseConfig {
+            name: "m".into(),
+            user: Some("u".into()),
+            url: Some("host=a,b,c port=1,2".into()),
+            ..Default::default()
+        };
+        assert!(mismatch.resolve().is_err());
     }
 }

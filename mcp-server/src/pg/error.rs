@@ -32,6 +32,9 @@ pub enum ToolError {
     Rejected(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The embedding model gave no vector for the text (similarity_search).
+    #[error("{0}")]
+    Embedding(String),
     /// A writer tool of `tools.yaml` on a database that does not allow them.
     #[error(
         "database {database} does not run writer tools: the server's configuration does not \
@@ -75,6 +78,7 @@ impl ToolError {
             ToolError::NotPermitted { .. } | ToolError::NoPermittedDatabase => "not_permitted",
             ToolError::Rejected(_) => "rejected",
             ToolError::InvalidArgument(_) => "invalid_argument",
+            ToolError::Embedding(_) => "embedding",
             ToolError::WritersOff { .. } => "writers_off",
             ToolError::Role { .. } => "role",
             ToolError::Unavailable { .. } => "unavailable",

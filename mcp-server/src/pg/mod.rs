@@ -1,14 +1,21 @@
 //! The Postgres tools: configured databases, their connection pools and the
 //! read-only operations behind `query_database`, `get_schema_info`,
-//! `execute_explain`, `count_rows` and the `pg://system_info` resource.
+//! `execute_explain`, `count_rows`, `similarity_search` and the
+//! `pg://system_info` resource.
 //!
 //! This module owns database configuration ([`DatabaseConfig`], the `PG*`
-//! environment variables through [`configs_from_env`]), one lazily connecting
-//! pool per database ([`Databases`], [`Database`]), the per-database health
-//! report for `/health`, the curated statements of `tools.yaml` and their
-//! bound values ([`statement`], [`bind`]) and the errors the tools return
-//! ([`ToolError`]). The statement guard ([`guard`]) lives in `fleet-common`,
-//! which verifies `tools.yaml` with it before the file is published.
+//! environment variables through [`configs_from_env`], libpq options read
+//! out of a connection string by `conninfo`), how a connection is made
+//! (`connect`: hosts in order with `target_session_attrs`, back-off; `tls`:
+//! libpq's sslmodes on rustls, certificate files re-read when they change;
+//! `identity`: a cloud identity's token as the password), one lazily
+//! connecting pool per database ([`Databases`], [`Database`]), the
+//! per-database health report for `/health`, the caller's role for a call
+//! ([`role`]), the pgvector search ([`vector`]), the curated statements of
+//! `tools.yaml` and their bound values ([`statement`], [`bind`]) and the
+//! errors the tools return ([`ToolError`]). The statement guard ([`guard`])
+//! lives in `fleet-common`, which verifies `tools.yaml` with it before the
+//! file is published.
 //!
 //! # Nothing a caller sends can write
 //!
@@ -72,9 +79,12 @@
 //! # Availability
 //!
 //! [`Databases::new`] never connects and never fails because a database is
-//! down. Pools connect on first use with a short connect timeout; a call on a
-//! down database fails fast with [`ToolError::Unavailable`], and works again
-//! as soon as the database is back (dead connections are dropped at checkout).
+//! down (it fails on a configuration error: a bad value, a certificate file
+//! that does not load, a cloud identity that cannot work). Pools connect on
+//! first use, each attempt bounded by `connect_timeout`; a call on a down
+//! database fails fast with [`ToolError::Unavailable`], and works again as
+//! soon as the database is back (dead connections are dropped at
+//! checkout), a multi-host entry then finding the new primary.
 //! [`Databases::health`] pings each database on a separate one-connection
 //! pool, bounded by one second and cached briefly, so `/health` neither hangs
 //! nor floods the database.
@@ -84,12 +94,17 @@
 
 pub mod bind;
 mod config;
+mod connect;
+mod conninfo;
 mod error;
+mod identity;
 mod ops;
 pub mod role;
 mod schema;
 pub mod statement;
+mod tls;
 pub mod tools;
+pub mod vector;
 
 pub use fleet_common::sql::guard;
 
@@ -98,17 +113,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use connect::Connector;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
 use serde_json::{Value, json};
-use tokio_postgres::NoTls;
+
+use crate::metrics::DatabaseMetrics;
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_LIMIT, DEFAULT_MAX_ROWS, DEFAULT_POOL_SIZE,
     DEFAULT_STATEMENT_TIMEOUT, DatabaseConfig, Limits, config_from_vars, configs_from_env,
 };
+pub use connect::SessionAttrs;
 pub use error::ToolError;
+pub use identity::AuthMethod;
+pub use tls::{RootCert, SslMode, TlsSettings};
 
 /// How long a health ping may take.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -126,7 +146,12 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone, Default)]
 pub struct Databases {
     dbs: Arc<Vec<Arc<Database>>>,
+    metrics: MetricsSlot,
 }
+
+/// Where the databases' metrics go, once the server hands them over
+/// ([`Databases::attach_metrics`]); shared with every connector.
+pub(crate) type MetricsSlot = Arc<std::sync::OnceLock<DatabaseMetrics>>;
 
 impl fmt::Debug for Databases {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -139,14 +164,24 @@ impl Databases {
     /// does not stop the server; fails only on a configuration error
     /// (duplicate names, bad values, unreadable password file).
     pub fn new(configs: Vec<DatabaseConfig>) -> anyhow::Result<Databases> {
+        let metrics = MetricsSlot::default();
         let mut dbs: Vec<Arc<Database>> = Vec::with_capacity(configs.len());
         for cfg in configs {
             if dbs.iter().any(|d| d.name == cfg.name) {
                 anyhow::bail!("database {:?} is configured twice", cfg.name);
             }
-            dbs.push(Arc::new(Database::new(&cfg)?));
+            dbs.push(Arc::new(Database::new(&cfg, &metrics)?));
         }
-        Ok(Databases { dbs: Arc::new(dbs) })
+        Ok(Databases {
+            dbs: Arc::new(dbs),
+            metrics,
+        })
+    }
+
+    /// Count connections, health and credential state in `metrics` from
+    /// now on (the first call wins).
+    pub fn attach_metrics(&self, metrics: DatabaseMetrics) {
+        let _ = self.metrics.set(metrics);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -240,6 +275,8 @@ pub struct Database {
     name: String,
     target: String,
     limits: Limits,
+    /// Makes every connection of both pools (hosts, TLS, identity).
+    connector: Arc<Connector>,
     pool: Pool,
     health_pool: Pool,
     health_cache: tokio::sync::Mutex<Option<(Instant, Value)>>,
@@ -263,12 +300,17 @@ impl fmt::Debug for Database {
 }
 
 fn build_pool(
+    connector: &Arc<Connector>,
     pg: tokio_postgres::Config,
     size: usize,
     limits: &Limits,
     recycling_method: RecyclingMethod,
 ) -> anyhow::Result<Pool> {
-    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method });
+    let manager = Manager::from_connect(
+        pg,
+        connect::Shared(connector.clone()),
+        ManagerConfig { recycling_method },
+    );
     Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)
@@ -280,22 +322,36 @@ fn build_pool(
 }
 
 impl Database {
-    fn new(cfg: &DatabaseConfig) -> anyhow::Result<Database> {
+    fn new(cfg: &DatabaseConfig, metrics: &MetricsSlot) -> anyhow::Result<Database> {
         let resolved = cfg.resolve()?;
         let limits = resolved.limits;
+        let tls = tls::Tls::new(resolved.tls.clone())
+            .with_context(|| format!("database {}", cfg.name))?;
+        let identity = identity::Identity::new(&resolved.auth)
+            .with_context(|| format!("database {}", cfg.name))?;
+        let connector = Arc::new(Connector::new(
+            &cfg.name,
+            &resolved.pg,
+            resolved.tls.mode,
+            tls,
+            resolved.attrs,
+            identity,
+            metrics.clone(),
+        ));
         // Checkout resets the session (CLOSE ALL, SET SESSION AUTHORIZATION
         // DEFAULT, RESET ALL, UNLISTEN *, pg_advisory_unlock_all(), DISCARD
         // TEMP, DISCARD SEQUENCES): whatever a cancelled call left behind is
         // gone, and a connection that died while idle (database restarted)
         // is replaced instead of failing the call.
         let pool = build_pool(
+            &connector,
             resolved.pg.clone(),
             limits.pool_size,
             &limits,
             RecyclingMethod::Clean,
         )
         .with_context(|| format!("database {}", cfg.name))?;
-        let health_pool = build_pool(resolved.pg, 1, &limits, RecyclingMethod::Fast)
+        let health_pool = build_pool(&connector, resolved.pg, 1, &limits, RecyclingMethod::Fast)
             .with_context(|| format!("database {}", cfg.name))?;
         let st = limits.statement_timeout.as_millis();
         let writer_pin_sql = format!(
@@ -310,6 +366,7 @@ impl Database {
         Ok(Database {
             name: cfg.name.clone(),
             target: resolved.target,
+            connector,
             limits,
             pool,
             health_pool,
@@ -352,7 +409,12 @@ impl Database {
                 self.limits.pool_size
             )),
             PoolError::Timeout(_) => self.unavailable("connection timed out"),
-            PoolError::Backend(e) => self.unavailable(error::connect_reason(&e)),
+            // The connector kept the cause, with the host's position.
+            PoolError::Backend(e) => self.unavailable(
+                self.connector
+                    .recent_failure(Duration::from_secs(5))
+                    .unwrap_or_else(|| error::connect_reason(&e)),
+            ),
             other => self.unavailable(other.to_string()),
         }
     }
@@ -489,6 +551,7 @@ impl Database {
         }
         let started = Instant::now();
         let result = tokio::time::timeout(HEALTH_TIMEOUT, async {
+            self.connector.refresh_identity().await;
             let client = self
                 .health_pool
                 .get()
@@ -514,11 +577,18 @@ impl Database {
         };
         let latency_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
         let status = self.pool.status();
+        let last_error = self.connector.last_failure().map(|(at, reason)| {
+            json!({
+                "reason": reason,
+                "seconds_ago": at.elapsed().unwrap_or_default().as_secs(),
+            })
+        });
         let v = json!({
             "name": self.name,
             "up": error.is_none(),
             "writers": self.allow_writers,
             "error": error,
+            "last_error": last_error,
             "latency_ms": latency_ms,
             "pool": {
                 "max_size": status.max_size,
@@ -526,7 +596,12 @@ impl Database {
                 "available": status.available,
                 "waiting": status.waiting,
             },
+            "connection": self.connector.health(),
+            "tls": self.connector.tls().map(tls::Tls::health),
+            "identity": self.connector.identity().map(identity::Identity::health),
         });
+        self.connector
+            .metrics(|m| m.set_up(&self.name, error.is_none()));
         *cache = Some((Instant::now(), v.clone()));
         v
     }

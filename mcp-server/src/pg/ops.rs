@@ -311,7 +311,7 @@ impl Database {
 
     /// The catalog's (schema, name) of a countable relation. Without a
     /// schema: the one visible on the search path, else the only match.
-    async fn find_relation(
+    pub(super) async fn find_relation(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         schema: Option<&str>,
@@ -413,7 +413,7 @@ impl Database {
     }
 }
 
-fn not_found(schema: Option<&str>, table: &str) -> ToolError {
+pub(super) fn not_found(schema: Option<&str>, table: &str) -> ToolError {
     match schema {
         Some(s) => ToolError::InvalidArgument(format!(
             "no table or view named {table:?} in schema {s:?} (names are case-sensitive; \

@@ -38,9 +38,10 @@ pub(super) fn set_local(role: &str) -> String {
 }
 
 /// Whether `name` can be a PostgreSQL role name: 1–63 bytes, no NUL or
-/// control character. What the credential files accept.
+/// control character. What the credential files accept (the one rule,
+/// [`fleet_common::role::valid_name`]).
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 63 && !name.chars().any(char::is_control)
+    fleet_common::role::valid_name(name)
 }
 
 #[cfg(test)]

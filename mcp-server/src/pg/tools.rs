@@ -95,3 +95,44 @@ pub struct CountRowsArgs {
     #[serde(default)]
     pub database: Option<String>,
 }
+
+pub const SIMILARITY_SEARCH: &str = "similarity_search";
+pub const SIMILARITY_SEARCH_DESCRIPTION: &str = "Find the rows of a table whose pgvector column is \
+    nearest in meaning to a text: the text is embedded with the server's embedding model, and the \
+    rows come back nearest first, each with its distance (smaller is nearer). The distance is the \
+    one the column's index uses (vector_cosine_ops: cosine <=>, vector_l2_ops: L2 <->, \
+    vector_ip_ops: negative inner product <#>, vector_l1_ops: L1 <+>), cosine without an index, \
+    or the one asked for. Narrow with filter (one boolean SQL expression on the table's columns, \
+    e.g. \"lang = 'en'\"); columns picks the columns returned (default: all but vector columns). \
+    Read-only; see get_schema_info with vector_tables_only for the tables.";
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SimilaritySearchArgs {
+    /// Table or view with a vector column (exact, case-sensitive);
+    /// `schema.table` also works.
+    pub table: String,
+    /// The text to search for (embedded with the server's model; at most 8 KiB).
+    pub text: String,
+    /// Schema (default: the one on the search path).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// The vector, halfvec or sparsevec column (default: the table's only one).
+    #[serde(default)]
+    pub vector_column: Option<String>,
+    /// How many rows (default 10; capped by the server's max_rows).
+    #[serde(default)]
+    pub top_n: Option<i64>,
+    /// Optional condition on the table's columns: one boolean SQL expression.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// The columns to return (default: every column but the vector ones).
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// The distance: cosine (<=>), l2 (<->), inner_product (<#>) or l1 (<+>);
+    /// default: the one the column's index uses, else cosine.
+    #[serde(default)]
+    pub distance: Option<super::vector::Distance>,
+    /// Which configured database (default: the token's or the first).
+    #[serde(default)]
+    pub database: Option<String>,
+}

@@ -17,6 +17,7 @@
 //! credentials may change at any reload.
 
 pub mod answer;
+mod vector;
 
 use std::sync::Arc;
 
@@ -54,9 +55,11 @@ pub struct McpHandler {
 
 impl McpHandler {
     /// The tool router every handler shares; build it once. The Postgres
-    /// tools are offered only when a database is configured.
+    /// tools are offered only when a database is configured, the pgvector
+    /// ones only when an embedding model is.
     pub fn router(state: &AppState) -> Arc<ToolRouter<McpHandler>> {
-        let mut router = Self::tool_router();
+        let mut router = Self::tool_router() + Self::vector_router();
+        vector::keep_available(&mut router, state.embedder.is_some());
         if state.databases.is_empty() {
             for name in gate::POSTGRES_TOOLS {
                 router.remove_route(name);
@@ -66,8 +69,9 @@ impl McpHandler {
     }
 
     /// Pick the database for a call of `tool` (the gate decides, from the
-    /// credential's binding and permissions) and turn the outcome of `run`
-    /// into a tool result.
+    /// credential's binding and permissions), run `run` there as the
+    /// credential's role for that call ([`Principal::role_for`]) and turn
+    /// its outcome into a tool result.
     async fn with_database<'a, F, Fut>(
         &'a self,
         tool: &'static str,
@@ -90,7 +94,8 @@ impl McpHandler {
                 return Ok(tool_error(e.to_string()));
             }
         };
-        Ok(match run(db).await {
+        let role = principal.and_then(|p| p.role_for(tool, db.name()));
+        Ok(match crate::pg::role::scope(role, run(db)).await {
             Ok(text) => text_result(text),
             Err(e) => tool_error(e.to_string()),
         })
@@ -117,7 +122,7 @@ pub use fleet_common::tools_file::builtins::AUTHENTICATE_USER;
 pub fn names() -> &'static [&'static str] {
     static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     NAMES.get_or_init(|| {
-        McpHandler::tool_router()
+        (McpHandler::tool_router() + McpHandler::vector_router())
             .list_all()
             .into_iter()
             .map(|tool| &*String::leak(tool.name.into_owned()))
@@ -639,8 +644,8 @@ impl ServerHandler for McpHandler {
             None,
         )
         .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
-        let text = db
-            .system_info()
+        let role = principal.and_then(|p| p.role_for_any(&gate::POSTGRES_TOOLS, db.name()));
+        let text = crate::pg::role::scope(role, db.system_info())
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         let mut result =
@@ -671,9 +676,11 @@ mod tests {
                 AUTHENTICATE_USER,
                 pgt::COUNT_ROWS,
                 pgt::EXECUTE_EXPLAIN,
+                vector::GENERATE_EMBEDDING,
                 pgt::GET_SCHEMA_INFO,
                 pgt::QUERY_DATABASE,
                 "search_knowledgebase",
+                pgt::SIMILARITY_SEARCH,
             ]
         );
     }

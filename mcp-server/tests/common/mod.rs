@@ -137,6 +137,106 @@ impl PgServer {
         self.running = false;
     }
 
+    /// A streaming standby of `primary` (which must be running), made by
+    /// `pg_basebackup -R`, for `port` (not started).
+    pub fn standby_of(primary: &PgServer, port: u16) -> PgServer {
+        let root = tempfile::Builder::new()
+            .prefix("pg-standby-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        set_mode(root.path(), 0o755);
+        if is_root() {
+            let (uid, gid) = postgres_ids();
+            std::os::unix::fs::chown(root.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let data = root.path().join("data");
+        let out = pg_command("pg_basebackup")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PgServer {
+            _root: root,
+            data,
+            port,
+            running: false,
+        }
+    }
+
+    /// `pg_ctl promote`: a standby becomes a primary.
+    pub fn promote(&self) {
+        let out = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-w", "promote"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl promote failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stop at once, as a crash or a failed node would (`-m immediate`).
+    pub fn kill(&mut self) {
+        let _ = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+        self.running = false;
+    }
+
+    /// The cluster's data directory (its files belong to `postgres`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// Write a file into the data directory, owned by `postgres`, mode 0600
+    /// (what the server demands of a private key).
+    pub fn write_private(&self, name: &str, content: &[u8]) -> PathBuf {
+        let path = self.data.join(name);
+        std::fs::write(&path, content).unwrap();
+        set_mode(&path, 0o600);
+        if is_root() {
+            let (uid, gid) = postgres_ids();
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+        }
+        path
+    }
+
+    /// The superuser over the Unix socket (which `pg_hba.conf` may trust
+    /// while TCP needs TLS).
+    pub async fn superuser_socket(&self) -> Client {
+        let (client, conn) = tokio_postgres::connect(
+            &format!(
+                "host={} port={} user=postgres dbname=postgres",
+                self.data.display(),
+                self.port
+            ),
+            NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
     pub async fn superuser(&self) -> Client {
         let (client, conn) = tokio_postgres::connect(
             &format!(

@@ -89,6 +89,7 @@ mod tests {
             subject: "oauth:x".into(),
             database: None,
             permissions: fleet_common::permissions::Permissions::unrestricted(),
+            roles: crate::auth::Roles::Login,
         }
     }
 

@@ -55,6 +55,7 @@ pub struct ResourceServer {
     /// Every scope some issuer requires, for `scope=` in challenges.
     scopes: String,
     verified: cache::Verified,
+    metrics: crate::metrics::OAuthMetrics,
 }
 
 pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -112,6 +113,7 @@ impl ResourceServer {
             metadata_url,
             metadata_paths,
             verified: cache::Verified::default(),
+            metrics,
         })
     }
 
@@ -180,12 +182,37 @@ impl ResourceServer {
         {
             return Err(OAuthFailure::InsufficientScope);
         }
-        let permissions = grants::permissions(&self.settings.grants, &verified)
-            .map_or_else(Permissions::unrestricted, Permissions::shared);
+        let subject = subject_of(&issuer.settings.issuer, verified.subject());
+        // Once per token and instance: an accepted token is cached below.
+        let granted = grants::permissions(&self.settings.grants, &verified, |n, why| {
+            self.metrics
+                .role_claim_refusals
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: why.label(),
+                })
+                .inc();
+            tracing::warn!(
+                subject = %subject,
+                grant = n,
+                reason = why.label(),
+                "oauth_permissions entry {n} left out: its role claim {}",
+                match why {
+                    grants::RoleClaimRefusal::Missing => "is missing from the token",
+                    grants::RoleClaimRefusal::NotString => "is not a string",
+                    grants::RoleClaimRefusal::NotAllowed =>
+                        "names a role oauth_role_claim_allowed does not list",
+                }
+            );
+        });
+        let (permissions, roles) = match granted {
+            None => (Permissions::unrestricted(), crate::auth::Roles::Login),
+            Some(g) => (g.permissions.shared(), g.roles),
+        };
         let principal = Principal {
-            subject: subject_of(&issuer.settings.issuer, verified.subject()),
+            subject,
             database: None,
             permissions,
+            roles,
         };
         if let Some(exp) = verified.expires() {
             let until = exp.saturating_add(self.settings.clock_skew.as_secs());

@@ -1,9 +1,13 @@
 //! The `oauth_*` settings of `serve`, resolved: this server's canonical
-//! resource URL, the issuers it trusts, and what scopes or claims grant.
+//! resource URL, the issuers it trusts, and what scopes or claims grant,
+//! including the PostgreSQL role a grant's calls run as (`role:`, or
+//! `role_claim:` within `oauth_role_claim_allowed`).
 //! A mistake here (a relative URL, plain http to a remote host, a grant
-//! naming neither a scope nor a claim) fails start-up with the setting named.
+//! naming neither a scope nor a claim, both `role:` and `role_claim:`, a
+//! `role_claim:` with no allow-list) fails start-up with the setting named.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -36,7 +40,8 @@ pub struct IssuerConfig {
 }
 
 /// One grant as written in the config file (`oauth_permissions:`): a
-/// scope, or a claim with a value, and what a token carrying it may use.
+/// scope, or a claim with a value, what a token carrying it may use, and
+/// the PostgreSQL role those calls run as.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GrantConfig {
@@ -50,6 +55,13 @@ pub struct GrantConfig {
     pub tools: Option<Vec<String>>,
     #[serde(default)]
     pub databases: Option<Vec<String>>,
+    /// The role the grant's calls run as.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The token claim naming the role (a string listed in
+    /// `oauth_role_claim_allowed`); instead of `role:`.
+    #[serde(default)]
+    pub role_claim: Option<String>,
 }
 
 /// What the settings say, as given.
@@ -60,6 +72,7 @@ pub struct Given {
     pub scopes: Option<Vec<String>>,
     pub issuers: Option<Vec<IssuerConfig>>,
     pub permissions: Option<Vec<GrantConfig>>,
+    pub role_claim_allowed: Option<Vec<String>>,
     pub jwks_refresh: Option<Duration>,
     pub clock_skew: Option<Duration>,
 }
@@ -84,10 +97,26 @@ pub enum Match {
     },
 }
 
+/// The PostgreSQL role a grant's calls run as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantRole {
+    /// `role:` this one.
+    Fixed(Arc<str>),
+    /// `role_claim:` the string this claim of the token holds, which must
+    /// be one of `allowed` (`oauth_role_claim_allowed`); otherwise the
+    /// grant does not match at all.
+    Claim {
+        name: String,
+        allowed: Arc<BTreeSet<String>>,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub matches: Match,
     pub permissions: Permissions,
+    /// `None`: the server's login role.
+    pub role: Option<GrantRole>,
 }
 
 /// The resource server's settings, checked.
@@ -116,9 +145,11 @@ pub fn resolve(given: Given) -> anyhow::Result<Option<OAuthSettings>> {
     }
     if written.is_empty() {
         ensure!(
-            given.resource.is_none() && given.permissions.as_ref().is_none_or(Vec::is_empty),
-            "oauth_resource or oauth_permissions is set but no issuer is: set oauth_issuer \
-             (or oauth_issuers in the config file)"
+            given.resource.is_none()
+                && given.permissions.as_ref().is_none_or(Vec::is_empty)
+                && given.role_claim_allowed.as_ref().is_none_or(Vec::is_empty),
+            "oauth_resource, oauth_permissions or oauth_role_claim_allowed is set but no issuer \
+             is: set oauth_issuer (or oauth_issuers in the config file)"
         );
         return Ok(None);
     }
@@ -178,6 +209,7 @@ pub fn resolve(given: Given) -> anyhow::Result<Option<OAuthSettings>> {
             jwks_uri,
         });
     }
+    let allowed = Arc::new(role_claim_allowed(given.role_claim_allowed)?);
     let mut grants = Vec::new();
     for (i, g) in given
         .permissions
@@ -194,9 +226,40 @@ pub fn resolve(given: Given) -> anyhow::Result<Option<OAuthSettings>> {
                  `value:`"
             ),
         };
+        let role = match (g.role, g.role_claim) {
+            (Some(_), Some(_)) => bail!(
+                "oauth_permissions entry {n} names both `role:` and `role_claim:`: one or the other"
+            ),
+            (Some(role), None) => {
+                ensure!(
+                    fleet_common::role::valid_name(&role),
+                    "oauth_permissions entry {n}: `role:` {}",
+                    fleet_common::role::INVALID
+                );
+                Some(GrantRole::Fixed(role.into()))
+            }
+            (None, Some(name)) => {
+                ensure!(
+                    !name.trim().is_empty(),
+                    "oauth_permissions entry {n}: `role_claim:` is empty: name the token claim \
+                     that holds the role"
+                );
+                ensure!(
+                    !allowed.is_empty(),
+                    "oauth_permissions entry {n} takes its role from claim {name:?}, but \
+                     oauth_role_claim_allowed is empty: list the roles a claim may name"
+                );
+                Some(GrantRole::Claim {
+                    name,
+                    allowed: allowed.clone(),
+                })
+            }
+            (None, None) => None,
+        };
         grants.push(Grant {
             matches,
             permissions: Permissions::from_lists(g.tools, g.databases),
+            role,
         });
     }
     let clock_skew = given.clock_skew.unwrap_or(DEFAULT_CLOCK_SKEW);
@@ -215,6 +278,22 @@ pub fn resolve(given: Given) -> anyhow::Result<Option<OAuthSettings>> {
             .max(Duration::from_secs(1)),
         clock_skew,
     }))
+}
+
+/// `oauth_role_claim_allowed`: the roles a `role_claim:` may name, each a
+/// valid role name.
+fn role_claim_allowed(list: Option<Vec<String>>) -> anyhow::Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for (i, role) in list.unwrap_or_default().into_iter().enumerate() {
+        ensure!(
+            fleet_common::role::valid_name(&role),
+            "oauth_role_claim_allowed entry {}: {}",
+            i + 1,
+            fleet_common::role::INVALID
+        );
+        out.insert(role);
+    }
+    Ok(out)
 }
 
 /// An absolute https URL, or http to a loopback host (a test or a sidecar
@@ -407,5 +486,68 @@ mod tests {
         }]);
         let e = resolve(g).unwrap_err();
         assert!(e.to_string().contains("entry 1"), "{e}");
+    }
+
+    #[test]
+    fn a_grant_names_a_role_or_a_claim_within_the_allow_list() {
+        let mut g = given("https://idp.example.com", "https://mcp.example.com/mcp");
+        let grant = |role: Option<&str>, role_claim: Option<&str>| GrantConfig {
+            scope: Some("sql".into()),
+            role: role.map(Into::into),
+            role_claim: role_claim.map(Into::into),
+            ..GrantConfig::default()
+        };
+        g.role_claim_allowed = Some(vec!["analyst".into(), "viewer".into()]);
+        g.permissions = Some(vec![
+            grant(Some("auditor"), None),
+            grant(None, Some("pg_role")),
+            grant(None, None),
+        ]);
+        let s = resolve(g.clone()).unwrap().unwrap();
+        assert_eq!(s.grants[0].role, Some(GrantRole::Fixed("auditor".into())));
+        let Some(GrantRole::Claim { name, allowed }) = &s.grants[1].role else {
+            panic!("{:?}", s.grants[1].role);
+        };
+        assert_eq!(name, "pg_role");
+        assert_eq!(allowed.iter().collect::<Vec<_>>(), ["analyst", "viewer"]);
+        assert_eq!(s.grants[2].role, None);
+        for (bad, says) in [
+            (
+                grant(Some("a"), Some("pg_role")),
+                "both `role:` and `role_claim:`",
+            ),
+            (
+                grant(Some(""), None),
+                "entry 1: `role:` expected a PostgreSQL role name",
+            ),
+            (grant(Some(&"x".repeat(64)), None), "role name"),
+            (grant(None, Some(" ")), "`role_claim:` is empty"),
+        ] {
+            let mut g = g.clone();
+            g.permissions = Some(vec![bad]);
+            let e = resolve(g).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+        // A claim without an allow-list, and a bad name in the list.
+        let mut no_list = g.clone();
+        no_list.role_claim_allowed = None;
+        let e = resolve(no_list).unwrap_err().to_string();
+        assert!(e.contains("oauth_role_claim_allowed is empty"), "{e}");
+        let mut bad_list = g.clone();
+        bad_list.role_claim_allowed = Some(vec!["ok".into(), "a\nb".into()]);
+        let e = resolve(bad_list).unwrap_err().to_string();
+        assert!(e.contains("oauth_role_claim_allowed entry 2"), "{e}");
+        // The allow-list alone, without OAuth, is a half configuration.
+        let e = resolve(Given {
+            role_claim_allowed: Some(vec!["analyst".into()]),
+            ..Given::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("no issuer"), "{e}");
+        // As written in the config file.
+        let parsed: GrantConfig =
+            serde_norway::from_str("scope: sql\nrole_claim: pg_role\n").unwrap();
+        assert_eq!(parsed.role_claim.as_deref(), Some("pg_role"));
+        assert!(serde_norway::from_str::<GrantConfig>("scope: sql\nrole_claims: x\n").is_err());
     }
 }

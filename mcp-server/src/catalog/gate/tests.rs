@@ -27,6 +27,7 @@ fn principal(tools: Option<&[&str]>, dbs: Option<&[&str]>, bound: Option<&str>) 
         subject: "token:t".into(),
         database: bound.map(str::to_string),
         permissions: Arc::new(Permissions::from_lists(list(tools), list(dbs))),
+        roles: crate::auth::Roles::Login,
     }
 }
 
@@ -81,7 +82,14 @@ fn the_list_shows_only_what_the_credential_may_use() {
     // No database at all: no Postgres tool, built-in or curated.
     let none = principal(None, Some(&[]), None);
     let shown = names(listed(&catalog, &dbs, Some(&none), builtins()));
-    assert_eq!(shown, ["authenticate_user", "search_knowledgebase"]);
+    assert_eq!(
+        shown,
+        [
+            "authenticate_user",
+            "generate_embedding",
+            "search_knowledgebase"
+        ]
+    );
     assert!(!reaches(&dbs, Some(&none), Purpose::SystemInfo));
     assert!(reaches(&dbs, Some(&on_b), Purpose::SystemInfo));
 }
@@ -182,6 +190,7 @@ fn merged(grants: &[Grant]) -> Principal {
         subject: "oauth:x".into(),
         database: None,
         permissions: Arc::new(Permissions::from_grants(grants)),
+        roles: crate::auth::Roles::Login,
     }
 }
 
