@@ -29,17 +29,20 @@ use crate::error::CloudError;
 use crate::http::{form, token_answer, transport_error, without_query};
 use crate::token::{Token, TokenCache};
 
-/// The scope of Cloud SQL and AlloyDB IAM database logins.
+/// The scopes of Cloud SQL and AlloyDB IAM database logins (space-separated,
+/// as a JWT's `scope` claim lists them; the metadata server is asked for
+/// them comma-separated).
 ///
 /// An IAM database user logs in with an OAuth access token as its
-/// password, and Cloud SQL accepts only tokens that carry this scope (or
-/// the broad `cloud-platform`, which grants every API). Google's own Cloud
-/// SQL and AlloyDB connectors and `gcloud sql generate-login-token` ask
-/// for exactly this one: a token that can log in to the database and call
-/// no other API if it leaks (it is handed to every new connection). `gcloud
-/// auth application-default login` includes it in a user's credentials by
-/// default.
-pub const CLOUD_SQL_LOGIN_SCOPE: &str = "https://www.googleapis.com/auth/sqlservice.login";
+/// password. Cloud SQL accepts tokens that carry `sqlservice.login` (or the
+/// broad `cloud-platform`, which grants every API), AlloyDB those that carry
+/// `alloydb.login` (or `cloud-platform`); Google's Cloud SQL and AlloyDB
+/// connectors ask for exactly these. Both are asked for, so one setting
+/// (`auth: gcp-iam`) serves both products with a token that can log in to a
+/// database and call no other API if it leaks (it is handed to every new
+/// connection). `gcloud auth application-default login` includes
+/// `sqlservice.login` in a user's credentials by default.
+pub const DATABASE_LOGIN_SCOPES: &str = "https://www.googleapis.com/auth/sqlservice.login https://www.googleapis.com/auth/alloydb.login";
 
 /// Where Google's OAuth tokens come from when a key file does not say.
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -245,7 +248,11 @@ impl GoogleAdc {
                     "{base}/computeMetadata/v1/instance/service-accounts/default/token"
                 ))
                 .map_err(|e| CloudError::permanent(format!("{who}: {e}")))?;
-                url.query_pairs_mut().append_pair("scopes", &self.scope);
+                // The metadata server takes a comma-separated list.
+                url.query_pairs_mut().append_pair(
+                    "scopes",
+                    &self.scope.split_whitespace().collect::<Vec<_>>().join(","),
+                );
                 let resp = http
                     .get(url)
                     .header("Metadata-Flavor", "Google")

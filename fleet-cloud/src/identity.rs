@@ -4,7 +4,7 @@
 //! - `aws-rds-iam`: an RDS IAM auth token ([`crate::aws`]), one per
 //!   (host, port, user), signed with the AWS default chain's credentials.
 //! - `gcp-iam`: a Google access token with the Cloud SQL login scope
-//!   ([`crate::google::CLOUD_SQL_LOGIN_SCOPE`]) from Application Default
+//!   ([`crate::google::DATABASE_LOGIN_SCOPES`]) from Application Default
 //!   Credentials, for Cloud SQL and AlloyDB IAM database users.
 //! - `azure-entra`: a Microsoft Entra ID token for
 //!   `https://ossrdbms-aad.database.windows.net/.default`
@@ -26,7 +26,7 @@ use crate::aws::RdsIam;
 use crate::azure::{EntraCredential, OSSRDBMS};
 use crate::env::{Env, process_env};
 use crate::error::CloudError;
-use crate::google::{CLOUD_SQL_LOGIN_SCOPE, GoogleAdc};
+use crate::google::{DATABASE_LOGIN_SCOPES, GoogleAdc};
 use crate::token::{CacheStats, TokenCache};
 
 /// Connect and read timeout of the token endpoints.
@@ -127,7 +127,7 @@ impl DbIdentity {
     pub fn from_env(method: Method, env: Env) -> Result<DbIdentity, CloudError> {
         match method {
             Method::AwsRdsIam { region } => DbIdentity::aws(RdsIam::new(region)?),
-            Method::GcpIam => DbIdentity::gcp(GoogleAdc::from_env(CLOUD_SQL_LOGIN_SCOPE, env)?),
+            Method::GcpIam => DbIdentity::gcp(GoogleAdc::from_env(DATABASE_LOGIN_SCOPES, env)?),
             Method::AzureEntra => DbIdentity::azure(EntraCredential::from_env(OSSRDBMS, env)?),
         }
     }
@@ -143,7 +143,7 @@ impl DbIdentity {
         )
     }
 
-    /// Google tokens from `adc` (made for [`CLOUD_SQL_LOGIN_SCOPE`]).
+    /// Google tokens from `adc` (made for [`DATABASE_LOGIN_SCOPES`]).
     pub fn gcp(adc: GoogleAdc) -> Result<DbIdentity, CloudError> {
         DbIdentity::with("gcp-iam", Provider::Gcp(adc))
     }

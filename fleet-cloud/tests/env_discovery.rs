@@ -127,7 +127,10 @@ fn cloud(req: &Recorded) -> Answer {
         ("GET", "/computeMetadata/v1/instance/service-accounts/default/token")
             if req.header("metadata-flavor") == Some("Google")
                 && req.query_value("scopes").as_deref()
-                    == Some("https://www.googleapis.com/auth/sqlservice.login") =>
+                    == Some(
+                        "https://www.googleapis.com/auth/sqlservice.login,\
+                         https://www.googleapis.com/auth/alloydb.login",
+                    ) =>
         {
             ok(r#"{"access_token":"ya29.gke","expires_in":3599}"#)
         }

@@ -102,7 +102,12 @@ async fn a_restart_under_load_fails_only_the_calls_made_while_it_is_down() {
 fn two_hosts(name: &str, ports: [u16; 2], attrs: &str) -> DatabaseConfig {
     DatabaseConfig {
         name: name.into(),
-        hosts: Some(ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()),
+        hosts: Some(
+            ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}").into())
+                .collect(),
+        ),
         user: Some("postgres".into()),
         database: Some("postgres".into()),
         target_session_attrs: Some(attrs.into()),

@@ -18,13 +18,8 @@ real PostgreSQL 15 with TLS, the token endpoints played by local stand-ins:
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
 import shutil
-import socket
-import ssl
-import struct
 import subprocess
 import sys
 import threading
@@ -35,22 +30,8 @@ from pathlib import Path
 import pytest
 
 from harness import McpServer, add_token, free_port, http, make_data_dir, metric_value, remember_secret, rpc, wait_until
+from pg_wire import CapturingPostgres, make_certs
 from postgres import Postgres
-
-
-def openssl(cwd: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_certs(d: Path) -> None:
-    """A CA and a server certificate for localhost / 127.0.0.1."""
-    openssl(d, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=identity-test-ca")
-    openssl(d, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "server.key")
-    openssl(d, "req", "-new", "-key", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
-    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl(d, "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial", "7",
-            "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
 
 
 class Tokens(ThreadingHTTPServer):
@@ -188,7 +169,8 @@ def test_gcp_and_azure_tokens_are_the_password_and_rotate_without_a_restart(tmp_
             assert not is_error and f'"who":"{role}"' in text and '"ssl":true' in text, text
         gcp_asks = [a for a in tokens.asked if a["kind"] == "gcp"]
         azure_asks = [a for a in tokens.asked if a["kind"] == "azure"]
-        assert gcp_asks and all(a["scopes"] == "https://www.googleapis.com/auth/sqlservice.login" for a in gcp_asks)
+        assert gcp_asks and all(a["scopes"] == "https://www.googleapis.com/auth/sqlservice.login,"
+                                    "https://www.googleapis.com/auth/alloydb.login" for a in gcp_asks)
         assert azure_asks and all(a["scope"] == "https://ossrdbms-aad.database.windows.net/.default"
                                   for a in azure_asks), azure_asks
         assert all(a["path"] == "/tenant-1/oauth2/v2.0/token" for a in azure_asks)
@@ -249,64 +231,6 @@ client = botocore.session.get_session().create_client(
 with mock.patch.object(botocore.auth, "get_current_datetime", lambda *a, **k: at):
     print(client.generate_db_auth_token(case["host"], case["port"], case["user"], Region=case["region"]))
 """
-
-
-class CapturingPostgres:
-    """Speaks just enough of PostgreSQL's protocol to take a password: the
-    TLS upgrade (SSLRequest), the startup message, a request for a
-    cleartext password; then it refuses the login."""
-
-    def __init__(self, cert: Path, key: Path):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(cert, key)
-        self.passwords: list[tuple[dict, str]] = []
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.one, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def read(conn, n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            chunk = conn.recv(n - len(out))
-            if not chunk:
-                raise ConnectionError("closed")
-            out += chunk
-        return out
-
-    def one(self, conn):
-        try:
-            length, code = struct.unpack("!ii", self.read(conn, 8))
-            assert length == 8 and code == 80877103, "an SSLRequest first"
-            conn.sendall(b"S")
-            conn = self.context.wrap_socket(conn, server_side=True)
-            (length,) = struct.unpack("!i", self.read(conn, 4))
-            body = self.read(conn, length - 4)[4:]  # skip the protocol version
-            fields = body.split(b"\0")
-            params = {fields[i].decode(): fields[i + 1].decode() for i in range(0, len(fields) - 2, 2) if fields[i]}
-            conn.sendall(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
-            kind, length = struct.unpack("!ci", self.read(conn, 5))
-            assert kind == b"p"
-            password = self.read(conn, length - 4).rstrip(b"\0").decode()
-            remember_secret(password)
-            self.passwords.append((params, password))
-            error = b"SFATAL\0C28P01\0Mstand-in: password taken\0\0"
-            conn.sendall(b"E" + struct.pack("!i", len(error) + 4) + error)
-        except Exception:
-            pass
-        finally:
-            conn.close()
-
-    def close(self):
-        self.sock.close()
 
 
 def test_rds_iam_token_is_botocores_for_the_same_inputs(tmp_path, world):

@@ -52,13 +52,13 @@ fn discovery_order() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().display().to_string();
     let adc = GoogleAdc::from_env(
-        CLOUD_SQL_LOGIN_SCOPE,
+        DATABASE_LOGIN_SCOPES,
         &from_pairs(&[("HOME", &home), ("GCE_METADATA_HOST", "127.0.0.1:9")]),
     )
     .unwrap();
     assert_eq!(adc.kind(), "metadata server");
     assert!(matches!(&adc.source, Source::MetadataServer { base } if base == "http://127.0.0.1:9"));
-    assert_eq!(adc.scope(), CLOUD_SQL_LOGIN_SCOPE);
+    assert_eq!(adc.scope(), DATABASE_LOGIN_SCOPES);
 
     // gcloud's user credentials under $HOME win over the metadata server.
     let gcloud = dir.path().join(".config/gcloud");
@@ -69,7 +69,7 @@ fn discovery_order() {
     )
     .unwrap();
     let adc = GoogleAdc::from_env(
-        CLOUD_SQL_LOGIN_SCOPE,
+        DATABASE_LOGIN_SCOPES,
         &from_pairs(&[("HOME", &home), ("GCE_METADATA_HOST", "127.0.0.1:9")]),
     )
     .unwrap();
@@ -79,7 +79,7 @@ fn discovery_order() {
     // permanent error that names it, found at once.
     let missing = dir.path().join("missing.json").display().to_string();
     let err = GoogleAdc::from_env(
-        CLOUD_SQL_LOGIN_SCOPE,
+        DATABASE_LOGIN_SCOPES,
         &from_pairs(&[
             ("HOME", &home),
             ("GOOGLE_APPLICATION_CREDENTIALS", &missing),
@@ -98,7 +98,7 @@ fn service_account_jwt_is_signed_with_its_key_for_the_scope() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sa.json");
     std::fs::write(&path, key_file(&pem, "http://127.0.0.1:1/token")).unwrap();
-    let adc = GoogleAdc::from_key_file(&path, CLOUD_SQL_LOGIN_SCOPE).unwrap();
+    let adc = GoogleAdc::from_key_file(&path, DATABASE_LOGIN_SCOPES).unwrap();
     let Source::ServiceAccount {
         email,
         key,
@@ -112,7 +112,7 @@ fn service_account_jwt_is_signed_with_its_key_for_the_scope() {
     let claims = verified_claims(&public, &jwt).expect("verifies with the account's public key");
     assert_eq!(claims["iss"], "kb@proj.iam.gserviceaccount.com");
     assert_eq!(claims["aud"], "http://127.0.0.1:1/token");
-    assert_eq!(claims["scope"], CLOUD_SQL_LOGIN_SCOPE);
+    assert_eq!(claims["scope"], DATABASE_LOGIN_SCOPES);
     let header: serde_json::Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
             .decode(jwt.split('.').next().unwrap())
@@ -132,7 +132,7 @@ async fn service_account_token_exchange_and_cache() {
         match claims {
             Some(c)
                 if grant.as_deref() == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
-                    && c["scope"] == CLOUD_SQL_LOGIN_SCOPE =>
+                    && c["scope"] == DATABASE_LOGIN_SCOPES =>
             {
                 (
                     200,
@@ -150,7 +150,7 @@ async fn service_account_token_exchange_and_cache() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sa.json");
     std::fs::write(&path, key_file(&pem, &format!("{base}/token?x=1"))).unwrap();
-    let adc = GoogleAdc::from_key_file(&path, CLOUD_SQL_LOGIN_SCOPE).unwrap();
+    let adc = GoogleAdc::from_key_file(&path, DATABASE_LOGIN_SCOPES).unwrap();
     let http = http();
     assert_eq!(adc.token(&http).await.unwrap().secret(), "ya29.sa-token");
     assert_eq!(adc.token(&http).await.unwrap().secret(), "ya29.sa-token");
@@ -162,7 +162,7 @@ async fn service_account_token_exchange_and_cache() {
     // has the OAuth code, not the description, the query or the JWT.
     let (_, other_pem) = test_key();
     std::fs::write(&path, key_file(&other_pem, &format!("{base}/token?x=1"))).unwrap();
-    let adc = GoogleAdc::from_key_file(&path, CLOUD_SQL_LOGIN_SCOPE).unwrap();
+    let adc = GoogleAdc::from_key_file(&path, DATABASE_LOGIN_SCOPES).unwrap();
     match adc.token(&http).await {
         Err(CloudError::Permanent(m)) => {
             assert!(
@@ -198,7 +198,7 @@ async fn authorized_user_refresh() {
         .to_string(),
     )
     .unwrap();
-    let adc = GoogleAdc::from_key_file(&path, CLOUD_SQL_LOGIN_SCOPE).unwrap();
+    let adc = GoogleAdc::from_key_file(&path, DATABASE_LOGIN_SCOPES).unwrap();
     assert_eq!(adc.token(&http()).await.unwrap().secret(), "ya29.user");
     assert_eq!(log.lock().unwrap().len(), 1);
 }
@@ -217,7 +217,7 @@ async fn metadata_server_token_for_the_scope() {
         }
     })
     .await;
-    let adc = GoogleAdc::metadata_server(&base, CLOUD_SQL_LOGIN_SCOPE);
+    let adc = GoogleAdc::metadata_server(&base, DATABASE_LOGIN_SCOPES);
     let http = http();
     assert_eq!(adc.token(&http).await.unwrap().secret(), "ya29.wi-token");
     let req = log.lock().unwrap()[0].clone();
@@ -229,14 +229,17 @@ async fn metadata_server_token_for_the_scope() {
     );
     assert_eq!(
         req.query_value("scopes").as_deref(),
-        Some(CLOUD_SQL_LOGIN_SCOPE)
+        Some(
+            "https://www.googleapis.com/auth/sqlservice.login,\
+             https://www.googleapis.com/auth/alloydb.login"
+        )
     );
 
     // No metadata server: a transient error that says what to set.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let adc = GoogleAdc::metadata_server(&base, CLOUD_SQL_LOGIN_SCOPE);
+    let adc = GoogleAdc::metadata_server(&base, DATABASE_LOGIN_SCOPES);
     match adc.token(&http).await {
         Err(CloudError::Transient(m)) => {
             assert!(m.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{m}")
@@ -269,7 +272,7 @@ fn bad_key_files_are_permanent_and_quote_nothing() {
     ] {
         let path = dir.path().join("key.json");
         std::fs::write(&path, content).unwrap();
-        let err = match GoogleAdc::from_key_file(&path, CLOUD_SQL_LOGIN_SCOPE) {
+        let err = match GoogleAdc::from_key_file(&path, DATABASE_LOGIN_SCOPES) {
             Err(e @ CloudError::Permanent(_)) => e.to_string(),
             Err(e) => panic!("wrong class {e:?}"),
             Ok(_) => panic!("{content} accepted"),
@@ -288,7 +291,7 @@ fn debug_shows_no_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sa.json");
     std::fs::write(&path, key_file(&pem, "http://127.0.0.1:1/token")).unwrap();
-    let adc = GoogleAdc::from_key_file(&path, CLOUD_SQL_LOGIN_SCOPE).unwrap();
+    let adc = GoogleAdc::from_key_file(&path, DATABASE_LOGIN_SCOPES).unwrap();
     let d = format!("{adc:?}");
     assert!(
         d.contains("service account") && !d.contains("PRIVATE"),

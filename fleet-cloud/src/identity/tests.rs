@@ -17,7 +17,7 @@ async fn metadata_server(answers: Vec<(u16, &'static str, u64)>) -> (String, Log
         let i = n.fetch_add(1, Ordering::SeqCst).min(answers.len() - 1);
         let (status, token, lifetime) = answers[i];
         if req.header("metadata-flavor") != Some("Google")
-            || req.query_value("scopes").as_deref() != Some(CLOUD_SQL_LOGIN_SCOPE)
+            || req.query_value("scopes") != Some(DATABASE_LOGIN_SCOPES.replace(' ', ","))
         {
             return (403, String::new());
         }

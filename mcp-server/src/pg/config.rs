@@ -90,9 +90,10 @@ pub struct DatabaseConfig {
     /// `postgres` (default) or `direct`.
     #[serde(default)]
     pub sslnegotiation: Option<String>,
-    /// Several hosts, each `host` or `host:port`, tried in order.
+    /// Several hosts, each `host`, `host:port` or (as pgEdge writes them)
+    /// `{host, port}`, tried in order.
     #[serde(default)]
-    pub hosts: Option<Vec<String>>,
+    pub hosts: Option<Vec<HostEntry>>,
     #[serde(default)]
     pub target_session_attrs: Option<String>,
     /// How the password is had: `password` (default: `password`,
@@ -145,6 +146,52 @@ impl fmt::Debug for DatabaseConfig {
             .field("pool_size", &self.pool_size)
             .field("allow_writers", &self.allow_writers)
             .finish()
+    }
+}
+
+/// One entry of `hosts:`: `host`, `host:port`, `[v6]:port`, or pgEdge's
+/// mapping `{host: ..., port: ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum HostEntry {
+    Text(String),
+    Pair {
+        host: String,
+        #[serde(default)]
+        port: Option<u16>,
+    },
+}
+
+impl From<&str> for HostEntry {
+    fn from(s: &str) -> HostEntry {
+        HostEntry::Text(s.to_string())
+    }
+}
+
+impl From<String> for HostEntry {
+    fn from(s: String) -> HostEntry {
+        HostEntry::Text(s)
+    }
+}
+
+impl HostEntry {
+    /// The host and its port, if one is given.
+    fn parts(&self) -> anyhow::Result<(&str, Option<u16>)> {
+        match self {
+            HostEntry::Text(text) => split_host_port(text.trim()),
+            HostEntry::Pair { host, port } => Ok((host.trim(), *port)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            HostEntry::Text(text) => text.clone(),
+            HostEntry::Pair {
+                host,
+                port: Some(p),
+            } => format!("{host}:{p}"),
+            HostEntry::Pair { host, port: None } => host.clone(),
+        }
     }
 }
 
@@ -272,9 +319,13 @@ impl DatabaseConfig {
         }
         if let Some(hosts) = &self.hosts {
             let mut ports = Vec::new();
-            for entry in hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()) {
-                let (host, port) = split_host_port(entry)
-                    .with_context(|| format!("database {name}: hosts entry {entry:?}"))?;
+            for entry in hosts {
+                let (host, port) = entry.parts().with_context(|| {
+                    format!("database {name}: hosts entry {:?}", entry.describe())
+                })?;
+                if host.is_empty() {
+                    bail!("database {name}: a hosts entry has no host");
+                }
                 pg.host(host);
                 ports.push(port);
             }
@@ -643,6 +694,13 @@ mod tests {
         };
         let r = c.resolve().unwrap();
         assert_eq!(r.pg.get_hosts().len(), 3);
+        assert_eq!(r.pg.get_ports(), &[6432, 6433, 5432]);
+        // pgEdge writes them as mappings.
+        let pgedge: DatabaseConfig = serde_norway::from_str(
+            "name: p\nuser: u\nhosts:\n  - host: pg-0\n    port: 6432\n  - pg-1:6433\n  - host: pg-2\n",
+        )
+        .unwrap();
+        let r = pgedge.resolve().unwrap();
         assert_eq!(r.pg.get_ports(), &[6432, 6433, 5432]);
         let both = DatabaseConfig {
             host: Some("a".into()),

@@ -123,7 +123,8 @@ use crate::metrics::DatabaseMetrics;
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_LIMIT, DEFAULT_MAX_ROWS, DEFAULT_POOL_SIZE,
-    DEFAULT_STATEMENT_TIMEOUT, DatabaseConfig, Limits, config_from_vars, configs_from_env,
+    DEFAULT_STATEMENT_TIMEOUT, DatabaseConfig, HostEntry, Limits, config_from_vars,
+    configs_from_env,
 };
 pub use connect::SessionAttrs;
 pub use error::ToolError;

@@ -110,8 +110,12 @@ pub const SIMILARITY_SEARCH_DESCRIPTION: &str = "Find the rows of a table whose 
 pub struct SimilaritySearchArgs {
     /// Table or view with a vector column (exact, case-sensitive);
     /// `schema.table` also works.
+    // pgEdge's argument names are taken too, so an assistant that learnt
+    // pgEdge's tool calls this one unchanged.
+    #[serde(alias = "table_name")]
     pub table: String,
     /// The text to search for (embedded with the server's model; at most 8 KiB).
+    #[serde(alias = "query_text")]
     pub text: String,
     /// Schema (default: the one on the search path).
     #[serde(default)]
@@ -130,7 +134,7 @@ pub struct SimilaritySearchArgs {
     pub columns: Option<Vec<String>>,
     /// The distance: cosine (<=>), l2 (<->), inner_product (<#>) or l1 (<+>);
     /// default: the one the column's index uses, else cosine.
-    #[serde(default)]
+    #[serde(default, alias = "distance_metric")]
     pub distance: Option<super::vector::Distance>,
     /// Which configured database (default: the token's or the first).
     #[serde(default)]

@@ -271,3 +271,19 @@ fn scan_settings_name_only_pgvector_s_settings() {
     assert!(sql.starts_with("SELECT CAST('[0]' AS \"public\".vector) IS NULL; "));
     assert!(sql.contains("GREATEST(s.setting::pg_catalog.int4, 50)"));
 }
+
+#[test]
+fn pgedge_argument_names_are_taken_too() {
+    let args: crate::pg::tools::SimilaritySearchArgs = serde_json::from_value(serde_json::json!({
+        "table_name": "docs",
+        "query_text": "how do I rotate keys",
+        "distance_metric": "l2",
+        "chunk_size_tokens": 100,
+        "lambda": 0.6,
+        "max_output_tokens": 1000
+    }))
+    .unwrap();
+    assert_eq!(args.table, "docs");
+    assert_eq!(args.text, "how do I rotate keys");
+    assert_eq!(args.distance, Some(Distance::L2));
+}
