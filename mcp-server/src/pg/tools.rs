@@ -135,7 +135,7 @@ pub struct SimilaritySearchArgs {
     /// The distance: cosine (<=>), l2 (<->), inner_product (<#>) or l1 (<+>);
     /// default: the one the column's index uses, else cosine.
     #[serde(default, alias = "distance_metric")]
-    pub distance: Option<super::vector::Distance>,
+    pub distance: Option<super::vector::distance::Distance>,
     /// Which configured database (default: the token's or the first).
     #[serde(default)]
     pub database: Option<String>,
