@@ -17,7 +17,9 @@ KB to three instances from each object store: S3 (moto), Google Cloud
 Storage (fake-gcs-server) and Azure Blob Storage (Azurite), each beside a
 plain download of the same object from the same store; on the PostgreSQL
 manual, `kb build` with and without the local embedding model and the
-relevance of the keyword, semantic and hybrid rankings. Then print the
+relevance of the keyword, semantic and hybrid rankings; and `query_database`
+on a PostgreSQL 15 started here with TLS, over verify-full beside the same
+call in plain text (warm pool; and on a new connection). Then print the
 machine, the KB and ONE
 table: each figure beside its baseline measured in the same run, its
 target, and whether the target is met. Every process started here is
@@ -1775,6 +1777,327 @@ ROWS += [
 ]
 
 
+# --------------------------------------------------------------------------- pgtls
+# A Postgres tool call over TLS beside the same call in plain text: one
+# PostgreSQL 15 on 127.0.0.1 with ssl=on (a CA and a server certificate for
+# localhost made here with `openssl`), one mcp-server whose `plain` and `tls`
+# databases differ only in sslmode (disable vs verify-full). Like the block
+# above, its targets, group name and rows are added here.
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql-15: initdb, pg_ctl, psql
+PGTLS_PASSWORD = "bench-pgtls-password-0"
+PGTLS_TABLE_ROWS = 500       # rows of bench_t
+PGTLS_POOL = 4               # pool_size of the warm entries
+PGTLS_FRESH_TRIALS = 20      # timed calls on a new connection per side, after one untimed (5 with --quick)
+PGTLS_IDLE_TIMEOUT_MS = 100  # the fresh entries' role: idle_session_timeout, so every call connects anew
+PGTLS_QUERY = "SELECT id, v FROM bench_t WHERE id = 42"
+PGTLS_WHO = "SELECT ssl, pid FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+
+GROUPS += ["pgtls"]
+TARGETS.update({f"pgtls_tls{c}.{k}": t for c in ("", "8")
+                for k, t in (("p50_ms", "≤ 1.1×"), ("p99_ms", "≤ 1.1×"), ("rps", "≥ 0.91×"))})
+
+
+def pgtls_bodies(database: str, query: str = PGTLS_QUERY) -> Callable[[Context], list[dict]]:
+    def bodies(_: Context) -> list[dict]:
+        return [rpc("tools/call", {"name": "query_database", "arguments": {"query": query, "database": database}})]
+    return bodies
+
+
+# (plain, tls) at one request in flight, then at 8 (twice the pool).
+PGTLS_SCENARIOS = [
+    (Scenario(f"pgtls_plain{c}", "mcp_pg", f"mcp-server query_database, database plain (sslmode disable), {n} in "
+              "flight", pgtls_bodies("plain"), concurrency=n),
+     Scenario(f"pgtls_tls{c}", "mcp_pg", f"mcp-server query_database, database tls (sslmode verify-full), {n} in "
+              "flight", pgtls_bodies("tls"), concurrency=n))
+    for c, n in (("", 1), ("8", 8))
+]
+
+
+class BenchPostgres:
+    """A throwaway PostgreSQL 15 cluster in a directory of its own, run as
+    the postgres user (initdb and pg_ctl refuse root), as
+    tests/e2e/postgres.py does; destroy() stops it and deletes it."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.base = Path(tempfile.mkdtemp(prefix="mcp-bench-pg-"))
+        self.base.chmod(0o755)  # the postgres user must reach data/
+        self.data = self.base / "data"
+        self.data.mkdir()
+        self._own(self.data)
+        self.started = False
+
+    @staticmethod
+    def _own(path: Path) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(path, "postgres", "postgres")
+
+    def as_pg(self, *args: str) -> str:
+        cmd = ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if out.returncode:
+            raise SystemExit(f"bench: {Path(args[0]).name} exited {out.returncode}: {out.stderr.strip()[-1500:]}")
+        return out.stdout
+
+    def write_private(self, name: str, data: bytes) -> None:
+        """A file in the data directory, the postgres user's, mode 0600."""
+        p = self.data / name
+        p.write_bytes(data)
+        p.chmod(0o600)
+        self._own(p)
+
+    def start(self) -> None:
+        self.started = True  # even if pg_ctl gives up waiting, destroy() stops what it started
+        self.as_pg(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.data / "log"), "start")
+
+    def sql(self, text: str) -> str:
+        return self.as_pg(str(PG_BIN / "psql"), "-h", str(self.data), "-p", str(self.port), "-U", "postgres",
+                          "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-At", "-c", text)
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the postmaster and its live children (the backends)."""
+        try:
+            postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0.0
+        total = 0.0
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(d.name) == postmaster or int(fields[1]) == postmaster:
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return total
+
+    def destroy(self) -> None:
+        if self.started:
+            try:
+                # No shutdown checkpoint: the cluster is deleted next.
+                self.as_pg(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            except SystemExit as e:
+                print(f"bench: stopping the pgtls PostgreSQL: {e}", file=sys.stderr)
+            try:
+                shutil.copyfile(self.data / "log", LOGS / "pgtls-postgres.log")
+            except OSError:
+                pass
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def pgtls_certificates(d: Path) -> None:
+    """ca.crt/ca.key and server.crt/server.key (CN and SAN localhost, signed
+    by the CA), EC P-256 keys, in `d`."""
+    def openssl(*args: str) -> None:
+        out = subprocess.run(["openssl", *args], cwd=d, capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"bench: openssl {' '.join(args[:2])} exited {out.returncode}: {out.stderr.strip()}")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=bench-pgtls-ca")
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "server.key")
+    openssl("req", "-new", "-key", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    (d / "server.ext").write_text("subjectAltName=DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial", "1001",
+            "-out", "server.crt", "-days", "2", "-extfile", "server.ext")
+
+
+def pgtls_call(ctx: Context, database: str, query: str) -> tuple[float, list[dict]]:
+    """One query_database call on a fresh HTTP connection: its wall time and
+    the rows of its answer; an error answer stops the run."""
+    body = json.dumps(rpc("tools/call", {"name": "query_database",
+                                         "arguments": {"query": query, "database": database}})).encode()
+    t0 = time.perf_counter()
+    status, reply = http_request(ctx.ports["mcp_pg"], "POST", "/mcp", body, headers(ctx))
+    dt = time.perf_counter() - t0
+    result = json.loads(reply).get("result", {}) if status == 200 else {}
+    if not result or result.get("isError"):
+        raise SystemExit(f"bench: pgtls: query_database on {database} answered {status}: {reply[:500]!r}")
+    rows = [json.loads(line.strip().rstrip(","))
+            for c in result.get("content", []) for line in c.get("text", "").splitlines()
+            if line.strip().startswith("{")]
+    return dt, rows
+
+
+def pgtls_smoke(ctx: Context) -> None:
+    """Each database answers the bench query, and is encrypted or not as its
+    sslmode says (pg_stat_ssl of its own backend)."""
+    for database, ssl in (("plain", False), ("tls", True), ("plain_new", False), ("tls_new", True)):
+        _, rows = pgtls_call(ctx, database, PGTLS_WHO)
+        if len(rows) != 1 or rows[0].get("ssl") is not ssl:
+            raise SystemExit(f"bench: pgtls: database {database} should have ssl={ssl}; pg_stat_ssl says {rows}")
+        _, rows = pgtls_call(ctx, database, PGTLS_QUERY)
+        if [r.get("id") for r in rows] != [42]:
+            raise SystemExit(f"bench: pgtls: {PGTLS_QUERY} on {database} answered {rows}")
+        print(f"bench: pgtls: database {database}: pg_stat_ssl.ssl = {str(ssl).lower()}", file=sys.stderr)
+
+
+def pgtls_pairs(ctx: Context, pg: BenchPostgres, plain: Scenario, tls: Scenario, pairs: int, seconds: float,
+                warmup: float, key: str) -> None:
+    """plain and tls back to back, alternating which goes first, as the
+    tools/list pairs (this VM's speed drifts: see measure_tools_list_pairs);
+    the rows are the pair with the median tls ÷ plain ratio of `key`.
+    PostgreSQL's CPU is part of the system measured: it is taken out of
+    "other processes" and kept as postgres_cpu_s (and per request,
+    postgres_cpu_us_per_req)."""
+    got = []
+    for i in range(pairs):
+        pair = {}
+        for s in (plain, tls) if i % 2 == 0 else (tls, plain):
+            pg0 = pg.cpu_seconds()
+            r = run_scenario(ctx, s, duration=seconds, warmup=warmup)
+            r["postgres_cpu_s"] = pg.cpu_seconds() - pg0
+            r["other_cpu_s"] = max(0.0, r["other_cpu_s"] - r["postgres_cpu_s"])
+            r["postgres_cpu_us_per_req"] = r["postgres_cpu_s"] / r["total_requests"] * 1e6
+            pair[s.name] = r
+        got.append(pair)
+    ratios = {k: [g[tls.name][k] / g[plain.name][k] for g in got] for k in ("p50_ms", "p99_ms", "rps")}
+    median = sorted(got, key=lambda g: g[tls.name][key] / g[plain.name][key])[len(got) // 2]
+    ctx.results[plain.name], ctx.results[tls.name] = median[plain.name], median[tls.name]
+    ctx.extra[f"{tls.name}_ratios"] = ratios
+    print(f"bench: pgtls, {tls.concurrency} in flight, tls ÷ plain over {pairs} pairs: "
+          + "; ".join(f"{k} {', '.join(f'{r:.3f}' for r in v)}" for k, v in ratios.items()), file=sys.stderr)
+
+
+def pgtls_fresh(ctx: Context, trials: int) -> None:
+    """query_database on a new connection every call, TLS vs plain: the
+    *_new entries log in as a role whose idle_session_timeout closes its
+    session while the server waits between calls, so each call's checkout
+    finds it dead and connects (TCP, TLS or not, SCRAM, session settings).
+    Each call reads its backend's pid and ssl: the last call's pid (the
+    connection was not replaced) or the wrong ssl stops the run."""
+    times: dict[str, list[float]] = {"plain_new": [], "tls_new": []}
+    last: dict[str, int] = {}
+    for i in range(trials + 1):  # the first of each is untimed
+        for database in ("plain_new", "tls_new") if i % 2 == 0 else ("tls_new", "plain_new"):
+            time.sleep(PGTLS_IDLE_TIMEOUT_MS / 1000 * 3)
+            dt, rows = pgtls_call(ctx, database, PGTLS_WHO)
+            ok = len(rows) == 1 and rows[0].get("ssl") is (database == "tls_new")
+            if not ok or rows[0].get("pid") == last.get(database):
+                raise SystemExit(f"bench: pgtls: {database} call {i} was not on a new connection of the right kind: "
+                                 f"{rows} (previous pid {last.get(database)})")
+            last[database] = rows[0]["pid"]
+            if i:
+                times[database].append(dt)
+    for database, name in (("plain_new", "plain"), ("tls_new", "tls")):
+        ctx.extra[f"pgtls_fresh_{name}_ms"] = statistics.median(times[database]) * 1000
+        ctx.extra[f"pgtls_fresh_{name}_max_ms"] = max(times[database]) * 1000
+    ctx.extra["pgtls_fresh_trials"] = float(trials)
+    print(f"bench: pgtls, new connection per call: plain {', '.join(f'{t * 1000:.1f}' for t in times['plain_new'])} "
+          f"ms; tls {', '.join(f'{t * 1000:.1f}' for t in times['tls_new'])} ms", file=sys.stderr)
+
+
+def measure_pgtls(procs: Procs, ctx: Context, kb: Path) -> None:
+    """The pgtls group: PostgreSQL with TLS, one mcp-server with a plain and a
+    verify-full entry on it, warm-pool pairs at 1 and 8 in flight, then calls
+    that each open a new connection."""
+    missing = [str(p) for p in (PG_BIN / "initdb", PG_BIN / "pg_ctl", PG_BIN / "psql") if not p.exists()]
+    if missing or not shutil.which("openssl"):
+        print(f"bench: pgtls skipped: needs PostgreSQL 15 in {PG_BIN} (apt-get install postgresql-15) and openssl; "
+              f"missing: {', '.join(missing) or 'openssl'}", file=sys.stderr)
+        return
+    quick = ctx.args.quick
+    pairs, seconds, warmup = (2, 1.0, 0.5) if quick else (PAIRS, PAIR_SECONDS, 1.0)
+    trials = 5 if quick else PGTLS_FRESH_TRIALS
+    d = ctx.tmp / "pgtls"
+    d.mkdir()
+    pgtls_certificates(d)
+    pg = BenchPostgres(free_port())
+    proc = None
+    try:
+        pg.as_pg(str(PG_BIN / "initdb"), "-D", str(pg.data), "-U", "postgres", "--auth=trust")  # pg_hba.conf next
+        pg.write_private("server.crt", (d / "server.crt").read_bytes())
+        pg.write_private("server.key", (d / "server.key").read_bytes())
+        pg.write_private("pg_hba.conf", b"local all postgres trust\n"
+                                        b"hostssl all all 127.0.0.1/32 scram-sha-256\n"
+                                        b"hostnossl all all 127.0.0.1/32 scram-sha-256\n")
+        conf = (pg.data / "postgresql.conf").read_text() + (
+            f"\nlisten_addresses = '127.0.0.1'\nport = {pg.port}\nunix_socket_directories = '{pg.data}'\n"
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+            "password_encryption = 'scram-sha-256'\n")
+        pg.write_private("postgresql.conf", conf.encode())
+        pg.start()
+        pg.sql(f"CREATE ROLE bench LOGIN PASSWORD '{PGTLS_PASSWORD}';"
+               f"CREATE ROLE bench_fresh LOGIN PASSWORD '{PGTLS_PASSWORD}';"
+               f"ALTER ROLE bench_fresh SET idle_session_timeout = '{PGTLS_IDLE_TIMEOUT_MS}ms';"
+               "CREATE TABLE bench_t (id int PRIMARY KEY, v text NOT NULL);"
+               f"INSERT INTO bench_t SELECT g, md5(g::text) FROM generate_series(1, {PGTLS_TABLE_ROWS}) g;"
+               "ANALYZE bench_t; GRANT SELECT ON bench_t TO bench, bench_fresh;")
+        version = pg.sql("SHOW server_version").strip()
+
+        def entry(name: str, user: str, pool: int, tls: bool) -> str:
+            mode = f"verify-full\n    sslrootcert: {d / 'ca.crt'}" if tls else "disable"
+            return (f"  - name: {name}\n    host: localhost\n    port: {pg.port}\n    database: postgres\n"
+                    f"    user: {user}\n    password: {PGTLS_PASSWORD}\n    sslmode: {mode}\n    pool_size: {pool}\n")
+        config = d / "config.yaml"
+        config.write_text("databases:\n" + entry("plain", "bench", PGTLS_POOL, False)
+                          + entry("tls", "bench", PGTLS_POOL, True) + entry("plain_new", "bench_fresh", 1, False)
+                          + entry("tls_new", "bench_fresh", 1, True))
+        data = d / "data"
+        data.mkdir()
+        (data / "tokens.yaml").write_text(tokens_yaml(ctx.token))
+        port, log = free_port(), LOGS / "mcp-server-pgtls.log"
+        proc = procs.start("mcp-server (pgtls)", mcp_serve_args(port, data, "--kb-file", str(kb), "--config",
+                                                                str(config)), log, env={"RUST_LOG": "warn"})
+        wait_http_ok("mcp-server (pgtls)", proc, port, log)
+        ctx.ports["mcp_pg"], ctx.pids["mcp_pg"] = port, proc.pid
+        pgtls_smoke(ctx)
+        for (plain, tls), key in zip(PGTLS_SCENARIOS, ("p50_ms", "rps")):
+            pgtls_pairs(ctx, pg, plain, tls, pairs, seconds, warmup, key)
+        pgtls_fresh(ctx, trials)
+    finally:
+        if proc is not None:
+            procs.stop(proc)
+        pg.destroy()
+    x = ctx.extra
+
+    def pair_note(plain: Scenario, tls: Scenario, by: str) -> str:
+        ratios = x[f"{tls.name}_ratios"]
+        r = ctx.results[tls.name]
+        cores = ", ".join(f"{s.name} {ctx.results[s.name]['postgres_cpu_s'] / ctx.results[s.name]['wall_s']:.2f}"
+                          for s in (plain, tls))
+        return (f"{tls.concurrency} in flight: the pair with the median {by} ratio; tls ÷ plain of every pair: "
+                + "; ".join(f"{k} {', '.join(f'{v:.3f}' for v in vs)}" for k, vs in ratios.items())
+                + f" (PostgreSQL's cores: {cores}; {r['bytes_per_reply']:,} bytes/reply)")
+    ctx.notes.append(
+        f"pgtls: PostgreSQL {version} ({PG_BIN}) on 127.0.0.1, ssl=on with a server certificate for localhost (EC "
+        f"P-256, signed by a CA made in the run with openssl), pg_hba.conf hostssl and hostnossl with scram-sha-256; "
+        f"one mcp-server (--config) whose databases plain (sslmode disable) and tls (sslmode verify-full, sslrootcert "
+        f"that CA) are the same server, role and host name (localhost), pool_size {PGTLS_POOL}; each call runs "
+        f"query_database {json.dumps(PGTLS_QUERY)} on a {PGTLS_TABLE_ROWS}-row table (5 round trips: the checkout's "
+        f"reset, START TRANSACTION READ ONLY, its SET LOCALs, the statement described and run in one pipelined "
+        f"trip, the advisory unlock sent with the ROLLBACK). The smoke "
+        f"check read pg_stat_ssl.ssl of each database's own backend: false on plain, true on tls. {pairs} "
+        f"interleaved plain/tls pairs per concurrency, {warmup:g} s warm-up (the pool warms) + {seconds:g} s a "
+        f"side, alternating which goes first; "
+        f"{pair_note(*PGTLS_SCENARIOS[0], 'p50')}; {pair_note(*PGTLS_SCENARIOS[1], 'requests/s')}. PostgreSQL's "
+        f"CPU is left out of 'other processes' below. New connection: databases plain_new and tls_new (pool_size 1) "
+        f"log in as a role with idle_session_timeout {PGTLS_IDLE_TIMEOUT_MS} ms, and each call comes "
+        f"{PGTLS_IDLE_TIMEOUT_MS * 3} ms after the last, so its checkout finds the connection closed and opens "
+        f"another (TCP, TLS handshake or not, SCRAM, session settings); the call reads pg_stat_ssl of its backend "
+        f"and must show a new pid and the right ssl; wall time of the HTTP call, median of "
+        f"{x['pgtls_fresh_trials']:.0f} per side after one untimed, alternating (max: tls "
+        f"{x['pgtls_fresh_tls_max_ms']:.1f} ms, plain {x['pgtls_fresh_plain_max_ms']:.1f} ms).")
+
+
+def pgtls_label(what: str, concurrency: int = 1) -> str:
+    pool = "warm pool" if concurrency == 1 else f"warm pool of {PGTLS_POOL}"
+    return f"query_database over TLS (verify-full, vs plain), {pool}, {concurrency} in flight: {what}"
+
+
+ROWS += [
+    *[metric_row(f"pgtls_tls{c}", key, pgtls_label(what, n), unit, f"pgtls_plain{c}")
+      for c, n in (("", 1), ("8", 8))
+      for key, what, unit in (("p50_ms", "p50 latency", "ms"), ("p99_ms", "p99 latency", "ms"),
+                              ("rps", "requests/s", "req/s"))],
+    metric_row("pgtls_tls", "server_cpu_us_per_req", pgtls_label("mcp-server CPU per request"), "µs", "pgtls_plain"),
+    metric_row("pgtls_tls", "postgres_cpu_us_per_req", pgtls_label("PostgreSQL CPU per request"), "µs", "pgtls_plain"),
+    extra_row("pgtls_fresh_tls_ms", "query_database on a new connection (TLS verify-full handshake vs plain): "
+              "median", "ms", "pgtls_fresh_plain_ms"),
+]
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -1876,6 +2199,8 @@ def main() -> int:
                     if store:
                         ctx.extra.update(measure_propagation(procs, tmp, trials, store))
             run_docs_groups(procs, ctx, kb)
+            if ctx.selected("pgtls"):
+                measure_pgtls(procs, ctx, kb)
     finally:
         procs.stop_all()
 

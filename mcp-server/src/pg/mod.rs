@@ -448,10 +448,24 @@ impl Database {
     /// took (a function the guard could not see may take one; releasing is
     /// not undone by the rollback), then roll back. Never commits.
     async fn end(&self, tx: deadpool_postgres::Transaction<'_>) -> Result<(), ToolError> {
-        tx.batch_execute("SELECT pg_catalog.pg_advisory_unlock_all()")
-            .await
-            .map_err(|e| self.pg_error(e))?;
-        tx.rollback().await.map_err(|e| self.pg_error(e))
+        self.finish(tx, "ROLLBACK").await
+    }
+
+    /// Release session advisory locks and end the transaction with `last`,
+    /// in one round trip. The dropped `tx` then queues the driver's own
+    /// ROLLBACK, which nobody waits for and PostgreSQL answers with a
+    /// warning (no transaction in progress); if the batch failed half-way,
+    /// that ROLLBACK is what ends the transaction.
+    async fn finish(
+        &self,
+        tx: deadpool_postgres::Transaction<'_>,
+        last: &str,
+    ) -> Result<(), ToolError> {
+        tx.batch_execute(&format!(
+            "SELECT pg_catalog.pg_advisory_unlock_all(); {last}"
+        ))
+        .await
+        .map_err(|e| self.pg_error(e))
     }
 
     /// Open a writer tool's transaction: `START TRANSACTION READ WRITE`
@@ -495,10 +509,7 @@ impl Database {
     /// End a writer tool's call that succeeded: release session advisory
     /// locks, then commit.
     async fn commit(&self, tx: deadpool_postgres::Transaction<'_>) -> Result<(), ToolError> {
-        tx.batch_execute("SELECT pg_catalog.pg_advisory_unlock_all()")
-            .await
-            .map_err(|e| self.pg_error(e))?;
-        tx.commit().await.map_err(|e| self.pg_error(e))
+        self.finish(tx, "COMMIT").await
     }
 
     /// The whole-call deadline: the statement timeout plus slack for the

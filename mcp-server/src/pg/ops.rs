@@ -110,22 +110,17 @@ impl Database {
         params: &[Bound],
     ) -> Result<Rows, ToolError> {
         let (types, values) = (Bound::types(params), Bound::values(params));
-        let stmt = tx
-            .prepare_typed(body, &types)
-            .await
-            .map_err(|e| self.pg_error(e))?;
-        let columns: Vec<(String, String)> = stmt
-            .columns()
-            .iter()
-            .map(|c| (c.name().to_string(), c.type_().name().to_string()))
-            .collect();
-        let rows = match kind {
+        let typed: Vec<(
+            &(dyn tokio_postgres::types::ToSql + Sync),
+            tokio_postgres::types::Type,
+        )> = values.iter().copied().zip(types.iter().cloned()).collect();
+        // Fixed text around a statement the guard accepted, which the
+        // server parses as one statement: every type becomes JSON, in
+        // column order, and only limit+1 rows come back. A row longer than
+        // MAX_ROW_CHARS is cut on the server, so a huge value never crosses
+        // the wire whole.
+        let wrapped = match kind {
             StatementKind::Query | StatementKind::Write => {
-                // Fixed text around a statement the guard accepted and the
-                // server just parsed as one statement: every type becomes
-                // JSON, in column order, and only limit+1 rows come back.
-                // A row longer than MAX_ROW_CHARS is cut on the server, so a
-                // huge value never crosses the wire whole.
                 let (with, from) = match kind {
                     StatementKind::Write => (
                         format!("WITH __mcp_q AS (\n{body}\n) "),
@@ -133,40 +128,62 @@ impl Database {
                     ),
                     _ => (String::new(), format!("(\n{body}\n) AS __mcp_q")),
                 };
-                let wrapped = format!(
+                Some(format!(
                     "{with}SELECT pg_catalog.left(__mcp_r.j, {MAX_ROW_CHARS}), pg_catalog.length(__mcp_r.j) \
                      FROM (SELECT pg_catalog.row_to_json(__mcp_q.*)::text AS j FROM {from} \
                      LIMIT {} OFFSET {offset}) AS __mcp_r",
                     limit + 1
-                );
-                let wrapped = tx
-                    .prepare_typed(&wrapped, &types)
-                    .await
-                    .map_err(|e| self.pg_error(e))?;
-                let rows = tx
-                    .query(&wrapped, &values)
-                    .await
-                    .map_err(|e| self.pg_error(e))?;
-                rows.iter()
-                    .map(|r| {
-                        let text = r.try_get::<_, Option<String>>(0).ok().flatten();
-                        let len = r.try_get::<_, Option<i32>>(1).ok().flatten().unwrap_or(0);
-                        match text {
-                            None => "null".to_string(),
-                            Some(t) if len as usize > MAX_ROW_CHARS => format!(
-                                "{{\"_row_truncated\":{},\"_prefix\":{}}}",
-                                json!(format!(
-                                    "this row is {len} characters of JSON; showing the first \
-                                     {MAX_ROW_CHARS}: select fewer or shorter columns"
-                                )),
-                                json!(t)
-                            ),
-                            Some(t) => t,
-                        }
-                    })
-                    .collect()
+                ))
             }
-            StatementKind::Show => {
+            StatementKind::Show => None,
+        };
+        // One round trip: the statement is described (its columns, and
+        // PostgreSQL's own refusal of several commands in one Parse) and
+        // the wrapped statement runs, pipelined in that order. If the
+        // first fails, the transaction is aborted and the second runs
+        // nothing; the first one's error is the one to report (both are
+        // awaited: the second's, "transaction is aborted", may be seen
+        // first).
+        let (stmt, wrapped_rows) = match &wrapped {
+            Some(w) => {
+                let (stmt, rows) =
+                    tokio::join!(tx.prepare_typed(body, &types), tx.query_typed(w, &typed));
+                let stmt = stmt.map_err(|e| self.pg_error(e))?;
+                (stmt, Some(rows.map_err(|e| self.pg_error(e))?))
+            }
+            None => (
+                tx.prepare_typed(body, &types)
+                    .await
+                    .map_err(|e| self.pg_error(e))?,
+                None,
+            ),
+        };
+        let columns: Vec<(String, String)> = stmt
+            .columns()
+            .iter()
+            .map(|c| (c.name().to_string(), c.type_().name().to_string()))
+            .collect();
+        let rows = match wrapped_rows {
+            Some(rows) => rows
+                .iter()
+                .map(|r| {
+                    let text = r.try_get::<_, Option<String>>(0).ok().flatten();
+                    let len = r.try_get::<_, Option<i32>>(1).ok().flatten().unwrap_or(0);
+                    match text {
+                        None => "null".to_string(),
+                        Some(t) if len as usize > MAX_ROW_CHARS => format!(
+                            "{{\"_row_truncated\":{},\"_prefix\":{}}}",
+                            json!(format!(
+                                "this row is {len} characters of JSON; showing the first \
+                                 {MAX_ROW_CHARS}: select fewer or shorter columns"
+                            )),
+                            json!(t)
+                        ),
+                        Some(t) => t,
+                    }
+                })
+                .collect(),
+            None => {
                 let rows = tx
                     .query(&stmt, &values)
                     .await
