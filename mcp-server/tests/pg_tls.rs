@@ -243,6 +243,13 @@ async fn every_sslmode_means_what_libpq_means() {
         assert_eq!(row["ssl"], true, "{mode}: {row}");
         assert_eq!(row["who"], "pwuser");
     }
+    // prefer with a root the server's certificate does not chain to: the
+    // handshake fails, plain text is tried (as libpq does), and pg_hba.conf
+    // refuses it.
+    let e = who(with_tls(ip.clone(), "prefer", Some(&other)))
+        .await
+        .unwrap_err();
+    assert!(e.contains("no encryption"), "{e}");
     // With a root certificate, require checks the chain (as libpq does).
     let e = who(with_tls(ip.clone(), "require", Some(&other)))
         .await

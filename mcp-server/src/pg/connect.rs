@@ -12,7 +12,8 @@
 //!   which this server's read-only sessions always set, so it cannot tell a
 //!   primary from a standby.)
 //! - **TLS** as [`super::tls`] says, with libpq's `allow` (plain text
-//!   first, TLS when the server refuses it) done here.
+//!   first, TLS when the server refuses it) and `prefer` (TLS, plain text
+//!   when the handshake fails) done here.
 //! - **Cloud identity.** The password of each new connection comes from
 //!   [`super::identity`] when the entry says so.
 //! - **Back-off.** A host whose connection attempt timed out is skipped for
@@ -360,6 +361,18 @@ impl Connector {
                 }
                 Err(e) => return Err(e),
             },
+            (SslMode::Prefer, Some(tls)) => {
+                match spawn(config.connect(self.tls_connector(tls)).await) {
+                    Ok(pair) => pair,
+                    // libpq: a TLS handshake that fails (a certificate the
+                    // root does not vouch for) is tried again in plain text.
+                    Err(Failed::Driver(e)) if is_tls_failure(&e) => {
+                        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                        spawn(config.connect(NoTls).await)?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             (_, Some(tls)) => spawn(config.connect(self.tls_connector(tls)).await)?,
         };
         if self.attrs != SessionAttrs::Any {
@@ -396,6 +409,28 @@ async fn in_recovery(client: &Client) -> Result<bool, Error> {
         .query_one("SELECT pg_catalog.pg_is_in_recovery()", &[])
         .await?;
     row.try_get(0)
+}
+
+/// Whether the TLS handshake itself failed (rustls refused it), as opposed
+/// to the server's refusal or the network.
+fn is_tls_failure(e: &Error) -> bool {
+    use std::error::Error as _;
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        // tokio-rustls hands rustls's error over inside an io::Error, whose
+        // `source` skips it: look inside too.
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        if err.downcast_ref::<rustls::Error>().is_some()
+            || inner.is_some_and(|i| i.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn is_timeout(e: &Error) -> bool {

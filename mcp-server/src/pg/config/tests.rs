@@ -26,11 +26,21 @@ fn env_vars() {
         "PGPORT" => Some("6543".to_string()),
         "PGUSER" => Some("u".to_string()),
         "PGPASSWORD" => Some("pw".to_string()),
+        "PGSSLMODE" => Some("verify-full".to_string()),
+        "PGSSLROOTCERT" => Some("/etc/ca.pem".to_string()),
+        "PGSSLCERT" => Some("/etc/c.pem".to_string()),
+        "PGSSLKEY" => Some("/etc/k.pem".to_string()),
+        "PGTARGETSESSIONATTRS" => Some("read-write".to_string()),
         _ => None,
     };
     let c = config_from_vars(vars).unwrap();
     assert_eq!(c.name, "default");
     assert_eq!(c.port, Some(6543));
+    let r = c.resolve().unwrap();
+    assert_eq!(r.tls.mode, SslMode::VerifyFull);
+    assert_eq!(r.tls.root, Some(RootCert::File("/etc/ca.pem".into())));
+    assert_eq!(r.tls.key, Some(PathBuf::from("/etc/k.pem")));
+    assert_eq!(r.attrs, SessionAttrs::Primary);
     assert!(config_from_vars(|_| None).is_none());
 }
 
