@@ -125,6 +125,8 @@ enum Failed {
     /// The host answered but is not the kind asked for, or the password
     /// could not be had: no driver error to return.
     Refused(String),
+    /// Nothing within `connect_timeout`.
+    TimedOut,
 }
 
 /// A database's connector, shared by its pools.
@@ -135,6 +137,8 @@ pub struct Connector {
     tls: Option<Tls>,
     attrs: SessionAttrs,
     identity: Option<Identity>,
+    /// One host's whole attempt.
+    connect_timeout: Duration,
     state: Mutex<State>,
     metrics: super::MetricsSlot,
 }
@@ -163,9 +167,19 @@ impl Connector {
             tls,
             attrs,
             identity,
+            connect_timeout: base
+                .get_connect_timeout()
+                .copied()
+                .unwrap_or(Duration::from_secs(3)),
             state: Mutex::new(state),
             metrics,
         }
+    }
+
+    /// The longest a new connection may take: every host, on every pass,
+    /// up to its connect_timeout (the pool's own limit must allow this).
+    pub fn budget(&self) -> Duration {
+        self.connect_timeout * (self.targets.len() * self.attrs.passes()) as u32
     }
 
     /// Record in the server's metrics, once they are attached.
@@ -293,10 +307,25 @@ impl Connector {
         let mut reasons: Vec<String> = Vec::new();
         for pass in 0..self.attrs.passes() {
             for &i in &order {
-                let reason = match self.connect_host(i, pass).await {
+                // The whole attempt, the startup exchange and the password's
+                // fetch included, within connect_timeout (the driver's own
+                // covers the TCP connect only): a host that accepts and then
+                // says nothing is a timed-out host, and the next is tried.
+                let attempt =
+                    tokio::time::timeout(self.connect_timeout, self.connect_host(i, pass));
+                let reason = match attempt.await.unwrap_or(Err(Failed::TimedOut)) {
                     Ok(pair) => {
                         self.succeeded(i);
                         return Ok(pair);
+                    }
+                    Err(Failed::TimedOut) => {
+                        let reason = format!(
+                            "{}no answer within {}",
+                            self.label(i),
+                            super::error::human_duration(self.connect_timeout)
+                        );
+                        self.failed(i, reason.clone(), true);
+                        reason
                     }
                     Err(Failed::Driver(e)) => {
                         let reason = format!("{}{}", self.label(i), connect_reason(&e));
@@ -563,6 +592,47 @@ mod tests {
         );
         let single: Config = "host=a,b port=7 user=u".parse().unwrap();
         assert_eq!(one_host(&single, 1).port, 7);
+    }
+
+    #[tokio::test]
+    async fn a_silent_host_times_out_and_backs_off() {
+        // Accepts (the kernel's backlog) and never says a word.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let base: Config = format!("host=127.0.0.1 port={port} user=u connect_timeout=1")
+            .parse()
+            .unwrap();
+        let mut c = Connector::new(
+            "x",
+            &base,
+            SslMode::Disable,
+            None,
+            SessionAttrs::Any,
+            None,
+            Default::default(),
+        );
+        c.connect_timeout = Duration::from_millis(150);
+        let started = Instant::now();
+        assert!(c.connect_any().await.is_err());
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        let reason = c.recent_failure(Duration::from_secs(5)).unwrap();
+        assert!(reason.contains("no answer within"), "{reason}");
+        // Backing off: the next attempt fails at once, with the same reason.
+        let started = Instant::now();
+        assert!(c.connect_any().await.is_err());
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(c.recent_failure(Duration::from_secs(5)).unwrap(), reason);
+        // After the back-off it is tried again (and times out again).
+        tokio::time::sleep(BACKOFF_FIRST).await;
+        let started = Instant::now();
+        assert!(c.connect_any().await.is_err());
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        assert_eq!(c.health()["connect_failures"], 3);
+        drop(silent);
     }
 
     #[tokio::test]

@@ -304,7 +304,6 @@ fn build_pool(
     connector: &Arc<Connector>,
     pg: tokio_postgres::Config,
     size: usize,
-    limits: &Limits,
     recycling_method: RecyclingMethod,
 ) -> anyhow::Result<Pool> {
     let manager = Manager::from_connect(
@@ -316,7 +315,7 @@ fn build_pool(
         .max_size(size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(POOL_WAIT))
-        .create_timeout(Some(limits.connect_timeout + Duration::from_secs(2)))
+        .create_timeout(Some(connector.budget() + Duration::from_secs(2)))
         .recycle_timeout(Some(RECYCLE_TIMEOUT))
         .build()
         .context("building the connection pool")
@@ -348,11 +347,10 @@ impl Database {
             &connector,
             resolved.pg.clone(),
             limits.pool_size,
-            &limits,
             RecyclingMethod::Clean,
         )
         .with_context(|| format!("database {}", cfg.name))?;
-        let health_pool = build_pool(&connector, resolved.pg, 1, &limits, RecyclingMethod::Fast)
+        let health_pool = build_pool(&connector, resolved.pg, 1, RecyclingMethod::Fast)
             .with_context(|| format!("database {}", cfg.name))?;
         let st = limits.statement_timeout.as_millis();
         let writer_pin_sql = format!(
