@@ -130,6 +130,14 @@ enum Failed {
 }
 
 /// A database's connector, shared by its pools.
+///
+/// deadpool's `Connect` must fail with a `tokio_postgres::Error`, which has
+/// no public constructor; where no driver error exists (every host backing
+/// off, a host of the wrong kind, no password from the cloud identity) the
+/// connector fails with the driver's own timeout error
+/// (`Error::__private_api_timeout`, what the sync `postgres` crate uses)
+/// and keeps the real reason ([`Connector::recent_failure`]), which is what
+/// the caller and `/health` see.
 pub struct Connector {
     database: String,
     targets: Vec<Target>,
