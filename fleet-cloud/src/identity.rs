@@ -27,10 +27,14 @@ use crate::azure::{EntraCredential, OSSRDBMS};
 use crate::env::{Env, process_env};
 use crate::error::CloudError;
 use crate::google::{DATABASE_LOGIN_SCOPES, GoogleAdc};
-use crate::token::{CacheStats, TokenCache};
+use crate::token::{CacheStats, Token, TokenCache};
 
 /// Connect and read timeout of the token endpoints.
 pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a new connection waits for the refresh of a token that is
+/// still valid before it goes ahead with that token.
+pub const REFRESH_WAIT: Duration = Duration::from_millis(500);
 
 const USER_AGENT: &str = concat!("fleet-cloud/", env!("CARGO_PKG_VERSION"));
 
@@ -174,7 +178,44 @@ impl DbIdentity {
     /// minute) remains; when that refresh fails and the cached token is
     /// still valid, the cached token (the failure shows in
     /// [`DbIdentity::status`]); else the error.
+    ///
+    /// A refresh of a token that is still valid is waited for at most
+    /// [`REFRESH_WAIT`]: past that, the valid token is handed out and the
+    /// refresh goes on in the background, so a token endpoint that hangs
+    /// (a slow metadata server) does not hold up new connections, or
+    /// `/health`, while the token in hand still works.
     pub async fn password(&self, host: &str, port: u16, user: &str) -> Result<String, CloudError> {
+        let Some(valid) = self.usable(host, port, user) else {
+            return self.fetch(host, port, user).await;
+        };
+        if !valid.needs_refresh() {
+            return Ok(valid.secret().to_string());
+        }
+        let (this, host, user) = (self.clone(), host.to_string(), user.to_string());
+        let refresh = tokio::spawn(async move { this.fetch(&host, port, &user).await });
+        match tokio::time::timeout(REFRESH_WAIT, refresh).await {
+            Ok(Ok(result)) => result,
+            // Still fetching (or the task ended abnormally): the token in hand.
+            _ => Ok(valid.secret().to_string()),
+        }
+    }
+
+    /// The token held for `host:port` as `user` while it may still be
+    /// handed out (due for a refresh or not).
+    fn usable(&self, host: &str, port: u16, user: &str) -> Option<Token> {
+        match &self.inner.provider {
+            Provider::Aws { caches, .. } => caches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&(host.to_string(), port, user.to_string()))
+                .and_then(|c| c.usable()),
+            Provider::Gcp(adc) => adc.cache().usable(),
+            Provider::Azure(cred) => cred.cache().usable(),
+        }
+    }
+
+    /// The token from the cache, fetched when it is due (waiting for it).
+    async fn fetch(&self, host: &str, port: u16, user: &str) -> Result<String, CloudError> {
         let http = &self.inner.http;
         let token = match &self.inner.provider {
             Provider::Aws { rds, caches } => {

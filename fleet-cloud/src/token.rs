@@ -108,6 +108,8 @@ pub struct TokenCache {
     ended: AtomicU64,
     /// Apart from `slot`, so that reading it never waits for a fetch.
     stats: Mutex<CacheStats>,
+    /// The token `slot` holds, readable while a fetch is in flight.
+    latest: Mutex<Option<Token>>,
 }
 
 #[derive(Default)]
@@ -125,6 +127,17 @@ impl std::fmt::Debug for TokenCache {
 }
 
 impl TokenCache {
+    /// The token held now, if it may still be handed out (due for a
+    /// refresh or not), without waiting for a fetch in flight.
+    pub fn usable(&self) -> Option<Token> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|t| t.usable())
+            .cloned()
+    }
+
     /// The cached token while it does not need a refresh, else the one
     /// `fetch` gets (and keeps). Concurrent callers share a single fetch
     /// and its outcome. When a refresh fails and the cached token is still
@@ -160,6 +173,7 @@ impl TokenCache {
                 stats.last_fetch_ok = Some(true);
                 stats.expires_at = Some(token.expires);
                 slot.token = Some(token.clone());
+                *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
                 slot.last_failure = None;
                 Ok(token)
             }

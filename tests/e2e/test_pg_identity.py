@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import subprocess
 import sys
 import threading
@@ -44,6 +45,7 @@ class Tokens(ThreadingHTTPServer):
         self.tokens = {"gcp": ("", 3600), "azure": ("", 3600)}
         self.asked: list[dict] = []
         self.down = False
+        self.hang = 0.0  # seconds to wait before answering
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -61,6 +63,7 @@ class TokenHandler(BaseHTTPRequestHandler):
 
     def answer(self, kind: str, asked: dict) -> None:
         self.server.asked.append({"kind": kind, **asked})
+        time.sleep(self.server.hang)
         if self.server.down:
             self.send_response(503)
             self.end_headers()
@@ -186,6 +189,20 @@ def test_gcp_and_azure_tokens_are_the_password_and_rotate_without_a_restart(tmp_
             end_sessions(pg, role)
             is_error, text = who(s.url, token, db)
             assert not is_error and f'"who":"{role}"' in text, text
+
+        # A token endpoint that takes its time never slows /health: the
+        # refresh a health ping starts runs in the background.
+        tokens.hang = 2.0
+        asked = len(tokens.asked)
+        for _ in range(4):
+            started = time.monotonic()
+            status, _ = s.health()
+            assert status == 200 and time.monotonic() - started < 0.9, time.monotonic() - started
+            time.sleep(0.3)
+        # (A database's health entry is reused for half a second.)
+        wait_until(lambda: s.health() and len(tokens.asked) > asked, timeout=5, interval=0.2)
+        assert not who(s.url, token, "gcp")[0]
+        tokens.hang = 0.0
 
         # The token endpoint fails (each health ping asks it again, the
         # token being due): pooled connections keep working, and /health

@@ -217,3 +217,44 @@ fn configuration_errors_are_found_at_once() {
     assert_eq!(Method::GcpIam.label(), "gcp-iam");
     assert_eq!(Method::AzureEntra.label(), "azure-entra");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_refresh_does_not_hold_up_a_valid_token() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let seen = n.clone();
+    let (base, log) = serve(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            // 50 s left: due for a refresh at once, valid for a while.
+            return (
+                200,
+                r#"{"access_token":"ya29.first","expires_in":50}"#.into(),
+            );
+        }
+        // The metadata server hangs, then answers.
+        std::thread::sleep(Duration::from_millis(1500));
+        (
+            200,
+            r#"{"access_token":"ya29.late","expires_in":3599}"#.into(),
+        )
+    })
+    .await;
+    let id = gcp(&base);
+    assert_eq!(id.password("db", 5432, "u").await.unwrap(), "ya29.first");
+    let started = Instant::now();
+    assert_eq!(id.password("db", 5432, "u").await.unwrap(), "ya29.first");
+    let waited = started.elapsed();
+    assert!(
+        waited >= REFRESH_WAIT && waited < Duration::from_millis(1200),
+        "{waited:?}"
+    );
+    // The refresh went on in the background and its token is used next.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while id.password("db", 5432, "u").await.unwrap() != "ya29.late" {
+        assert!(
+            Instant::now() < deadline,
+            "the background refresh never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(log.lock().unwrap().len(), 2, "one refresh, shared");
+}

@@ -28,6 +28,7 @@
 //! name, and never carries a password or token.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use deadpool_postgres::Connect;
@@ -147,6 +148,8 @@ pub struct Connector {
     identity: Option<Identity>,
     /// One host's whole attempt.
     connect_timeout: Duration,
+    /// A background identity refresh is running.
+    refreshing: AtomicBool,
     state: Mutex<State>,
     metrics: super::MetricsSlot,
 }
@@ -179,6 +182,7 @@ impl Connector {
                 .get_connect_timeout()
                 .copied()
                 .unwrap_or(Duration::from_secs(3)),
+            refreshing: AtomicBool::new(false),
             state: Mutex::new(state),
             metrics,
         }
@@ -209,19 +213,27 @@ impl Connector {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Ask the cloud identity (if any) for the current host's password: a
-    /// token close to expiry is fetched again now, even while the pool
-    /// makes no new connection, and a failing token endpoint shows in
-    /// `/health` and the metrics before any connection needs it.
-    pub async fn refresh_identity(&self) {
-        let Some(identity) = &self.identity else {
+    /// Ask the cloud identity (if any) for the current host's password in
+    /// the background: a token close to expiry is fetched again now, even
+    /// while the pool makes no new connection, and a failing token endpoint
+    /// shows in `/health` and the metrics before any connection needs it.
+    /// Never waits (a slow token endpoint must not slow `/health`), and one
+    /// refresh at a time.
+    pub fn refresh_identity(self: &std::sync::Arc<Self>) {
+        if self.identity.is_none() || self.refreshing.swap(true, Ordering::AcqRel) {
             return;
-        };
-        let i = self.state().last_host.unwrap_or(0);
-        let target = &self.targets[i];
-        let user = target.config.get_user().unwrap_or_default();
-        let _ = identity.password(&target.host, target.port, user).await;
-        self.metrics(|m| m.set_credential_ok(&self.database, identity.ok()));
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Some(identity) = &this.identity {
+                let i = this.state().last_host.unwrap_or(0);
+                let target = &this.targets[i];
+                let user = target.config.get_user().unwrap_or_default();
+                let _ = identity.password(&target.host, target.port, user).await;
+                this.metrics(|m| m.set_credential_ok(&this.database, identity.ok()));
+            }
+            this.refreshing.store(false, Ordering::Release);
+        });
     }
 
     /// The last connection failure and when it happened.

@@ -560,8 +560,8 @@ impl Database {
             return v.clone();
         }
         let started = Instant::now();
+        self.connector.refresh_identity();
         let result = tokio::time::timeout(HEALTH_TIMEOUT, async {
-            self.connector.refresh_identity().await;
             let client = self
                 .health_pool
                 .get()
