@@ -11,16 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{PgServer, db_config, free_port, require_postgres};
+use common::{PgServer, db_config, first_row, free_port, require_postgres};
 use mcp_server::pg::{DatabaseConfig, Databases};
-use serde_json::Value;
-
-async fn first_row(dbs: &Databases, sql: &str) -> Result<Value, String> {
-    let db = dbs.get(&dbs.names()[0]).unwrap();
-    let text = db.query(sql, None, None).await.map_err(|e| e.to_string())?;
-    let row = text.lines().find(|l| l.starts_with('{')).unwrap_or("null");
-    Ok(serde_json::from_str(row).unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_under_load_fails_only_the_calls_made_while_it_is_down() {

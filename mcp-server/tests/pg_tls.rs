@@ -210,11 +210,7 @@ async fn who(cfg: DatabaseConfig) -> Result<Value, String> {
 }
 
 async fn who_on(dbs: &Databases) -> Result<Value, String> {
-    let db = dbs.get(&dbs.names()[0]).unwrap();
-    let text = db.query(WHO, None, None).await.map_err(|e| e.to_string())?;
-    // The answer is a summary line, the columns, then one JSON object per row.
-    let row = text.lines().find(|l| l.starts_with('{')).unwrap_or("null");
-    Ok(serde_json::from_str(row).unwrap())
+    common::first_row(dbs, WHO).await
 }
 
 fn with_tls(mut c: DatabaseConfig, mode: &str, root: Option<&Path>) -> DatabaseConfig {

@@ -495,11 +495,7 @@ impl DatabaseConfig {
             None => SslMode::Prefer,
         };
         let path = |entry: &Option<PathBuf>, key: &str| {
-            entry
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .or_else(|| pick(None, key))
-                .map(PathBuf::from)
+            entry.clone().or_else(|| pick(None, key).map(PathBuf::from))
         };
         let direct = match pick(self.sslnegotiation.as_deref(), "sslnegotiation").as_deref() {
             None | Some("postgres") => false,

@@ -460,40 +460,32 @@ async fn in_recovery(client: &Client) -> Result<bool, Error> {
     row.try_get(0)
 }
 
-/// Whether the TLS handshake itself failed (rustls refused it), as opposed
-/// to the server's refusal or the network.
-fn is_tls_failure(e: &Error) -> bool {
+/// The causes under a driver error, outermost first. tokio-rustls hands
+/// rustls's error over inside an io::Error, whose `source` skips it: that
+/// inner error is yielded too.
+fn causes<'a>(e: &'a Error) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     use std::error::Error as _;
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        // tokio-rustls hands rustls's error over inside an io::Error, whose
-        // `source` skips it: look inside too.
+    let first: Option<&'a (dyn std::error::Error + 'static)> = e.source();
+    std::iter::successors(first, |&err| err.source()).flat_map(|err| {
         let inner = err
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
             .map(|inner| inner as &(dyn std::error::Error + 'static));
-        if err.downcast_ref::<rustls::Error>().is_some()
-            || inner.is_some_and(|i| i.downcast_ref::<rustls::Error>().is_some())
-        {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+        std::iter::once(err).chain(inner)
+    })
+}
+
+/// Whether the TLS handshake itself failed (rustls refused it), as opposed
+/// to the server's refusal or the network.
+fn is_tls_failure(e: &Error) -> bool {
+    causes(e).any(|err| err.downcast_ref::<rustls::Error>().is_some())
 }
 
 fn is_timeout(e: &Error) -> bool {
-    use std::error::Error as _;
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+    causes(e).any(|err| {
+        err.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
 }
 
 /// Host `i` of `base` as a configuration of its own: the same settings,
@@ -614,6 +606,19 @@ mod tests {
         assert_eq!(one_host(&single, 1).port, 7);
     }
 
+    /// A connector without TLS, identity or metrics.
+    fn plain(base: &Config) -> Connector {
+        Connector::new(
+            "x",
+            base,
+            SslMode::Disable,
+            None,
+            SessionAttrs::Any,
+            None,
+            Default::default(),
+        )
+    }
+
     #[tokio::test]
     async fn a_silent_host_times_out_and_backs_off() {
         // Accepts (the kernel's backlog) and never says a word.
@@ -622,15 +627,7 @@ mod tests {
         let base: Config = format!("host=127.0.0.1 port={port} user=u connect_timeout=1")
             .parse()
             .unwrap();
-        let mut c = Connector::new(
-            "x",
-            &base,
-            SslMode::Disable,
-            None,
-            SessionAttrs::Any,
-            None,
-            Default::default(),
-        );
+        let mut c = plain(&base);
         c.connect_timeout = Duration::from_millis(150);
         let started = Instant::now();
         assert!(c.connect_any().await.is_err());
@@ -673,15 +670,7 @@ mod tests {
         )
         .parse()
         .unwrap();
-        let c = Connector::new(
-            "x",
-            &base,
-            SslMode::Disable,
-            None,
-            SessionAttrs::Any,
-            None,
-            Default::default(),
-        );
+        let c = plain(&base);
         assert!(c.connect_any().await.is_err());
         let reason = c.recent_failure(Duration::from_secs(5)).unwrap();
         assert!(

@@ -59,6 +59,30 @@ fn pg_command(program: &str) -> Command {
     }
 }
 
+/// Run a PostgreSQL program to its end; its failure fails the test with
+/// what it printed.
+fn run_pg(command: &mut Command, what: &str) {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The first row of `sql` on the first database of `dbs`, as JSON (`null`
+/// when there is none), or the tool error's text. `query_database` answers
+/// a summary line, the columns, then one JSON object per row.
+pub async fn first_row(
+    dbs: &mcp_server::pg::Databases,
+    sql: &str,
+) -> Result<serde_json::Value, String> {
+    let db = dbs.get(&dbs.names()[0]).unwrap();
+    let text = db.query(sql, None, None).await.map_err(|e| e.to_string())?;
+    let row = text.lines().find(|l| l.starts_with('{')).unwrap_or("null");
+    Ok(serde_json::from_str(row).unwrap())
+}
+
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
@@ -86,16 +110,16 @@ impl PgServer {
             let (uid, gid) = postgres_ids();
             std::os::unix::fs::chown(&data, Some(uid), Some(gid)).unwrap();
         }
-        let out = pg_command("initdb")
-            .args(["-D"])
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_pg(
+            pg_command("initdb").args(["-D"]).arg(&data).args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]),
+            "initdb",
         );
         PgServer {
             _root: root,
@@ -150,24 +174,20 @@ impl PgServer {
             std::os::unix::fs::chown(root.path(), Some(uid), Some(gid)).unwrap();
         }
         let data = root.path().join("data");
-        let out = pg_command("pg_basebackup")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &primary.port.to_string(),
-                "-U",
-                "postgres",
-            ])
-            .arg("-D")
-            .arg(&data)
-            .args(["-R", "-X", "stream", "--no-sync"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_basebackup failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_pg(
+            pg_command("pg_basebackup")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &primary.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .arg("-D")
+                .arg(&data)
+                .args(["-R", "-X", "stream", "--no-sync"]),
+            "pg_basebackup",
         );
         PgServer {
             _root: root,
@@ -179,16 +199,12 @@ impl PgServer {
 
     /// `pg_ctl promote`: a standby becomes a primary.
     pub fn promote(&self) {
-        let out = pg_command("pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-w", "promote"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl promote failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_pg(
+            pg_command("pg_ctl")
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-w", "promote"]),
+            "pg_ctl promote",
         );
     }
 
